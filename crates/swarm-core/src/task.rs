@@ -1,0 +1,485 @@
+//! Tasks and their payloads.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{AgentId, Priority, TaskId, Timestamp};
+
+/// The default bound on a task's payload: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// A task's opaque input (or an agent's output): immutable bytes, cheap to clone.
+///
+/// Serialized as bytes by binary formats; by human-readable formats (JSON) as a
+/// string when the bytes are UTF-8 and as an array of numbers otherwise, so a
+/// JSON payload stays readable in `swarm events` output and round-trips exactly.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Payload(Arc<[u8]>);
+
+impl Payload {
+    /// An empty payload.
+    pub fn empty() -> Self {
+        Payload::default()
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the payload has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The payload as UTF-8 text, if it is.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// Serializes `value` as JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::to_vec(value).map(Payload::from)
+    }
+
+    /// Deserializes the payload from JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn to_json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.0)
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.as_str() {
+            Some(s) if s.len() <= 64 => write!(f, "Payload({s:?})"),
+            _ => write!(f, "Payload({} bytes)", self.len()),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Self {
+        Payload(v.into())
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(v: &[u8]) -> Self {
+        Payload(v.into())
+    }
+}
+
+impl From<String> for Payload {
+    fn from(s: String) -> Self {
+        Payload(s.into_bytes().into())
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(s: &str) -> Self {
+        Payload(s.as_bytes().into())
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            match self.as_str() {
+                Some(text) => s.serialize_str(text),
+                None => s.collect_seq(self.0.iter()),
+            }
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PayloadVisitor;
+
+        impl<'de> Visitor<'de> for PayloadVisitor {
+            type Value = Payload;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes, a string, or an array of bytes")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Payload, E> {
+                Ok(Payload::from(v))
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+                Ok(Payload::from(v))
+            }
+
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
+                Ok(Payload::from(v))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Payload, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    bytes.push(b);
+                }
+                Ok(Payload::from(bytes))
+            }
+        }
+
+        if d.is_human_readable() {
+            d.deserialize_any(PayloadVisitor)
+        } else {
+            d.deserialize_byte_buf(PayloadVisitor)
+        }
+    }
+}
+
+/// A unit of work: what to do (`kind`, `payload`), how urgently, and where.
+///
+/// Built with [`Task::builder`], which enforces the payload bound. Fields are
+/// read through accessors so that an accepted task cannot be made invalid.
+///
+/// ```
+/// use std::time::Duration;
+/// use swarm_core::{Priority, Task};
+///
+/// let task = Task::builder("summarize")
+///     .priority(Priority::High)
+///     .payload("https://example.com/report.pdf")
+///     .timeout(Duration::from_secs(30))
+///     .build()?;
+/// assert_eq!(task.kind(), "summarize");
+/// assert_eq!(task.attempt(), 0);
+///
+/// let too_big = Task::builder("upload").payload(vec![0u8; 16]).max_payload(8).build();
+/// assert_eq!(
+///     too_big.unwrap_err().to_string(),
+///     "task payload is 16 bytes, over the limit of 8 bytes: send a reference to the data instead, or raise the payload limit"
+/// );
+/// # Ok::<(), swarm_core::TaskError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    id: TaskId,
+    priority: Priority,
+    kind: Arc<str>,
+    #[serde(default)]
+    payload: Payload,
+    #[serde(default)]
+    attempt: u32,
+    created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    affinity: Option<AgentId>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pinned: bool,
+    #[serde(
+        default,
+        with = "crate::time::micros_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
+}
+
+impl Task {
+    /// Starts building a task of the given kind (a short name such as `"summarize"`).
+    pub fn builder(kind: impl Into<Arc<str>>) -> TaskBuilder {
+        TaskBuilder {
+            id: None,
+            priority: Priority::Normal,
+            kind: kind.into(),
+            payload: Payload::empty(),
+            affinity: None,
+            pinned: false,
+            timeout: None,
+            max_attempts: None,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// How urgent it is.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// What kind of work it is.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The input.
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// How many attempts have started: 0 before the first one.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// When the task was accepted.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// The agent this task prefers, if any.
+    pub fn affinity(&self) -> Option<AgentId> {
+        self.affinity
+    }
+
+    /// Whether the task must stay on its affine agent (never stolen).
+    pub fn pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// The time limit of one attempt, if the task sets its own.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The task's own bound on attempts, overriding the pool's retry policy.
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// Counts the start of a new attempt and returns its number (1 for the first).
+    pub fn begin_attempt(&mut self) -> u32 {
+        self.attempt = self.attempt.saturating_add(1);
+        self.attempt
+    }
+
+    /// Sets the attempt counter (used when rebuilding a task from an event log).
+    pub fn set_attempt(&mut self, attempt: u32) {
+        self.attempt = attempt;
+    }
+
+    /// Changes the priority.
+    pub fn set_priority(&mut self, priority: Priority) {
+        self.priority = priority;
+    }
+
+    /// Sets or clears the preferred agent.
+    pub fn set_affinity(&mut self, agent: Option<AgentId>) {
+        self.affinity = agent;
+    }
+}
+
+/// Builds a [`Task`], checking the payload bound.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct TaskBuilder {
+    id: Option<TaskId>,
+    priority: Priority,
+    kind: Arc<str>,
+    payload: Payload,
+    affinity: Option<AgentId>,
+    pinned: bool,
+    timeout: Option<Duration>,
+    max_attempts: Option<u32>,
+    max_payload: usize,
+}
+
+impl TaskBuilder {
+    /// Uses this id instead of a generated one.
+    pub fn id(mut self, id: TaskId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the priority (default `Normal`).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the payload.
+    pub fn payload(mut self, payload: impl Into<Payload>) -> Self {
+        self.payload = payload.into();
+        self
+    }
+
+    /// Sets the payload to `value` serialized as JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, TaskError> {
+        self.payload = Payload::json(value).map_err(|e| TaskError::Json(e.to_string()))?;
+        Ok(self)
+    }
+
+    /// Prefers this agent (the task goes to its local queue).
+    pub fn affinity(mut self, agent: AgentId) -> Self {
+        self.affinity = Some(agent);
+        self
+    }
+
+    /// Keeps the task on its affine agent: it is never stolen.
+    pub fn pinned(mut self, pinned: bool) -> Self {
+        self.pinned = pinned;
+        self
+    }
+
+    /// Limits each attempt to `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds the attempts of this task, overriding the pool's retry policy.
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = Some(max_attempts);
+        self
+    }
+
+    /// Sets the payload bound in bytes (default [`DEFAULT_MAX_PAYLOAD`]).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Builds the task, refusing a payload over the bound (never truncating it).
+    pub fn build(self) -> Result<Task, TaskError> {
+        if self.payload.len() > self.max_payload {
+            return Err(TaskError::PayloadTooLarge {
+                size: self.payload.len(),
+                limit: self.max_payload,
+            });
+        }
+        if self.max_attempts == Some(0) {
+            return Err(TaskError::ZeroAttempts);
+        }
+        Ok(Task {
+            id: self.id.unwrap_or_else(TaskId::generate),
+            priority: self.priority,
+            kind: self.kind,
+            payload: self.payload,
+            attempt: 0,
+            created_at: Timestamp::now(),
+            affinity: self.affinity,
+            pinned: self.pinned,
+            timeout: self.timeout,
+            max_attempts: self.max_attempts,
+        })
+    }
+}
+
+/// Why a task could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The payload is over the configured bound.
+    #[error(
+        "task payload is {size} bytes, over the limit of {limit} bytes: send a reference to the data instead, or raise the payload limit"
+    )]
+    PayloadTooLarge {
+        /// The payload's size in bytes.
+        size: usize,
+        /// The bound in bytes.
+        limit: usize,
+    },
+    /// `max_attempts(0)` was asked for; a task needs at least one attempt.
+    #[error("a task needs at least one attempt: max_attempts must be 1 or more")]
+    ZeroAttempts,
+    /// The JSON payload could not be serialized.
+    #[error("task payload could not be serialized as JSON: {0}")]
+    Json(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_at_the_limit_is_accepted_and_over_it_refused() {
+        let ok = Task::builder("k")
+            .payload(vec![1u8; 10])
+            .max_payload(10)
+            .build();
+        assert_eq!(ok.unwrap().payload().len(), 10);
+        let err = Task::builder("k")
+            .payload(vec![1u8; 11])
+            .max_payload(10)
+            .build();
+        assert_eq!(
+            err.unwrap_err(),
+            TaskError::PayloadTooLarge {
+                size: 11,
+                limit: 10
+            }
+        );
+    }
+
+    #[test]
+    fn default_limit_is_one_mebibyte() {
+        assert!(
+            Task::builder("k")
+                .payload(vec![0u8; DEFAULT_MAX_PAYLOAD])
+                .build()
+                .is_ok()
+        );
+        assert!(
+            Task::builder("k")
+                .payload(vec![0u8; DEFAULT_MAX_PAYLOAD + 1])
+                .build()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn payload_serde_round_trips_text_and_binary() {
+        for p in [
+            Payload::from("{\"a\":1}"),
+            Payload::from(vec![0xff, 0x00, 0x80]),
+            Payload::empty(),
+        ] {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), p);
+        }
+        assert_eq!(
+            serde_json::to_string(&Payload::from("hi")).unwrap(),
+            "\"hi\""
+        );
+    }
+
+    #[test]
+    fn old_task_records_without_optional_fields_still_read() {
+        let json = r#"{"id":1,"priority":"high","kind":"k","created_at":5}"#;
+        let task: Task = serde_json::from_str(json).unwrap();
+        assert_eq!(task.priority(), Priority::High);
+        assert_eq!(task.attempt(), 0);
+        assert!(task.payload().is_empty());
+        assert_eq!(task.timeout(), None);
+    }
+
+    #[test]
+    fn attempts_count_up() {
+        let mut t = Task::builder("k").build().unwrap();
+        assert_eq!(t.begin_attempt(), 1);
+        assert_eq!(t.begin_attempt(), 2);
+        assert_eq!(t.attempt(), 2);
+    }
+}
