@@ -1,1 +1,38 @@
-fn main() {}
+//! Project chores, run as `cargo xtask <task>` (the cargo-xtask pattern).
+//!
+//! - `cargo xtask ci`: what `.ci/run` runs: fmt check, clippy with `-D warnings`,
+//!   the tests, the doc tests, the docs with `-Dwarnings`, cargo-deny.
+
+mod ci;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  ci [--skip-deny]    fmt check, clippy -D warnings, tests, doc tests, docs, cargo deny
+  help                this text
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("ci") => ci::run(&rest),
+        Some("help" | "--help" | "-h") => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown task {other:?}")),
+        None => Err("no task given".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}\n\n{HELP}");
+            ExitCode::FAILURE
+        }
+    }
+}
