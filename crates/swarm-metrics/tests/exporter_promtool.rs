@@ -1,0 +1,138 @@
+//! The exposition passes `promtool check metrics` (Prometheus's own linter).
+//!
+//! promtool comes with Debian's `prometheus` package, which `.ci/run` installs.
+//! Without it the test prints "skipped: promtool not found" and passes, except
+//! under `SWARM_CI=1`, where a missing promtool is a failure.
+
+mod support;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use swarm_core::event::{
+    AgentBusy, AgentCreated, AgentError, AgentHealth, FailureReason, QueueLocation, TaskAssigned,
+    TaskCompleted, TaskCreated, TaskDeadLettered, TaskEnqueued, WorkStolen,
+};
+use swarm_core::{AgentId, EventBus, Priority, Task, TaskId};
+use swarm_metrics::PrometheusExporter;
+
+fn promtool() -> Option<PathBuf> {
+    let candidates = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("promtool"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    candidates
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin/promtool")])
+        .find(|p| p.is_file())
+}
+
+/// An exposition with every metric fed at least once.
+fn exposition() -> String {
+    let exporter = PrometheusExporter::builder()
+        .without_listener()
+        .build()
+        .unwrap();
+    let metrics = exporter.swarm_metrics();
+    let bus = EventBus::new();
+    let _subscription = metrics.attach(&bus).unwrap();
+    let _panicky = bus.on::<TaskDeadLettered>(|_| panic!("handler bug"));
+    let task = Task::builder("k")
+        .priority(Priority::Critical)
+        .build()
+        .unwrap();
+    bus.emit(TaskCreated { task: task.clone() });
+    bus.emit(TaskEnqueued {
+        task_id: task.id(),
+        priority: Priority::Critical,
+        queue: QueueLocation::Global,
+    });
+    bus.emit(AgentCreated {
+        agent_id: AgentId::new(1),
+        reserve: true,
+    });
+    bus.emit(AgentBusy {
+        agent_id: AgentId::new(2),
+        task_id: task.id(),
+    });
+    bus.emit(TaskAssigned {
+        task_id: task.id(),
+        agent_id: AgentId::new(2),
+        attempt: 1,
+        priority: Priority::Critical,
+        queue_wait: Duration::from_micros(12),
+    });
+    bus.emit(TaskCompleted {
+        task_id: task.id(),
+        agent_id: AgentId::new(2),
+        attempt: 1,
+        duration: Duration::from_secs(2),
+        output: Default::default(),
+    });
+    bus.emit(AgentError {
+        agent_id: AgentId::new(3),
+        reason: FailureReason::Panic,
+        error: "x".into(),
+        health: AgentHealth::Unhealthy,
+    });
+    bus.emit(TaskDeadLettered {
+        task_id: TaskId::from_u64(5),
+        attempts: 3,
+        errors: vec![],
+    });
+    bus.emit(WorkStolen {
+        from: AgentId::new(1),
+        to: AgentId::new(2),
+        count: 2,
+        task_ids: vec![],
+    });
+    metrics.record_store_append(Duration::from_micros(80));
+    let text = exporter.render();
+    // The panicking handler was counted, so that series is fed too.
+    assert_eq!(
+        support::value(
+            &text,
+            r#"swarm_event_handler_panics_total{event="task:dead_lettered"}"#
+        ),
+        1.0
+    );
+    text
+}
+
+#[test]
+fn exposition_passes_promtool_check_metrics() {
+    let text = exposition();
+    let Some(promtool) = promtool() else {
+        if std::env::var("SWARM_CI").as_deref() == Ok("1") {
+            panic!("promtool not found but SWARM_CI=1: install Debian's `prometheus` package");
+        }
+        println!("skipped: promtool not found");
+        return;
+    };
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
+        "promtool check metrics failed ({}):\n{stdout}{stderr}\nexposition:\n{text}",
+        output.status
+    );
+}
