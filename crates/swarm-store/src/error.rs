@@ -1,0 +1,103 @@
+//! The errors of the event store.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why an operation on an event store failed.
+///
+/// Messages are lowercase and say what to do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Optimistic concurrency: another writer appended first.
+    #[error(
+        "append conflict: expected the log to end at sequence {expected} but it ends at {actual}: re-read the log and retry"
+    )]
+    Conflict {
+        /// The last sequence the caller expected.
+        expected: u64,
+        /// The log's real last sequence.
+        actual: u64,
+    },
+    /// A record before the tail of the log is damaged.
+    #[error(
+        "log segment {} is corrupt at byte {offset}: {reason}; open with `repair` to cut the log there (events after it are dropped)",
+        file.display()
+    )]
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// The byte offset of the first bad record.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A segment or snapshot header names a format this build cannot read.
+    #[error(
+        "{} has format version {found}, this build reads version {supported}: upgrade swarm to read it",
+        file.display()
+    )]
+    UnsupportedVersion {
+        /// The file.
+        file: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// An event or snapshot could not be encoded.
+    #[error("could not encode {what}: {message}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's message.
+        message: String,
+    },
+    /// A snapshot could not be decoded.
+    #[error(
+        "snapshot at sequence {seq} could not be decoded: {message}; delete it to replay from the log"
+    )]
+    BadSnapshot {
+        /// The snapshot's sequence.
+        seq: u64,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The store was closed (or its writer stopped) and takes no more appends.
+    #[error("the event store is closed: open it again to append")]
+    Closed,
+    /// An earlier write failed; the store refuses further appends.
+    #[error("the event store stopped after a failed write ({0}): fix the cause and open it again")]
+    Poisoned(String),
+    /// An I/O error on a file of the store.
+    #[error("i/o error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether this is an append [`Conflict`](StoreError::Conflict).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// Whether this reports damage to the log ([`Corrupt`](StoreError::Corrupt)).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, StoreError::Corrupt { .. })
+    }
+}
+
+/// A result with a [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,213 @@
+//! The on-disk format of the file log, version 1.
+//!
+//! A segment file is named after its first sequence (`00000000000000000001.log`)
+//! and starts with a header:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `SWRMLOG\0` |
+//! | 4 | format version, little-endian (1) |
+//! | 4 | event encoding (1 = MessagePack with named fields) |
+//! | 8 | first sequence of the segment |
+//! | 4 | CRC32C of the 24 bytes above |
+//!
+//! then records, each framed as
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | body length `n`, little-endian |
+//! | 4 | CRC32C of the 4 length bytes followed by the body |
+//! | 8 | body: sequence |
+//! | 8 | body: timestamp, microseconds since the epoch |
+//! | n - 16 | body: the event, MessagePack with named fields (self-describing) |
+//!
+//! Named fields make the encoding survive schema growth: a field added with
+//! `#[serde(default)]` is absent from old records and defaulted when read.
+
+use swarm_core::{Event, Timestamp};
+
+use crate::error::{Result, StoreError};
+
+/// The magic bytes a segment starts with.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"SWRMLOG\0";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The event encoding id: MessagePack with named fields.
+pub const ENCODING_MSGPACK_NAMED: u32 = 1;
+/// The length of a segment header.
+pub const SEGMENT_HEADER_LEN: usize = 28;
+/// The length of a record's frame header (length + CRC).
+pub const FRAME_HEADER_LEN: usize = 8;
+/// The sequence and timestamp at the start of each record body.
+pub const BODY_PREFIX_LEN: usize = 16;
+/// Records longer than this are taken as damage, not data.
+pub const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
+
+/// The header of a segment starting at `first_seq`.
+pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN];
+    h[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&ENCODING_MSGPACK_NAMED.to_le_bytes());
+    h[16..24].copy_from_slice(&first_seq.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..24]);
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// What a segment header says, or why it is unreadable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Header {
+    Ok { first_seq: u64 },
+    Version(u32),
+    Bad(&'static str),
+}
+
+pub(crate) fn parse_header(h: &[u8]) -> Header {
+    if h.len() < SEGMENT_HEADER_LEN {
+        return Header::Bad("segment header is incomplete");
+    }
+    if h[0..8] != SEGMENT_MAGIC {
+        return Header::Bad("segment header has the wrong magic bytes");
+    }
+    if crc32c::crc32c(&h[0..24]) != u32_at(h, 24) {
+        return Header::Bad("segment header checksum mismatch");
+    }
+    let version = u32_at(h, 8);
+    if version != FORMAT_VERSION || u32_at(h, 12) != ENCODING_MSGPACK_NAMED {
+        return Header::Version(version);
+    }
+    Header::Ok {
+        first_seq: u64_at(h, 16),
+    }
+}
+
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Appends the frame of `event` to `buf` with its sequence and timestamp left
+/// zero and no checksum yet ([`seal`] fills them), so that encoding can happen
+/// before a sequence is assigned.
+pub(crate) fn encode_unsealed(buf: &mut Vec<u8>, event: &Event) -> Result<()> {
+    let at = buf.len();
+    buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN + BODY_PREFIX_LEN]);
+    if let Err(e) = rmp_serde::encode::write_named(buf, event) {
+        buf.truncate(at);
+        return Err(StoreError::Encode {
+            what: "event",
+            message: e.to_string(),
+        });
+    }
+    let body_len = buf.len() - at - FRAME_HEADER_LEN;
+    let Ok(body_len) = u32::try_from(body_len) else {
+        buf.truncate(at);
+        return Err(StoreError::Encode {
+            what: "event",
+            message: format!("the encoded event is {body_len} bytes, over the 4 GiB record limit"),
+        });
+    };
+    if body_len > MAX_BODY_LEN {
+        buf.truncate(at);
+        return Err(StoreError::Encode {
+            what: "event",
+            message: format!(
+                "the encoded event is {body_len} bytes, over the {MAX_BODY_LEN}-byte record limit"
+            ),
+        });
+    }
+    buf[at..at + 4].copy_from_slice(&body_len.to_le_bytes());
+    Ok(())
+}
+
+/// Fills in sequences (from `first_seq`), the timestamp and the checksums of
+/// the unsealed frames in `buf`; returns how many records it sealed.
+pub(crate) fn seal(buf: &mut [u8], first_seq: u64, timestamp: Timestamp) -> u64 {
+    let mut at = 0;
+    let mut seq = first_seq;
+    while at + FRAME_HEADER_LEN <= buf.len() {
+        let len = u32_at(buf, at) as usize;
+        let body = at + FRAME_HEADER_LEN;
+        buf[body..body + 8].copy_from_slice(&seq.to_le_bytes());
+        buf[body + 8..body + 16].copy_from_slice(&timestamp.as_micros().to_le_bytes());
+        let crc = frame_crc(&buf[at..at + 4], &buf[body..body + len]);
+        buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        at = body + len;
+        seq += 1;
+    }
+    seq - first_seq
+}
+
+pub(crate) fn frame_crc(len_bytes: &[u8], body: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(len_bytes), body)
+}
+
+/// A whole, checksummed record found in a byte buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame {
+    /// Offset one past the record.
+    pub(crate) end: usize,
+}
+
+/// Why the bytes at an offset are not a whole record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// The buffer ends inside the record (a torn write).
+    Torn(&'static str),
+    /// The record is all there but wrong.
+    Bad(String),
+}
+
+impl FrameError {
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            FrameError::Torn(r) => (*r).to_owned(),
+            FrameError::Bad(r) => r.clone(),
+        }
+    }
+}
+
+/// Parses and checks the record at `at` in `buf`, which must carry `expected_seq`.
+pub(crate) fn parse_frame(buf: &[u8], at: usize, expected_seq: u64) -> Result<Frame, FrameError> {
+    if buf.len() - at < FRAME_HEADER_LEN {
+        return Err(FrameError::Torn("the log ends inside a record header"));
+    }
+    let len = u32_at(buf, at);
+    if len > MAX_BODY_LEN {
+        return Err(FrameError::Bad(format!(
+            "record length {len} is over the {MAX_BODY_LEN}-byte limit"
+        )));
+    }
+    if (len as usize) < BODY_PREFIX_LEN {
+        return Err(FrameError::Bad(format!("record length {len} is too short")));
+    }
+    let body = at + FRAME_HEADER_LEN;
+    let end = body + len as usize;
+    if end > buf.len() {
+        return Err(FrameError::Torn("the log ends inside a record"));
+    }
+    let crc = u32_at(buf, at + 4);
+    if frame_crc(&buf[at..at + 4], &buf[body..end]) != crc {
+        return Err(FrameError::Bad("record checksum mismatch".to_owned()));
+    }
+    let seq = u64_at(buf, body);
+    if seq != expected_seq {
+        return Err(FrameError::Bad(format!(
+            "record has sequence {seq} where {expected_seq} was expected"
+        )));
+    }
+    Ok(Frame { end })
+}
+
+/// Decodes an event payload.
+pub(crate) fn decode_event(payload: &[u8]) -> Result<Event, String> {
+    rmp_serde::from_slice(payload).map_err(|e| format!("event could not be decoded: {e}"))
+}

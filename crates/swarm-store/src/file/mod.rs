@@ -1,0 +1,369 @@
+//! [`FileStore`]: the embedded default event store, a directory on local disk.
+//!
+//! - A segmented append-only log (see [`format`] for the bytes), each record
+//!   framed with its length and a CRC32C.
+//! - Group commit: one writer thread takes every append queued while it was
+//!   busy and writes them with one `write` and one `fdatasync`.
+//! - Recovery on open: a torn or damaged tail of the last segment is cut back
+//!   to the last whole record and reported in the [`OpenReport`]; damage before
+//!   it is a [`StoreError::Corrupt`] naming the file and byte offset, unless
+//!   [`FileStoreOptions::repair`] is set.
+//! - Snapshots written atomically, the newest K kept.
+
+pub mod format;
+mod options;
+mod reader;
+mod recovery;
+mod snapshot;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use parking_lot::{Condvar, Mutex, RwLock};
+use swarm_core::{Event, Timestamp};
+use tokio::sync::{broadcast, oneshot, watch};
+
+pub use options::{
+    CutPoint, DEFAULT_SEGMENT_SIZE, DEFAULT_SNAPSHOTS_KEPT, Durability, FileStoreOptions,
+    OpenReport,
+};
+
+use crate::error::{Result, StoreError};
+use crate::live::{self, LIVE_CAPACITY, LogSource};
+use crate::store::{EventStore, EventStream, SeqRange, Snapshot, StoredEvent, check_expected};
+use writer::{Pending, Shared};
+
+/// The embedded event store: a directory holding a segmented, checksummed,
+/// append-only log and snapshots.
+///
+/// Cheap to clone; clones share the log. The log is closed when
+/// [`close`](EventStore::close) is called or the last clone is dropped (then
+/// appends already acknowledged are written, but nobody waits for it).
+/// One process at a time may open a directory.
+///
+/// ```
+/// use swarm_core::event::AgentAvailable;
+/// use swarm_core::AgentId;
+/// use swarm_store::{EventStore, FileStore};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = FileStore::open(dir.path())?;
+/// store.append(vec![AgentAvailable { agent_id: AgentId::new(1) }.into()], None).await?;
+/// store.close().await?;
+///
+/// let store = FileStore::open(dir.path())?;
+/// assert_eq!(store.open_report().last_seq, 1);
+/// # Ok::<(), swarm_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct FileStore {
+    shared: Arc<Shared>,
+    handle: Arc<Handle>,
+}
+
+/// Closes the log when the last clone of the store goes.
+struct Handle {
+    shared: Arc<Shared>,
+    report: OpenReport,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.pending.lock().closing = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("dir", &self.shared.dir)
+            .field("durability", &self.shared.options.durability)
+            .field("visible", &*self.shared.visible.borrow())
+            .finish()
+    }
+}
+
+impl FileStore {
+    /// Opens (or creates) the store in `dir` with the default options.
+    ///
+    /// Recovery reads the whole log, so this blocks: call it before the runtime
+    /// starts or inside `spawn_blocking` when the log is large.
+    pub fn open(dir: impl AsRef<Path>) -> Result<FileStore> {
+        FileStore::open_with(dir, FileStoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir` with `options`.
+    pub fn open_with(dir: impl AsRef<Path>, options: FileStoreOptions) -> Result<FileStore> {
+        let dir = dir.as_ref().to_path_buf();
+        let recovered = recovery::recover(&dir, &options)?;
+        let tail = recovered.segments.last().cloned().ok_or_else(|| {
+            StoreError::io(&dir, std::io::Error::other("no segment after recovery"))
+        })?;
+        let file = writer::open_tail(&tail)?;
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let (visible, _) = watch::channel(recovered.last_seq);
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            options,
+            pending: Mutex::new(Pending {
+                next_seq: recovered.last_seq + 1,
+                batch_start: recovered.last_seq + 1,
+                events_complete: true,
+                live: Some(live),
+                ..Pending::default()
+            }),
+            wake: Condvar::new(),
+            visible,
+            poisoned: AtomicBool::new(false),
+            segments: RwLock::new(recovered.segments),
+            snapshot_lock: Mutex::new(()),
+        });
+        let writer_shared = Arc::clone(&shared);
+        let tail_len = recovered.tail_len;
+        std::thread::Builder::new()
+            .name("swarm-store-writer".into())
+            .spawn(move || writer::run(writer_shared, file, tail_len))
+            .map_err(|e| StoreError::io(&dir, e))?;
+        tracing::debug!(dir = %dir.display(), last_seq = recovered.report.last_seq, "event store opened");
+        Ok(FileStore {
+            handle: Arc::new(Handle {
+                shared: Arc::clone(&shared),
+                report: recovered.report,
+            }),
+            shared,
+        })
+    }
+
+    /// What recovery found and did when this store was opened.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.handle.report
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &FileStoreOptions {
+        &self.shared.options
+    }
+
+    /// The segment files, oldest first.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.shared
+            .segments
+            .read()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
+    }
+
+    /// Queues the append; returns its range and, unless durability is `None`,
+    /// the receiver that completes when the writer is done with it.
+    #[allow(clippy::type_complexity)]
+    fn enqueue(
+        &self,
+        events: Vec<Event>,
+        expected: Option<u64>,
+    ) -> Result<(SeqRange, Option<oneshot::Receiver<Result<(), String>>>)> {
+        // Encode before taking the lock: appenders encode in parallel.
+        let mut buf = Vec::with_capacity(events.len() * 160);
+        for event in &events {
+            format::encode_unsealed(&mut buf, event)?;
+        }
+        let count = events.len() as u64;
+        let mut p = self.shared.pending.lock();
+        if let Some(message) = &p.poisoned {
+            return Err(StoreError::Poisoned(message.clone()));
+        }
+        if p.closing || p.stopped {
+            return Err(StoreError::Closed);
+        }
+        check_expected(expected, p.next_seq - 1)?;
+        let range = SeqRange::new(p.next_seq, p.next_seq + count);
+        if count == 0 {
+            return Ok((range, None));
+        }
+        p.next_seq = range.end;
+        let timestamp = Timestamp::now();
+        format::seal(&mut buf, range.start, timestamp);
+        if p.buf.is_empty() {
+            p.batch_start = range.start;
+            p.events_complete = true;
+            p.events.clear();
+        }
+        p.buf.extend_from_slice(&buf);
+        let subscribed = p.live.as_ref().is_some_and(|tx| tx.receiver_count() > 0);
+        let mut leftover = None;
+        if subscribed && p.events_complete {
+            p.events.extend(
+                events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, event)| StoredEvent {
+                        seq: range.start + i as u64,
+                        timestamp,
+                        event,
+                    }),
+            );
+        } else {
+            p.events_complete = false;
+            leftover = Some(events);
+        }
+        let rx = if self.shared.options.durability == Durability::None {
+            None
+        } else {
+            let (tx, rx) = oneshot::channel();
+            p.acks.push(tx);
+            Some(rx)
+        };
+        drop(p);
+        self.shared.wake.notify_one();
+        // Dropped outside the lock.
+        drop(leftover);
+        drop(buf);
+        Ok((range, rx))
+    }
+
+    async fn wait_writer(rx: oneshot::Receiver<Result<(), String>>) -> Result<()> {
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Poisoned(message)),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    fn request(&self, close: bool) -> Option<oneshot::Receiver<Result<(), String>>> {
+        let mut p = self.shared.pending.lock();
+        if p.stopped {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        if close {
+            p.closing = true;
+            p.closes.push(tx);
+        } else {
+            p.flushes.push(tx);
+        }
+        drop(p);
+        self.shared.wake.notify_one();
+        Some(rx)
+    }
+}
+
+impl LogSource for Shared {
+    fn visible(&self) -> u64 {
+        *self.visible.borrow()
+    }
+
+    fn read_range(self: &Arc<Self>, from: u64, to: u64) -> EventStream {
+        reader::read_range(Arc::clone(self), from, to)
+    }
+}
+
+impl EventStore for FileStore {
+    fn append(&self, events: Vec<Event>, expected: Option<u64>) -> BoxFuture<'_, Result<SeqRange>> {
+        let queued = self.enqueue(events, expected);
+        Box::pin(async move {
+            let (range, rx) = queued?;
+            if let Some(rx) = rx {
+                FileStore::wait_writer(rx).await?;
+            }
+            Ok(range)
+        })
+    }
+
+    fn read(&self, from_seq: u64) -> EventStream {
+        let shared = Arc::clone(&self.shared);
+        // Everything assigned so far, once the writer has written it.
+        let target = self.shared.pending.lock().next_seq - 1;
+        async move {
+            let mut rx = shared.visible.subscribe();
+            let poisoned = &shared.poisoned;
+            let _ = rx
+                .wait_for(|v| *v >= target || poisoned.load(Ordering::Acquire))
+                .await;
+            let to = target.min(shared.visible());
+            shared.read_range(from_seq, to)
+        }
+        .flatten_stream()
+        .boxed()
+    }
+
+    fn subscribe(&self, from_seq: u64) -> EventStream {
+        let rx = self
+            .shared
+            .pending
+            .lock()
+            .live
+            .as_ref()
+            .map(|tx| tx.subscribe());
+        live::subscribe(Arc::clone(&self.shared), rx, from_seq)
+    }
+
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64>> {
+        let last = self.shared.pending.lock().next_seq - 1;
+        Box::pin(async move { Ok(last) })
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            blocking(move || {
+                let _guard = shared.snapshot_lock.lock();
+                snapshot::save(&shared.dir, &snapshot, shared.options.snapshots_kept)
+            })
+            .await
+        })
+    }
+
+    fn latest_snapshot(&self, at_or_before: u64) -> BoxFuture<'_, Result<Option<Snapshot>>> {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            blocking(move || {
+                let _guard = shared.snapshot_lock.lock();
+                snapshot::latest(&shared.dir, at_or_before)
+            })
+            .await
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        let rx = self.request(false);
+        Box::pin(async move {
+            match rx {
+                Some(rx) => FileStore::wait_writer(rx).await,
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        let rx = self.request(true);
+        Box::pin(async move {
+            match rx {
+                Some(rx) => FileStore::wait_writer(rx).await,
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::io(
+            PathBuf::new(),
+            std::io::Error::other(format!("store task failed: {e}")),
+        )),
+    }
+}

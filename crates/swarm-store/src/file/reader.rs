@@ -1,0 +1,164 @@
+//! Reading the log: a blocking task walks the segments and sends events to the
+//! stream in chunks.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use swarm_core::Timestamp;
+use tokio::sync::mpsc;
+
+use super::format::{self, FRAME_HEADER_LEN, Header, SEGMENT_HEADER_LEN};
+use super::writer::Shared;
+use crate::error::{Result, StoreError};
+use crate::store::{EventStream, StoredEvent};
+
+const CHUNK: usize = 1024;
+const READ_BUFFER: usize = 256 * 1024;
+
+type Chunk = Result<Vec<StoredEvent>>;
+
+/// The events `from..=to`, which must all be visible.
+pub(crate) fn read_range(shared: Arc<Shared>, from: u64, to: u64) -> EventStream {
+    let from = from.max(1);
+    if from > to {
+        return futures::stream::empty().boxed();
+    }
+    async move {
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = read_blocking(&shared, from, to, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move {
+            let chunk = rx.recv().await?;
+            Some((chunk, rx))
+        })
+        .flat_map(|chunk| {
+            let items: Vec<Result<StoredEvent>> = match chunk {
+                Ok(events) => events.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(items)
+        })
+    }
+    .flatten_stream()
+    .boxed()
+}
+
+fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        file: path.to_path_buf(),
+        offset,
+        reason: reason.into(),
+    }
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` at a clean end of file.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => {
+                if filled == 0 {
+                    return Ok(false);
+                }
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "torn record"));
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn read_blocking(shared: &Shared, from: u64, to: u64, tx: &mpsc::Sender<Chunk>) -> Result<()> {
+    let segments = shared.segments.read().clone();
+    let start = segments
+        .partition_point(|s| s.first_seq <= from)
+        .saturating_sub(1);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut body = Vec::new();
+    let mut expected = segments.get(start).map_or(1, |s| s.first_seq);
+    for seg in &segments[start.min(segments.len())..] {
+        if expected > to {
+            break;
+        }
+        let path = &seg.path;
+        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let mut r = BufReader::with_capacity(READ_BUFFER, file);
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        if !read_full(&mut r, &mut header).map_err(|e| StoreError::io(path, e))? {
+            return Err(corrupt(path, 0, "segment header is missing"));
+        }
+        match format::parse_header(&header) {
+            Header::Ok { first_seq } if first_seq == seg.first_seq => {}
+            _ => return Err(corrupt(path, 0, "segment header is damaged")),
+        }
+        let mut offset = SEGMENT_HEADER_LEN as u64;
+        let mut frame = [0u8; FRAME_HEADER_LEN];
+        while expected <= to {
+            if !read_full(&mut r, &mut frame).map_err(|e| StoreError::io(path, e))? {
+                break; // next segment
+            }
+            let len = format::u32_at(&frame, 0);
+            if len > format::MAX_BODY_LEN || (len as usize) < format::BODY_PREFIX_LEN {
+                return Err(corrupt(
+                    path,
+                    offset,
+                    format!("record length {len} is invalid"),
+                ));
+            }
+            if expected < from {
+                r.seek_relative(i64::from(len))
+                    .map_err(|e| StoreError::io(path, e))?;
+            } else {
+                body.resize(len as usize, 0);
+                r.read_exact(&mut body)
+                    .map_err(|e| StoreError::io(path, e))?;
+                if format::frame_crc(&frame[0..4], &body) != format::u32_at(&frame, 4) {
+                    return Err(corrupt(path, offset, "record checksum mismatch"));
+                }
+                let seq = format::u64_at(&body, 0);
+                if seq != expected {
+                    return Err(corrupt(
+                        path,
+                        offset,
+                        format!("record has sequence {seq} where {expected} was expected"),
+                    ));
+                }
+                let event = format::decode_event(&body[format::BODY_PREFIX_LEN..])
+                    .map_err(|reason| corrupt(path, offset, reason))?;
+                chunk.push(StoredEvent {
+                    seq,
+                    timestamp: Timestamp::from_micros(format::u64_at(&body, 8)),
+                    event,
+                });
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    if tx.blocking_send(Ok(full)).is_err() {
+                        return Ok(()); // the reader went away
+                    }
+                }
+            }
+            offset += (FRAME_HEADER_LEN as u64) + u64::from(len);
+            expected += 1;
+        }
+    }
+    if expected <= to {
+        let path = segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        return Err(corrupt(
+            &path,
+            0,
+            format!("the log ends at sequence {} before {to}", expected - 1),
+        ));
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(Ok(chunk));
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Recovery on open: check every segment, cut a torn tail, refuse (or repair)
+//! damage before it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::format::{self, FRAME_HEADER_LEN, FrameError, Header, SEGMENT_HEADER_LEN};
+use super::options::{CutPoint, FileStoreOptions, OpenReport};
+use super::snapshot;
+use crate::error::{Result, StoreError};
+
+/// A segment file of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentMeta {
+    pub(crate) first_seq: u64,
+    pub(crate) path: PathBuf,
+}
+
+pub(crate) fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.log"))
+}
+
+/// The log after recovery.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) segments: Vec<SegmentMeta>,
+    pub(crate) last_seq: u64,
+    /// The length of the last segment, where the writer continues.
+    pub(crate) tail_len: u64,
+    pub(crate) report: OpenReport,
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
+    let mut segments = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(".log") {
+            if stem.len() == 20 {
+                if let Ok(first_seq) = stem.parse::<u64>() {
+                    segments.push(SegmentMeta {
+                        first_seq,
+                        path: entry.path(),
+                    });
+                }
+            }
+        }
+    }
+    segments.sort_by_key(|s| s.first_seq);
+    Ok(segments)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+pub(crate) fn create_segment(dir: &Path, first_seq: u64) -> Result<(SegmentMeta, File)> {
+    let path = segment_path(dir, first_seq);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    file.write_all(&format::segment_header(first_seq))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io(&path, e))?;
+    Ok((SegmentMeta { first_seq, path }, file))
+}
+
+fn cut_file(path: &Path, at: u64) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    file.set_len(at)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io(path, e))
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Whether a whole, valid record with sequence `next_seq` follows the
+/// checksum-damaged record at `at`: then the damage is not a torn tail.
+fn valid_record_follows(data: &[u8], at: usize, next_seq: u64) -> bool {
+    if data.len() - at < FRAME_HEADER_LEN {
+        return false;
+    }
+    let len = format::u32_at(data, at) as usize;
+    let Some(next) = at.checked_add(FRAME_HEADER_LEN + len) else {
+        return false;
+    };
+    next < data.len() && format::parse_frame(data, next, next_seq).is_ok()
+}
+
+/// Opens the directory's log: checks every segment, cuts a torn tail of the
+/// last one, and refuses damage before it unless `options.repair` is set.
+pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovered> {
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let mut segments = list_segments(dir)?;
+    let mut report = OpenReport::default();
+    let mut expected = 1u64;
+    let mut tail_len = 0u64;
+    let mut keep = segments.len();
+
+    for (i, seg) in segments.iter().enumerate() {
+        let is_last = i + 1 == segments.len();
+        let data = fs::read(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
+
+        // The header.
+        let header_problem = match format::parse_header(&data) {
+            Header::Ok { first_seq } if first_seq == expected => None,
+            Header::Ok { first_seq } => Some(format!(
+                "segment starts at sequence {first_seq} where {expected} was expected"
+            )),
+            Header::Version(found) => {
+                return Err(StoreError::UnsupportedVersion {
+                    file: seg.path.clone(),
+                    found,
+                    supported: format::FORMAT_VERSION,
+                });
+            }
+            Header::Bad(reason) => Some(reason.to_owned()),
+        };
+        if let Some(reason) = header_problem {
+            // A last segment shorter than its header was being created at a crash.
+            let torn = is_last && data.len() < SEGMENT_HEADER_LEN;
+            if !torn && !options.repair {
+                return Err(StoreError::Corrupt {
+                    file: seg.path.clone(),
+                    offset: 0,
+                    reason,
+                });
+            }
+            report.cut = Some(CutPoint {
+                file: seg.path.clone(),
+                offset: 0,
+                reason,
+                repaired: !torn,
+            });
+            keep = i;
+            break;
+        }
+
+        // The records.
+        let mut at = SEGMENT_HEADER_LEN;
+        let mut bad = None;
+        while at < data.len() {
+            match format::parse_frame(&data, at, expected) {
+                Ok(frame) => {
+                    expected += 1;
+                    at = frame.end;
+                }
+                Err(e) => {
+                    bad = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = bad {
+            let mid_log = !is_last
+                || (matches!(e, FrameError::Bad(_))
+                    && valid_record_follows(&data, at, expected + 1));
+            if mid_log && !options.repair {
+                return Err(StoreError::Corrupt {
+                    file: seg.path.clone(),
+                    offset: at as u64,
+                    reason: e.reason(),
+                });
+            }
+            cut_file(&seg.path, at as u64)?;
+            report.bytes_cut += (data.len() - at) as u64;
+            report.cut = Some(CutPoint {
+                file: seg.path.clone(),
+                offset: at as u64,
+                reason: e.reason(),
+                repaired: mid_log,
+            });
+            tail_len = at as u64;
+            keep = i + 1;
+            break;
+        }
+        tail_len = data.len() as u64;
+    }
+
+    // Drop segments after a cut.
+    for seg in segments.drain(keep..) {
+        report.bytes_cut += file_len(&seg.path);
+        fs::remove_file(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
+    }
+    if report.cut.is_some() {
+        sync_dir(dir)?;
+    }
+    if let Some(cut) = &report.cut {
+        tracing::warn!(
+            file = %cut.file.display(),
+            offset = cut.offset,
+            bytes_cut = report.bytes_cut,
+            reason = %cut.reason,
+            repaired = cut.repaired,
+            "event log cut on open"
+        );
+    }
+    if segments.is_empty() {
+        let (meta, _file) = create_segment(dir, expected)?;
+        sync_dir(dir)?;
+        segments.push(meta);
+        tail_len = SEGMENT_HEADER_LEN as u64;
+    }
+    let last_seq = expected - 1;
+    report.snapshots_dropped = snapshot::drop_after(dir, last_seq)?;
+    report.last_seq = last_seq;
+    report.segments = segments.len();
+    Ok(Recovered {
+        segments,
+        last_seq,
+        tail_len,
+        report,
+    })
+}

@@ -1,0 +1,173 @@
+//! The writer thread: takes every append queued since its last write, writes
+//! them with one `write` and (under `Fsync`) one `fdatasync` — group commit —
+//! then makes them visible, publishes them to subscribers and wakes the appenders.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::mem;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::{broadcast, oneshot, watch};
+
+use super::options::{Durability, FileStoreOptions};
+use super::recovery::{self, SegmentMeta};
+use crate::error::{Result, StoreError};
+use crate::live::LiveBatch;
+use crate::store::{SeqRange, StoredEvent};
+
+/// Completes an append (or flush/close) with `Ok` or the writer's error message.
+pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
+
+/// Appends waiting for the writer, and the store's lifecycle flags.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// The next sequence to assign.
+    pub(crate) next_seq: u64,
+    /// Sealed records of the batch being formed.
+    pub(crate) buf: Vec<u8>,
+    /// The first sequence in `buf`.
+    pub(crate) batch_start: u64,
+    /// The batch's events, for live subscribers; only used while `events_complete`.
+    pub(crate) events: Vec<StoredEvent>,
+    /// Whether `events` holds every event of the batch.
+    pub(crate) events_complete: bool,
+    pub(crate) acks: Vec<Ack>,
+    pub(crate) flushes: Vec<Ack>,
+    pub(crate) closes: Vec<Ack>,
+    pub(crate) live: Option<broadcast::Sender<Arc<LiveBatch>>>,
+    pub(crate) closing: bool,
+    pub(crate) stopped: bool,
+    pub(crate) poisoned: Option<String>,
+}
+
+/// State shared by the store handles, the writer thread and readers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: FileStoreOptions,
+    pub(crate) pending: Mutex<Pending>,
+    pub(crate) wake: Condvar,
+    /// The last sequence readers may see.
+    pub(crate) visible: watch::Sender<u64>,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) segments: RwLock<Vec<SegmentMeta>>,
+    /// Serializes snapshot writes and pruning.
+    pub(crate) snapshot_lock: Mutex<()>,
+}
+
+fn ack_all(acks: Vec<Ack>, result: &Result<(), String>) {
+    for ack in acks {
+        // An appender that stopped waiting is fine: its append is done regardless.
+        let _ = ack.send(result.clone());
+    }
+}
+
+pub(crate) fn open_tail(segment: &SegmentMeta) -> Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .open(&segment.path)
+        .map_err(|e| StoreError::io(&segment.path, e))
+}
+
+/// Runs the writer until the store closes.
+pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64) {
+    let durability = shared.options.durability;
+    let segment_size = shared.options.segment_size;
+    let mut batch: Vec<u8> = Vec::new();
+    loop {
+        let mut p = shared.pending.lock();
+        while p.buf.is_empty() && p.flushes.is_empty() && !p.closing {
+            shared.wake.wait(&mut p);
+        }
+        mem::swap(&mut p.buf, &mut batch);
+        let range = SeqRange::new(p.batch_start, p.next_seq);
+        let events = mem::take(&mut p.events);
+        let events_complete = p.events_complete;
+        let acks = mem::take(&mut p.acks);
+        let flushes = mem::take(&mut p.flushes);
+        let closing = p.closing;
+        let live = p.live.clone();
+        let poisoned = p.poisoned.clone();
+        drop(p);
+
+        let mut path = shared
+            .segments
+            .read()
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_default();
+        let result: Result<(), String> = match poisoned {
+            Some(message) => Err(message),
+            None => (|| -> Result<()> {
+                if !batch.is_empty() {
+                    if segment_len >= segment_size {
+                        // Roll: the old segment is complete; make it durable first.
+                        if durability != Durability::None {
+                            file.sync_data().map_err(|e| StoreError::io(&path, e))?;
+                        }
+                        let (meta, new_file) = recovery::create_segment(&shared.dir, range.start)?;
+                        recovery::sync_dir(&shared.dir)?;
+                        path = meta.path.clone();
+                        shared.segments.write().push(meta);
+                        file = new_file;
+                        segment_len = super::format::SEGMENT_HEADER_LEN as u64;
+                    }
+                    file.write_all(&batch)
+                        .map_err(|e| StoreError::io(&path, e))?;
+                    segment_len += batch.len() as u64;
+                }
+                if durability == Durability::Fsync && !batch.is_empty()
+                    || !flushes.is_empty()
+                    || closing
+                {
+                    file.sync_data().map_err(|e| StoreError::io(&path, e))?;
+                }
+                Ok(())
+            })()
+            .map_err(|e| e.to_string()),
+        };
+
+        match &result {
+            Ok(()) => {
+                if !range.is_empty() && !batch.is_empty() {
+                    // Visible before published: a subscriber that missed the
+                    // publication finds the events by reading.
+                    shared.visible.send_replace(range.end - 1);
+                    if let Some(tx) = live.filter(|tx| tx.receiver_count() > 0) {
+                        let events = if events_complete { events } else { Vec::new() };
+                        let _ = tx.send(Arc::new(LiveBatch { range, events }));
+                    }
+                }
+            }
+            Err(message) => {
+                tracing::error!(error = %message, "event log write failed; the store refuses further appends");
+                let mut p = shared.pending.lock();
+                if p.poisoned.is_none() {
+                    p.poisoned = Some(message.clone());
+                }
+                // Sequences handed to appends that failed are given back.
+                p.next_seq = *shared.visible.borrow() + 1;
+                shared.poisoned.store(true, Ordering::Release);
+                drop(p);
+                // Wake readers waiting for sequences that will never be written.
+                shared.visible.send_modify(|_| {});
+            }
+        }
+        ack_all(acks, &result);
+        ack_all(flushes, &result);
+        batch.clear();
+
+        if closing {
+            let mut p = shared.pending.lock();
+            p.stopped = true;
+            p.live = None;
+            let closes = mem::take(&mut p.closes);
+            drop(p);
+            ack_all(closes, &result);
+            return;
+        }
+    }
+}
