@@ -194,7 +194,11 @@ impl Projection for AgentPerformance {
                     .or_insert_with(AgentStats::new);
                 stats.completed += 1;
                 let micros = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX);
-                stats.durations.saturating_record(micros);
+                // Auto-resizing: `record` grows the range; only a value past what any
+                // histogram can hold is clamped.
+                if stats.durations.record(micros).is_err() {
+                    stats.durations.saturating_record(micros);
+                }
             }
             Event::TaskFailed(e) => {
                 if let Some(agent) = e.agent_id {
