@@ -1,0 +1,361 @@
+//! [`SwarmBuilder`]: everything a swarm is made of, with defaults that work.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_agents::{
+    AgentFactory, BoxAgentFactory, HealthPolicy, RetryPolicy, SimAgentFactory, SimConfig,
+};
+use swarm_core::{DEFAULT_MAX_PAYLOAD, EventBus};
+use swarm_queue::AgingPolicy;
+use swarm_store::{DEFAULT_SNAPSHOT_EVERY, Durability, EventStore, FileStoreOptions};
+
+use crate::error::BuildError;
+use crate::swarm::Swarm;
+
+/// How the scheduler finds work for agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulerMode {
+    /// Event-driven (the default): a task starts the moment an agent is free,
+    /// the most urgent first; idle agents steal; nothing runs while idle.
+    #[default]
+    Event,
+    /// The polling baseline (the design swarm replaces): wake every
+    /// `interval`, take up to `batch` tasks in FIFO order, run them one after
+    /// another.
+    Polling {
+        /// Time between wake-ups (default 2 s).
+        interval: Duration,
+        /// Tasks taken per wake-up (default 10).
+        batch: usize,
+    },
+}
+
+impl SchedulerMode {
+    /// Polling with the defaults of the design it reproduces: every 2 s, 10 tasks.
+    pub const fn polling() -> Self {
+        SchedulerMode::Polling {
+            interval: Duration::from_secs(2),
+            batch: 10,
+        }
+    }
+}
+
+pub(crate) enum StoreSpec {
+    Memory,
+    File {
+        dir: PathBuf,
+        options: FileStoreOptions,
+    },
+    Custom {
+        store: Arc<dyn EventStore>,
+        durable: bool,
+    },
+}
+
+pub(crate) enum AgentsSpec {
+    Sim(SimConfig),
+    Factory(BoxAgentFactory),
+}
+
+/// Builds a [`Swarm`]. Get one from [`Swarm::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use swarm::{SchedulerMode, Swarm};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let swarm = Swarm::builder()
+///     .agents(4)
+///     .mode(SchedulerMode::Event)
+///     .memory_store()
+///     .steal_threshold(3)
+///     .build()
+///     .await?;
+/// # swarm.shutdown(Duration::from_secs(1)).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a builder does nothing until `build` is awaited"]
+pub struct SwarmBuilder {
+    pub(crate) agents: usize,
+    pub(crate) agents_spec: AgentsSpec,
+    pub(crate) reserve_agents: usize,
+    pub(crate) min_agents: Option<usize>,
+    pub(crate) max_agents: usize,
+    pub(crate) autoscale: bool,
+    pub(crate) mode: SchedulerMode,
+    pub(crate) store: StoreSpec,
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    pub(crate) record_metrics: bool,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) health: HealthPolicy,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) steal_threshold: usize,
+    pub(crate) prefetch: usize,
+    pub(crate) aging: Option<AgingPolicy>,
+    pub(crate) max_payload: usize,
+    pub(crate) queue_bound: Option<usize>,
+    pub(crate) backlog_threshold: usize,
+    pub(crate) latency_objective: Option<Duration>,
+    pub(crate) snapshot_every: u64,
+    pub(crate) seed: u64,
+    pub(crate) bus: Option<EventBus>,
+}
+
+impl fmt::Debug for SwarmBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SwarmBuilder")
+            .field("agents", &self.agents)
+            .field("mode", &self.mode)
+            .field("max_agents", &self.max_agents)
+            .field("steal_threshold", &self.steal_threshold)
+            .field("prefetch", &self.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SwarmBuilder {
+    fn default() -> Self {
+        SwarmBuilder {
+            agents: 4,
+            agents_spec: AgentsSpec::Sim(SimConfig::instant()),
+            reserve_agents: 0,
+            min_agents: None,
+            max_agents: 50,
+            autoscale: true,
+            mode: SchedulerMode::Event,
+            store: StoreSpec::Memory,
+            metrics_addr: None,
+            record_metrics: true,
+            retry: RetryPolicy::default(),
+            health: HealthPolicy::default(),
+            default_timeout: Some(Duration::from_secs(60)),
+            steal_threshold: 3,
+            prefetch: 0,
+            aging: None,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            queue_bound: None,
+            backlog_threshold: 50,
+            latency_objective: None,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            seed: 0,
+            bus: None,
+        }
+    }
+}
+
+impl SwarmBuilder {
+    /// Starts with `count` agents (default 4). With no factory set, they are
+    /// [`SimAgent`](swarm_agents::SimAgent)s that finish at once.
+    pub fn agents(mut self, count: usize) -> Self {
+        self.agents = count;
+        self
+    }
+
+    /// Uses simulated agents with this behaviour (durations, failure rates).
+    pub fn sim_agents(mut self, count: usize, config: SimConfig) -> Self {
+        self.agents = count;
+        self.agents_spec = AgentsSpec::Sim(config);
+        self
+    }
+
+    /// Makes agents with `factory`: at start, on scale-up and to replace
+    /// unhealthy agents.
+    pub fn agent_factory<F: AgentFactory>(mut self, factory: F) -> Self {
+        self.agents_spec = AgentsSpec::Factory(BoxAgentFactory::new(factory));
+        self
+    }
+
+    /// Keeps `count` reserve agents, activated when the queue backs up (default 0).
+    pub fn reserve_agents(mut self, count: usize) -> Self {
+        self.reserve_agents = count;
+        self
+    }
+
+    /// Never retires below this many agents (default: the starting count).
+    pub fn min_agents(mut self, count: usize) -> Self {
+        self.min_agents = Some(count);
+        self
+    }
+
+    /// Never grows above this many agents (default 50).
+    pub fn max_agents(mut self, count: usize) -> Self {
+        self.max_agents = count;
+        self
+    }
+
+    /// Turns reactive scaling on or off (default on).
+    pub fn autoscale(mut self, on: bool) -> Self {
+        self.autoscale = on;
+        self
+    }
+
+    /// Event mode (default) or the polling baseline.
+    pub fn mode(mut self, mode: SchedulerMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Keeps the event log in memory (the default): fast, lost on exit.
+    pub fn memory_store(mut self) -> Self {
+        self.store = StoreSpec::Memory;
+        self
+    }
+
+    /// Keeps the event log in a directory (a [`FileStore`](swarm_store::FileStore),
+    /// fsync'd before acknowledging): survives crashes, resumes on the next start.
+    pub fn file_store(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.store = StoreSpec::File {
+            dir: dir.into(),
+            options: FileStoreOptions::default(),
+        };
+        self
+    }
+
+    /// Like [`file_store`](Self::file_store), with explicit options.
+    pub fn file_store_with(mut self, dir: impl Into<PathBuf>, options: FileStoreOptions) -> Self {
+        self.store = StoreSpec::File {
+            dir: dir.into(),
+            options,
+        };
+        self
+    }
+
+    /// Uses any event store. With `durable`, `submit` waits until the store
+    /// has the task's `task:created` before returning.
+    pub fn store(mut self, store: Arc<dyn EventStore>, durable: bool) -> Self {
+        self.store = StoreSpec::Custom { store, durable };
+        self
+    }
+
+    /// Serves Prometheus metrics on `addr` (for example `127.0.0.1:9464`).
+    pub fn metrics(mut self, addr: SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Records metrics through the `metrics` facade (default on). Without an
+    /// exporter or another recorder installed, recording costs next to nothing.
+    pub fn record_metrics(mut self, on: bool) -> Self {
+        self.record_metrics = on;
+        self
+    }
+
+    /// Retries and back-off (default: 3 attempts, exponential with full jitter).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// When failures make an agent degraded or unhealthy.
+    pub fn health(mut self, policy: HealthPolicy) -> Self {
+        self.health = policy;
+        self
+    }
+
+    /// The time limit of an attempt when the task sets none (default 60 s; `None`: none).
+    pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Steal only from local queues longer than this (default 3).
+    pub fn steal_threshold(mut self, threshold: usize) -> Self {
+        self.steal_threshold = threshold;
+        self
+    }
+
+    /// Lets busy agents hold up to `depth` tasks in their local queue when no
+    /// agent is idle (default 0: everything waits in the global queue).
+    pub fn prefetch(mut self, depth: usize) -> Self {
+        self.prefetch = depth;
+        self
+    }
+
+    /// Bounds starvation of low priorities in the global queue.
+    pub fn aging(mut self, policy: AgingPolicy) -> Self {
+        self.aging = Some(policy);
+        self
+    }
+
+    /// Refuses payloads over `bytes` (default 1 MiB).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Refuses new tasks while this many wait (default unbounded). Retries and
+    /// recovered tasks are never refused.
+    pub fn queue_bound(mut self, bound: usize) -> Self {
+        self.queue_bound = Some(bound);
+        self
+    }
+
+    /// Emits `queue:backlog` when more than this many tasks wait (default 50).
+    pub fn backlog_threshold(mut self, threshold: usize) -> Self {
+        self.backlog_threshold = threshold;
+        self
+    }
+
+    /// Emits `performance:degraded` when the rolling p99 queue wait exceeds
+    /// `objective`; the swarm answers by adding agents (within the maximum).
+    pub fn latency_objective(mut self, objective: Duration) -> Self {
+        self.latency_objective = Some(objective);
+        self
+    }
+
+    /// Snapshots the replayed state every `events` events (default 1000).
+    pub fn snapshot_every(mut self, events: u64) -> Self {
+        self.snapshot_every = events;
+        self
+    }
+
+    /// Seeds the back-off jitter and simulated agents, for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Emits on this bus (to share it with code built before the swarm).
+    pub fn bus(mut self, bus: EventBus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Builds the swarm: opens the store, replays it and re-queues every task
+    /// that was pending or running, creates the agents and starts scheduling.
+    pub async fn build(self) -> Result<Swarm, BuildError> {
+        if self.agents == 0 && self.reserve_agents == 0 {
+            return Err(BuildError::Config(
+                "a swarm needs at least one agent: set agents(n) with n >= 1".into(),
+            ));
+        }
+        if self.max_agents < self.agents {
+            return Err(BuildError::Config(format!(
+                "max_agents ({}) is below the starting agents ({})",
+                self.max_agents, self.agents
+            )));
+        }
+        if let SchedulerMode::Polling { interval, batch } = self.mode {
+            if interval.is_zero() || batch == 0 {
+                return Err(BuildError::Config(
+                    "polling mode needs a non-zero interval and batch".into(),
+                ));
+            }
+        }
+        Swarm::start(self).await
+    }
+}
+
+pub(crate) fn durability_of(options: &FileStoreOptions) -> bool {
+    options.get_durability() == Durability::Fsync
+}
+
+pub(crate) fn sim_factory(config: SimConfig, seed: u64) -> BoxAgentFactory {
+    BoxAgentFactory::new(SimAgentFactory::new(config.with_seed(config.seed ^ seed)))
+}

@@ -1,0 +1,103 @@
+//! The facade's errors.
+
+use std::fmt;
+
+use swarm_core::{Task, TaskError, TaskId};
+
+/// Why [`SwarmBuilder::build`](crate::SwarmBuilder::build) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration is inconsistent.
+    #[error("invalid swarm configuration: {0}")]
+    Config(String),
+    /// The event store could not be opened or read.
+    #[error("event store: {0}")]
+    Store(#[from] swarm_store::StoreError),
+    /// The agent factory failed.
+    #[error("could not create agents: {0}")]
+    Agents(#[from] swarm_agents::CreateAgentError),
+    /// The metrics exporter could not start.
+    #[error("metrics exporter: {0}")]
+    Metrics(String),
+    /// `build` was called outside a tokio runtime.
+    #[error(
+        "swarm needs a tokio runtime: call `build().await` from inside one (with the `time` driver enabled)"
+    )]
+    NoRuntime,
+}
+
+/// Why a task was not accepted. The task is handed back where there is one.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The queue is at its bound; try again later or raise `queue_bound`.
+    #[error("the task queue is full: try again later or raise the queue bound")]
+    QueueFull(Box<Task>),
+    /// The swarm is shutting down and accepts no new tasks.
+    #[error("the swarm is shutting down and accepts no new tasks")]
+    ShuttingDown(Box<Task>),
+    /// A task with this id is already known (queued, running or finished).
+    #[error("task {} was already submitted: use a new id", .0.id())]
+    Duplicate(Box<Task>),
+    /// The task is invalid (payload over the limit, ...).
+    #[error(transparent)]
+    Invalid(#[from] TaskError),
+    /// The store could not record the task durably; it was not accepted.
+    #[error("the event store could not record the task, so it was not accepted: {error}")]
+    Store {
+        /// The task.
+        task: Box<Task>,
+        /// The store's error.
+        error: String,
+    },
+}
+
+impl SubmitError {
+    /// The rejected task, if the error carries one.
+    pub fn into_task(self) -> Option<Task> {
+        match self {
+            SubmitError::QueueFull(t)
+            | SubmitError::ShuttingDown(t)
+            | SubmitError::Duplicate(t)
+            | SubmitError::Store { task: t, .. } => Some(*t),
+            SubmitError::Invalid(_) => None,
+        }
+    }
+}
+
+// Debug without the task's payload, like tokio's TrySendError.
+impl fmt::Debug for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::QueueFull(t) => f.debug_tuple("QueueFull").field(&t.id()).finish(),
+            SubmitError::ShuttingDown(t) => f.debug_tuple("ShuttingDown").field(&t.id()).finish(),
+            SubmitError::Duplicate(t) => f.debug_tuple("Duplicate").field(&t.id()).finish(),
+            SubmitError::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
+            SubmitError::Store { task, error } => f
+                .debug_struct("Store")
+                .field("task", &task.id())
+                .field("error", error)
+                .finish(),
+        }
+    }
+}
+
+/// Why [`Swarm::cancel`](crate::Swarm::cancel) did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CancelError {
+    /// No queued, waiting or running task has this id (unknown, or already finished).
+    #[error("task {0} is not queued or running (unknown, or already finished)")]
+    NotFound(TaskId),
+}
+
+/// Why shutdown did not finish cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// The store could not be flushed or snapshotted; events up to the last
+    /// successful flush are safe.
+    #[error("event store during shutdown: {0}")]
+    Store(#[from] swarm_store::StoreError),
+}

@@ -1,0 +1,84 @@
+//! swarm: event-driven task scheduling for pools of agents.
+//!
+//! Tasks arrive with a priority; an idle agent starts the most urgent one at
+//! once (no polling); agents that fall behind have work stolen from them;
+//! failed agents are replaced and their tasks retried with back-off, then
+//! dead-lettered; every state change is an event on the [`EventBus`], counted
+//! and timed in Prometheus metrics and appended to an event log that a restart
+//! replays, re-queueing whatever was pending or running.
+//!
+//! This crate is the facade: it wires the layers together. Depend on a layer
+//! alone when that is all you need: `swarm-core` (events), `swarm-queue`,
+//! `swarm-steal`, `swarm-agents`, `swarm-store`, `swarm-metrics`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use swarm::{Priority, Swarm, Task, TaskOutcome};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let swarm = Swarm::builder().agents(2).memory_store().build().await?;
+//!
+//! let task = Task::builder("summarize")
+//!     .priority(Priority::High)
+//!     .payload("report.pdf")
+//!     .build()?;
+//! let handle = swarm.submit(task).await?;
+//! assert!(matches!(handle.await, TaskOutcome::Completed { .. }));
+//!
+//! let report = swarm.shutdown(Duration::from_secs(5)).await?;
+//! assert!(report.finished_in_time);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Delivery semantics
+//!
+//! At-least-once. With a durable store (a [`FileStore`] with `Fsync`, the
+//! default of [`SwarmBuilder::file_store`]) a task is on disk before
+//! [`Swarm::submit`] returns, and a restarted swarm re-queues every task that
+//! was pending, queued, waiting for a retry, or running. A task that was
+//! running at a crash runs again; its lost attempt is recorded as a
+//! `task:failed` with reason `lost` and counts against its attempts.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod builder;
+mod error;
+mod handle;
+mod journal;
+mod latency;
+mod metrics;
+mod scheduler;
+mod stats;
+mod swarm;
+
+pub use builder::{SchedulerMode, SwarmBuilder};
+pub use error::{BuildError, CancelError, ShutdownError, SubmitError};
+pub use handle::{TaskHandle, TaskOutcome};
+pub use stats::SwarmStats;
+pub use swarm::{ShutdownReport, Swarm};
+
+#[doc(inline)]
+pub use swarm_agents::{
+    Agent, AgentFactory, DurationDist, ExecuteError, HealthPolicy, RetryPolicy, SimAgent,
+    SimConfig, TaskOutput,
+};
+#[doc(inline)]
+pub use swarm_core::{
+    AgentId, CatalogEvent, Event, EventBus, EventKind, EventStream, Payload, Priority, Task,
+    TaskBuilder, TaskError, TaskId, event,
+};
+#[doc(inline)]
+pub use swarm_metrics::{EventMonitor, PrometheusExporter};
+#[doc(inline)]
+pub use swarm_queue::{AgingPolicy, PriorityQueue};
+#[doc(inline)]
+pub use swarm_steal::StealPool;
+#[doc(inline)]
+pub use swarm_store::{
+    Durability, EventStore, FileStore, FileStoreOptions, MemoryStore, SystemState, TaskStatus,
+};

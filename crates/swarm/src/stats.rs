@@ -1,0 +1,80 @@
+//! What a swarm has done so far.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters the scheduler bumps as it works (relaxed atomics; exact once quiet).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed_attempts: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) recovered: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) stolen_tasks: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
+    pub(crate) events_stored: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of a swarm's counters and current load, from [`Swarm::stats`](crate::Swarm::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SwarmStats {
+    /// Tasks accepted by `submit` in this process.
+    pub submitted: u64,
+    /// Tasks re-queued from the store when the swarm started.
+    pub recovered: u64,
+    /// Tasks completed.
+    pub completed: u64,
+    /// Attempts that failed (each retry's failure counts).
+    pub failed_attempts: u64,
+    /// Attempts scheduled again after a failure.
+    pub retries: u64,
+    /// Tasks dead-lettered.
+    pub dead_lettered: u64,
+    /// Tasks cancelled.
+    pub cancelled: u64,
+    /// Tasks waiting in the global and local queues now.
+    pub queued: u64,
+    /// Tasks waiting for a retry back-off to pass now.
+    pub waiting_retry: u64,
+    /// Attempts running now.
+    pub running: u64,
+    /// Steal operations.
+    pub steals: u64,
+    /// Tasks moved by stealing.
+    pub stolen_tasks: u64,
+    /// Idle agents now.
+    pub idle_agents: u64,
+    /// Busy (or claimed) agents now.
+    pub busy_agents: u64,
+    /// Reserve agents now.
+    pub reserve_agents: u64,
+    /// Times a scheduler task woke up (agent loops, the store writer, the
+    /// polling loop). Zero growth while idle is the event mode's promise.
+    pub wakeups: u64,
+    /// Events appended to the store.
+    pub events_stored: u64,
+    /// Store appends that failed.
+    pub store_errors: u64,
+}
+
+impl SwarmStats {
+    /// Tasks that reached a final state: completed, dead-lettered or cancelled.
+    pub fn finished(&self) -> u64 {
+        self.completed + self.dead_lettered + self.cancelled
+    }
+}
+
+pub(crate) fn load(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}

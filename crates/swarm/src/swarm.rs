@@ -1,0 +1,403 @@
+//! [`Swarm`]: the running scheduler.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use swarm_agents::{AgentPool, Autoscaler, PoolConfig, ScalingConfig, ScalingPolicy};
+use swarm_core::event::{
+    AgentCreated, AgentRemoved, FailureReason, PerformanceDegraded, QueueBacklog, SystemShutdown,
+    TaskCreated, TaskDeadLettered, TaskFailed,
+};
+use swarm_core::{EventBus, EventStream, Subscription, Task, TaskError, TaskId};
+use swarm_queue::PriorityQueue;
+use swarm_store::{EventStore, FileStore, MemoryStore, Snapshotter, SystemState, TaskStatus};
+use tokio::task::JoinHandle;
+
+use crate::builder::{AgentsSpec, StoreSpec, SwarmBuilder, durability_of, sim_factory};
+use crate::error::{BuildError, CancelError, ShutdownError, SubmitError};
+use crate::handle::TaskHandle;
+use crate::journal::Journal;
+use crate::latency::LatencyWatch;
+use crate::metrics::MetricsWiring;
+use crate::scheduler::{Core, SchedConfig, polling_loop};
+use crate::stats::Counters;
+use crate::{SchedulerMode, SwarmStats};
+
+/// A running swarm: submit tasks, await their outcomes, watch its events.
+///
+/// Cheap to clone; clones share the swarm. Call [`shutdown`](Swarm::shutdown)
+/// to stop it cleanly (queued tasks stay recorded and resume on the next start).
+///
+/// # Event handlers
+///
+/// Handlers registered with [`bus().on(..)`](EventBus::on) run inline while
+/// the scheduler records a state change. They must be quick and must not call
+/// back into the swarm synchronously (spawn a task for that); use
+/// [`events`](Swarm::events) for anything slow.
+///
+/// # Delivery
+///
+/// At-least-once: a task that was running when the process died runs again
+/// on the next start (its lost attempt counts against `max_attempts`). A task
+/// is never lost once `submit` returned `Ok` with a durable store.
+#[derive(Clone)]
+pub struct Swarm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Arc<Core>,
+    bus: EventBus,
+    store: Arc<dyn EventStore>,
+    journal: Journal,
+    snapshotter: Mutex<Option<Snapshotter>>,
+    polling: Mutex<Option<JoinHandle<()>>>,
+    durable_submit: bool,
+    max_payload: usize,
+    metrics: MetricsWiring,
+    _subscriptions: Vec<Subscription>,
+    _autoscaler: Option<Subscription>,
+}
+
+impl fmt::Debug for Swarm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Swarm")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Swarm::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Whether every running attempt finished within the deadline.
+    pub finished_in_time: bool,
+    /// Attempts still running at the deadline: dropped, recorded as running,
+    /// re-run on the next start.
+    pub interrupted: usize,
+    /// Tasks left queued (recorded as pending; they resume on the next start).
+    pub pending: u64,
+}
+
+impl Swarm {
+    /// Starts configuring a swarm.
+    pub fn builder() -> SwarmBuilder {
+        SwarmBuilder::default()
+    }
+
+    pub(crate) async fn start(b: SwarmBuilder) -> Result<Swarm, BuildError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let bus = b.bus.clone().unwrap_or_default();
+
+        let (store, durable_submit): (Arc<dyn EventStore>, bool) = match b.store {
+            StoreSpec::Memory => (Arc::new(MemoryStore::new()), false),
+            StoreSpec::File {
+                ref dir,
+                ref options,
+            } => {
+                let store = FileStore::open_with(dir, options.clone())?;
+                let report = store.open_report();
+                if report.bytes_cut > 0 {
+                    tracing::warn!(dir = %dir.display(), bytes = report.bytes_cut, "cut a torn tail off the event log");
+                }
+                (Arc::new(store), durability_of(options))
+            }
+            StoreSpec::Custom { ref store, durable } => (Arc::clone(store), durable),
+        };
+
+        // Replay before anything new is recorded.
+        let recovered = SystemState::replay(&*store).await?;
+
+        let counters = Arc::new(Counters::default());
+        let metrics = MetricsWiring::attach(&bus, b.record_metrics, b.metrics_addr)?;
+        // The writer task ends when the journal (its last sender) is dropped.
+        let (journal, _writer) = Journal::start(
+            &bus,
+            Arc::clone(&store),
+            Arc::clone(&counters),
+            metrics.append_observer(),
+        );
+
+        let factory = match b.agents_spec {
+            AgentsSpec::Sim(config) => sim_factory(config, b.seed),
+            AgentsSpec::Factory(factory) => factory,
+        };
+        let pool = AgentPool::new(
+            factory,
+            bus.clone(),
+            PoolConfig {
+                initial_agents: b.agents,
+                reserve_agents: b.reserve_agents,
+                default_timeout: b.default_timeout,
+                retry: b.retry,
+                health: b.health,
+                replace_unhealthy: true,
+                overload_threshold: Some(0.8),
+                seed: b.seed,
+            },
+        )?;
+
+        let mut global = PriorityQueue::new();
+        if let Some(aging) = b.aging {
+            global = global.with_aging(aging);
+        }
+        let core = Core::new(
+            bus.clone(),
+            pool.clone(),
+            Arc::clone(&counters),
+            SchedConfig {
+                mode: b.mode,
+                prefetch: b.prefetch,
+                backlog_threshold: b.backlog_threshold,
+                queue_bound: b.queue_bound,
+            },
+            global,
+            b.steal_threshold,
+            LatencyWatch::new(b.latency_objective),
+            runtime.clone(),
+        );
+
+        // Pool membership drives the agent loops. These handlers take no
+        // scheduler lock (they may run under it): they only spawn.
+        let mut subscriptions = Vec::new();
+        let c = Arc::clone(&core);
+        subscriptions.push(bus.on::<AgentCreated>(move |e| c.start_agent(e.agent_id)));
+        let c = Arc::clone(&core);
+        subscriptions.push(bus.on::<AgentRemoved>(move |e| c.stop_agent(e.agent_id)));
+        for agent in pool.agents() {
+            core.start_agent(agent.id);
+        }
+
+        // Reactive scaling: overload grows the pool, backlog activates reserve
+        // agents, a missed latency objective adds agents.
+        let autoscaler = if b.autoscale {
+            let min = b.min_agents.unwrap_or(b.agents).min(b.max_agents);
+            let queued = core.queued_counter();
+            let scaler = Autoscaler::new(
+                pool.clone(),
+                ScalingPolicy::new(ScalingConfig {
+                    min_agents: min,
+                    max_agents: b.max_agents,
+                    backlog_threshold: b.backlog_threshold,
+                    ..ScalingConfig::default()
+                }),
+                move || queued.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            let c = Arc::clone(&core);
+            // Activated reserve agents are idle in the pool: give them work.
+            subscriptions.push(bus.on::<QueueBacklog>(move |_| c.dispatch_soon()));
+            let grow_pool = pool.clone();
+            let max = b.max_agents;
+            subscriptions.push(bus.on::<PerformanceDegraded>(move |_| {
+                let pool = grow_pool.clone();
+                tokio::spawn(async move {
+                    let active = pool.counts().active();
+                    if active < max {
+                        let grow = (active / 2).max(1).min(max - active);
+                        if let Err(error) = pool.spawn_agents(grow) {
+                            tracing::warn!(%error, "could not add agents for the latency objective");
+                        }
+                    }
+                });
+            }));
+            Some(scaler.attach())
+        } else {
+            None
+        };
+
+        // Recovery: re-queue every task that was pending, queued, running or
+        // waiting for a retry. A running one lost its attempt: record that.
+        let mut requeue = Vec::new();
+        for record in recovered.tasks().filter(|t| t.needs_requeue()) {
+            let mut task = record.task.clone();
+            task.set_attempt(record.attempts);
+            if record.status == TaskStatus::Running {
+                let max = task.max_attempts().unwrap_or(b.retry.max_attempts);
+                let will_retry = record.attempts < max;
+                bus.emit(TaskFailed {
+                    task_id: task.id(),
+                    agent_id: record.agent,
+                    attempt: record.attempts,
+                    reason: FailureReason::Lost,
+                    error: "the process stopped while this attempt ran".into(),
+                    will_retry,
+                    retry_in: None,
+                });
+                if !will_retry {
+                    bus.emit(TaskDeadLettered {
+                        task_id: task.id(),
+                        attempts: record.attempts,
+                        errors: vec!["the process stopped while this attempt ran".into()],
+                    });
+                    continue;
+                }
+            }
+            requeue.push(task);
+        }
+        if !requeue.is_empty() {
+            tracing::info!(
+                tasks = requeue.len(),
+                "re-queueing tasks recovered from the event log"
+            );
+        }
+        core.recover(requeue);
+
+        let polling = match b.mode {
+            SchedulerMode::Polling { interval, batch } => {
+                Some(runtime.spawn(polling_loop(Arc::clone(&core), interval, batch)))
+            }
+            SchedulerMode::Event => None,
+        };
+        let snapshotter = Snapshotter::spawn(Arc::new(Arc::clone(&store)), b.snapshot_every);
+
+        Ok(Swarm {
+            inner: Arc::new(Inner {
+                core,
+                bus,
+                store,
+                journal,
+                snapshotter: Mutex::new(Some(snapshotter)),
+                polling: Mutex::new(polling),
+                durable_submit,
+                max_payload: b.max_payload,
+                metrics,
+                _subscriptions: subscriptions,
+                _autoscaler: autoscaler,
+            }),
+        })
+    }
+
+    /// Accepts a task: records `task:created` (durably, with a durable store,
+    /// before returning), then hands it to an idle agent or queues it.
+    ///
+    /// A refused task is handed back in the error.
+    pub async fn submit(&self, task: Task) -> Result<TaskHandle, SubmitError> {
+        let mut handles = self.submit_batch(vec![task]).await?;
+        match handles.pop() {
+            Some(handle) => Ok(handle),
+            None => unreachable!("submit_batch returns one handle per task"),
+        }
+    }
+
+    /// Accepts tasks all together or not at all: one durable write for the batch.
+    pub async fn submit_batch(&self, tasks: Vec<Task>) -> Result<Vec<TaskHandle>, SubmitError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        for task in &tasks {
+            if task.payload().len() > inner.max_payload {
+                return Err(SubmitError::Invalid(TaskError::PayloadTooLarge {
+                    size: task.payload().len(),
+                    limit: inner.max_payload,
+                }));
+            }
+        }
+        let receivers = inner.core.admit(&tasks).map_err(|(_, e)| e)?;
+        for task in &tasks {
+            inner.bus.emit(TaskCreated { task: task.clone() });
+        }
+        if inner.durable_submit {
+            if let Err(error) = inner.journal.barrier().await {
+                inner.core.unadmit(&tasks);
+                return Err(SubmitError::Store {
+                    task: Box::new(tasks[0].clone()),
+                    error,
+                });
+            }
+        }
+        inner
+            .core
+            .counters
+            .submitted
+            .fetch_add(tasks.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let handles = tasks
+            .iter()
+            .zip(receivers)
+            .map(|(t, r)| TaskHandle::new(t.id(), r))
+            .collect();
+        inner.core.place(tasks);
+        Ok(handles)
+    }
+
+    /// Cancels a task: a queued one is removed, a running one's attempt is
+    /// dropped. Records `task:cancelled` either way.
+    pub fn cancel(&self, task_id: TaskId) -> Result<(), CancelError> {
+        self.inner.core.cancel(task_id)
+    }
+
+    /// Every event from now on, as an async stream (a slow consumer is told
+    /// how many events it missed).
+    pub fn events(&self) -> EventStream {
+        self.inner.bus.subscribe()
+    }
+
+    /// The swarm's event bus, for synchronous handlers (see the type docs).
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    /// Counters and current load.
+    pub fn stats(&self) -> SwarmStats {
+        self.inner.core.stats()
+    }
+
+    /// The Prometheus exposition text, when metrics are recorded.
+    pub fn render_metrics(&self) -> Option<String> {
+        self.inner.metrics.render()
+    }
+
+    /// The address `/metrics` is served on, when an exporter address was set.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.metrics.local_addr()
+    }
+
+    /// Stops the swarm: records `system:shutdown`, accepts no new tasks, starts
+    /// no queued ones, lets running attempts finish within `deadline` (then
+    /// drops them: they stay recorded as running and re-run on the next start),
+    /// flushes the store and writes a snapshot. Queued tasks stay recorded as
+    /// pending and resume on the next start.
+    pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, ShutdownError> {
+        let inner = &self.inner;
+        let started = tokio::time::Instant::now();
+        let pending = inner.core.stop_accepting();
+        inner.bus.emit(SystemShutdown { deadline, pending });
+        if let Some(polling) = inner.polling.lock().take() {
+            polling.abort();
+        }
+        let finished_in_time = inner.core.wait_idle(started + deadline).await;
+        let interrupted = inner.core.running_count();
+        inner.core.interrupt_all();
+        // Let dropped attempts unwind their agents before the final flush.
+        if interrupted > 0 {
+            inner
+                .core
+                .wait_idle(tokio::time::Instant::now() + Duration::from_secs(1))
+                .await;
+        }
+        if let Err(error) = inner.journal.barrier().await {
+            tracing::error!(%error, "could not record the last events before shutdown");
+        }
+        inner.store.flush().await?;
+        let snapshotter = inner.snapshotter.lock().take();
+        if let Some(snapshotter) = snapshotter {
+            // Saves a snapshot of everything up to the last event.
+            if let Err(error) = snapshotter.stop().await {
+                tracing::warn!(%error, "could not write the shutdown snapshot");
+            }
+        }
+        Ok(ShutdownReport {
+            finished_in_time,
+            interrupted,
+            pending,
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Event mode: work stealing when affinity piles tasks on one agent.
+
+mod support;
+
+use std::time::Duration;
+
+use support::RecordingAgent;
+use swarm::event::WorkStolen;
+use swarm::{AgentId, Priority, Swarm, Task};
+use swarm_core::testing::EventRecorder;
+
+#[tokio::test(start_paused = true)]
+async fn idle_agents_steal_from_an_agent_with_skewed_affinity_and_all_tasks_complete() {
+    let agent = RecordingAgent::new(Duration::from_millis(1));
+    let swarm = Swarm::builder()
+        .agents(8)
+        .max_agents(8)
+        .autoscale(false)
+        .agent_factory(move |_| agent.clone())
+        .build()
+        .await
+        .unwrap();
+    let recorder = EventRecorder::attach(swarm.bus());
+
+    let tasks: Vec<Task> = (0..400)
+        .map(|i| {
+            Task::builder("io")
+                .priority(if i % 10 == 0 {
+                    Priority::High
+                } else {
+                    Priority::Normal
+                })
+                .affinity(AgentId::new(0))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let handles = swarm.submit_batch(tasks).await.unwrap();
+    for h in handles {
+        assert!(h.await.is_completed());
+    }
+    let steals = recorder.of::<WorkStolen>();
+    assert!(!steals.is_empty(), "no work was stolen");
+    assert!(
+        steals
+            .iter()
+            .all(|s| s.from == AgentId::new(0) || s.count > 0)
+    );
+    let stats = swarm.stats();
+    assert_eq!(stats.completed, 400);
+    assert!(stats.stolen_tasks > 0);
+    assert_eq!(
+        stats.stolen_tasks,
+        steals.iter().map(|s| u64::from(s.count)).sum::<u64>()
+    );
+    for s in &steals {
+        assert_eq!(s.task_ids.len(), s.count as usize);
+    }
+    swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn pinned_tasks_are_never_stolen() {
+    let agent = RecordingAgent::new(Duration::from_millis(1));
+    let swarm = Swarm::builder()
+        .agents(4)
+        .max_agents(4)
+        .autoscale(false)
+        .agent_factory(move |_| agent.clone())
+        .build()
+        .await
+        .unwrap();
+    let recorder = EventRecorder::attach(swarm.bus());
+    let tasks: Vec<Task> = (0..100)
+        .map(|_| {
+            Task::builder("pinned")
+                .affinity(AgentId::new(1))
+                .pinned(true)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for h in swarm.submit_batch(tasks).await.unwrap() {
+        match h.await {
+            swarm::TaskOutcome::Completed { agent_id, .. } => assert_eq!(agent_id, AgentId::new(1)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(recorder.count::<WorkStolen>(), 0);
+    swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+}
