@@ -96,12 +96,8 @@ impl fmt::Debug for BoxAgent {
 }
 
 impl Agent for BoxAgent {
-    fn execute(
-        &self,
-        task: &Task,
-    ) -> impl Future<Output = Result<TaskOutput, ExecuteError>> + Send {
-        // The async block ties the future to both borrows, as the trait's signature asks.
-        async move { self.0.execute_boxed(task).await }
+    async fn execute(&self, task: &Task) -> Result<TaskOutput, ExecuteError> {
+        self.0.execute_boxed(task).await
     }
 
     fn capabilities(&self) -> &[&str] {

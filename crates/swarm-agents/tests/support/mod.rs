@@ -1,6 +1,7 @@
 //! Shared helpers: a scripted agent and a small dispatch loop that plays the
 //! facade's part (a FIFO queue, idle agents, retries after their back-off).
-#![allow(dead_code, unreachable_pub)]
+// Test-only code: a failed unwrap is a failed test.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
 use std::sync::Arc;
