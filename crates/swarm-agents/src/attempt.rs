@@ -82,7 +82,8 @@ pub async fn run_attempt<A: Agent>(
     let start = Instant::now();
     let guarded = AssertUnwindSafe(agent.execute(task)).catch_unwind();
     let caught = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, guarded).await {
+        // Deadline from `start`: one clock read fewer than `timeout(limit, ..)`.
+        Some(limit) => match tokio::time::timeout_at(start + limit, guarded).await {
             Ok(caught) => caught,
             Err(_elapsed) => {
                 return AttemptOutcome {

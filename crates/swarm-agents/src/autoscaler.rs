@@ -97,16 +97,34 @@ impl<F: AgentFactory> Autoscaler<F> {
     }
 
     /// Re-observes on every `coordinator:overload` and `queue:backlog` of the
-    /// pool's bus, until the subscription is dropped. Timers need a tokio
-    /// runtime; outside one, only events trigger decisions.
+    /// pool's bus, until the subscription is dropped.
+    ///
+    /// Inside a tokio runtime the handler only spawns the observation, so the
+    /// emitter never runs a scale-up (factory calls, `agent:created` handlers)
+    /// on its own stack. Outside a runtime it observes inline and no re-check
+    /// timer is armed (only events trigger decisions).
     #[must_use = "dropping the subscription stops the autoscaler"]
     pub fn attach(&self) -> Subscription {
         let weak = Arc::downgrade(&self.inner);
         self.inner.pool.bus().on_kinds(
             &[CoordinatorOverload::KIND, QueueBacklog::KIND],
             move |_| {
-                if let Some(inner) = weak.upgrade() {
-                    Autoscaler { inner }.observe();
+                // Decide off the emitter's stack: the emitter may hold locks
+                // that the agent:created handlers of a scale-up need.
+                let weak = weak.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn(async move {
+                            if let Some(inner) = weak.upgrade() {
+                                observe(&inner);
+                            }
+                        });
+                    }
+                    Err(_) => {
+                        if let Some(inner) = weak.upgrade() {
+                            observe(&inner);
+                        }
+                    }
                 }
             },
         )

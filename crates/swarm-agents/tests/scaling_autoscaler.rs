@@ -43,11 +43,14 @@ async fn grows_on_overload_rechecks_after_cooldown_and_retires_to_min_when_idle(
     // Both agents busy: the pool reports the overload, the autoscaler grows 2 -> 3.
     let a = pool.claim_idle().unwrap();
     let b = pool.claim_idle().unwrap();
+    // The autoscaler decides in a task of its own.
+    tokio::task::yield_now().await;
     assert_eq!(recorder.count::<CoordinatorOverload>(), 1);
     assert_eq!(pool.counts().active(), 3);
 
     // Still overloaded within the cool-down: held, then grown when it ends (3 -> 5).
     let c = pool.claim_idle().unwrap();
+    tokio::task::yield_now().await;
     assert_eq!(recorder.count::<CoordinatorOverload>(), 2);
     assert_eq!(pool.counts().active(), 3);
     tokio::time::sleep(Duration::from_secs(9)).await;
@@ -95,6 +98,7 @@ async fn backlog_activates_reserve_agents() {
         queued: 80,
         threshold: 50,
     });
+    tokio::task::yield_now().await;
     let counts = pool.counts();
     assert_eq!((counts.idle, counts.reserve), (5, 0));
     // Called directly, inside the cool-down: nothing more.
