@@ -79,6 +79,8 @@ struct Sched {
 
 pub(crate) struct SchedConfig {
     pub(crate) mode: SchedulerMode,
+    pub(crate) steal_threshold: usize,
+    pub(crate) latency: LatencyWatch,
     pub(crate) prefetch: usize,
     pub(crate) backlog_threshold: usize,
     pub(crate) queue_bound: Option<usize>,
@@ -111,12 +113,12 @@ impl Core {
         bus: EventBus,
         pool: AgentPool<BoxAgentFactory>,
         counters: Arc<Counters>,
-        config: SchedConfig,
+        mut config: SchedConfig,
         global: PriorityQueue<Queued>,
-        steal_threshold: usize,
-        latency: LatencyWatch,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Core> {
+        let latency = std::mem::replace(&mut config.latency, LatencyWatch::new(None));
+        let steal_threshold = config.steal_threshold;
         Arc::new(Core {
             bus,
             pool,
@@ -696,7 +698,8 @@ impl Core {
         }
         if let Some(timer) = s.retrying.remove(&task_id) {
             timer.abort();
-            return Ok(self.cancelled_queued(&mut s, task_id));
+            self.cancelled_queued(&mut s, task_id);
+            return Ok(());
         }
         let removed = s
             .global

@@ -150,13 +150,13 @@ impl Swarm {
             Arc::clone(&counters),
             SchedConfig {
                 mode: b.mode,
+                steal_threshold: b.steal_threshold,
+                latency: LatencyWatch::new(b.latency_objective),
                 prefetch: b.prefetch,
                 backlog_threshold: b.backlog_threshold,
                 queue_bound: b.queue_bound,
             },
             global,
-            b.steal_threshold,
-            LatencyWatch::new(b.latency_objective),
             runtime.clone(),
         );
 

@@ -1,4 +1,5 @@
 //! Panicking, hanging and failing agents: retries, replacement, dead letters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

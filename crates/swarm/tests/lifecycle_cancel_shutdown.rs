@@ -1,5 +1,6 @@
 //! Cancellation (queued and running), shutdown with a deadline, and no
 //! wake-ups while idle.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

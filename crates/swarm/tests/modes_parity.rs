@@ -1,5 +1,6 @@
 //! The same seeded workload reaches the same final state in event and polling
 //! mode; only timings differ.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

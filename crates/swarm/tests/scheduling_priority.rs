@@ -1,5 +1,6 @@
 //! Event mode: priority order under backlog, and a critical task behind a
 //! deep backlog of low ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! Event mode: work stealing when affinity piles tasks on one agent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
