@@ -1,6 +1,8 @@
 //! Every `swarm_*` metric name that the docs and the Grafana dashboard use is
 //! one the exporter really emits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::BTreeSet;

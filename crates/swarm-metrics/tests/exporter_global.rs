@@ -2,6 +2,8 @@
 //! once; a second install is a clear error. (Its own test binary: the global
 //! recorder is process-wide.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use swarm_metrics::{ExporterError, PrometheusExporter, SwarmMetrics};
 
 #[test]

@@ -1,5 +1,8 @@
 //! The exporter serves the swarm metric set over real HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "http-listener")]
+
 mod support;
 
 use std::time::Duration;

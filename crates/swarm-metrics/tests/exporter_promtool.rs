@@ -4,6 +4,8 @@
 //! Without it the test prints "skipped: promtool not found" and passes, except
 //! under `SWARM_CI=1`, where a missing promtool is a failure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::Write;

@@ -1,5 +1,7 @@
 //! What `SwarmMetrics` makes of each event.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashMap;
