@@ -130,7 +130,7 @@ pub struct ScalingPolicy {
 }
 
 impl ScalingPolicy {
-    /// A policy with `config` (`min_agents` is raised to at most `max_agents`).
+    /// A policy with `config` (`min_agents` is lowered to `max_agents` if above it).
     pub fn new(mut config: ScalingConfig) -> Self {
         config.min_agents = config.min_agents.min(config.max_agents);
         ScalingPolicy {
