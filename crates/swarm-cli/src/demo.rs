@@ -1,0 +1,278 @@
+//! `swarm demo`: simulated agents on a generated workload with mixed priorities.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use swarm::event::TaskAssigned;
+use swarm::{Priority, SchedulerMode, SimConfig, Swarm, Task, TaskHandle, TaskOutcome};
+
+use crate::error::CliError;
+use crate::output::{ms, print_json, print_stdout, progress_bar};
+use crate::{DemoArgs, ModeArg};
+
+/// Queue waits per priority level, in microseconds.
+type WaitHistograms = Arc<Mutex<Vec<Histogram<u64>>>>;
+
+/// The workload's priority mix: 5% critical, 20% high, 50% normal, 25% low.
+fn priority_of(draw: u64) -> Priority {
+    match draw % 100 {
+        0..5 => Priority::Critical,
+        5..25 => Priority::High,
+        25..75 => Priority::Normal,
+        _ => Priority::Low,
+    }
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const KINDS: [&str; 4] = ["summarize", "classify", "translate", "extract"];
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    completed: u64,
+    dead_lettered: u64,
+    cancelled: u64,
+    interrupted: u64,
+}
+
+impl Outcomes {
+    fn add(&mut self, outcome: &TaskOutcome) {
+        match outcome {
+            TaskOutcome::Completed { .. } => self.completed += 1,
+            TaskOutcome::DeadLettered { .. } => self.dead_lettered += 1,
+            TaskOutcome::Cancelled { .. } => self.cancelled += 1,
+            _ => self.interrupted += 1,
+        }
+    }
+}
+
+pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
+    if !args.rate.is_finite() || args.rate < 0.0 {
+        return Err(CliError::BadInput(format!(
+            "--rate {} is invalid: give tasks per second, or 0 for all at once",
+            args.rate
+        )));
+    }
+    let sim = SimConfig::fixed(Duration::ZERO)
+        .with_duration(args.duration_ms)
+        .with_error_rate(args.fail_rate)
+        .with_seed(args.seed);
+    let mode = match args.mode {
+        ModeArg::Event => SchedulerMode::Event,
+        ModeArg::Polling => SchedulerMode::Polling {
+            interval: Duration::from_millis(args.poll_interval_ms),
+            batch: usize::try_from(args.poll_batch).unwrap_or(usize::MAX),
+        },
+    };
+    let agents = args.agents as usize;
+    let mut builder = Swarm::builder()
+        .sim_agents(agents, sim)
+        .max_agents(agents)
+        .autoscale(false)
+        .mode(mode)
+        .seed(args.seed);
+    builder = if args.memory {
+        builder.memory_store()
+    } else {
+        builder.file_store(&args.store)
+    };
+    if let Some(addr) = args.metrics {
+        builder = builder.metrics(addr);
+    }
+
+    // Queue waits by priority, from task:assigned. Registered before build so
+    // that recovered tasks are counted too.
+    let bus = swarm::EventBus::new();
+    let waits: WaitHistograms = Arc::new(Mutex::new(
+        (0..Priority::ALL.len())
+            .map(|_| Histogram::new(3))
+            .collect::<Result<_, _>>()
+            .map_err(|e| CliError::Runtime(format!("could not create a histogram: {e}")))?,
+    ));
+    let sink = Arc::clone(&waits);
+    let _assigned = bus.on::<TaskAssigned>(move |e| {
+        let micros = u64::try_from(e.queue_wait.as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut h) = sink.lock() {
+            if let Some(h) = h.get_mut(e.priority.level()) {
+                h.saturating_record(micros);
+            }
+        }
+    });
+    let swarm = builder.bus(bus).build().await?;
+    let recovered = swarm.stats().recovered;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "resuming tasks left unfinished in the store by an earlier run"
+        );
+    }
+    if let Some(addr) = swarm.metrics_addr() {
+        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+        if !args.json {
+            eprintln!("metrics: http://{addr}/metrics");
+        }
+    }
+
+    let bar = progress_bar(args.tasks, args.json, "tasks");
+    let started = Instant::now();
+    let mut pending: FuturesUnordered<TaskHandle> = FuturesUnordered::new();
+    let mut outcomes = Outcomes::default();
+    let mut rng = args.seed ^ 0x5eed;
+    let mut submitted = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while submitted < args.tasks || !pending.is_empty() {
+        tokio::select! {
+            _ = tick.tick(), if submitted < args.tasks => {
+                let due = if args.rate == 0.0 {
+                    args.tasks
+                } else {
+                    ((started.elapsed().as_secs_f64() * args.rate) as u64).max(1).min(args.tasks)
+                };
+                let count = due.saturating_sub(submitted).min(5000);
+                if count == 0 {
+                    continue;
+                }
+                let mut batch = Vec::with_capacity(count as usize);
+                for i in submitted..submitted + count {
+                    let draw = splitmix64(&mut rng);
+                    let task = Task::builder(KINDS[(draw >> 32) as usize % KINDS.len()])
+                        .priority(priority_of(draw))
+                        .payload(format!("demo task {i}"))
+                        .build()
+                        .map_err(|e| CliError::Runtime(e.to_string()))?;
+                    batch.push(task);
+                }
+                for handle in swarm.submit_batch(batch).await? {
+                    pending.push(handle);
+                }
+                submitted += count;
+            }
+            Some(outcome) = pending.next(), if !pending.is_empty() => {
+                outcomes.add(&outcome);
+                bar.inc(1);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let stats = swarm.stats();
+    let report = swarm.shutdown(Duration::from_secs(5)).await?;
+    if report.pending > 0 || report.interrupted > 0 {
+        tracing::warn!(
+            pending = report.pending,
+            interrupted = report.interrupted,
+            "tasks left unfinished in the store; they resume on the next run"
+        );
+    }
+
+    let finished = outcomes.completed + outcomes.dead_lettered + outcomes.cancelled;
+    let throughput = if elapsed.as_secs_f64() > 0.0 {
+        finished as f64 / elapsed.as_secs_f64()
+    } else {
+        0.0
+    };
+    let waits = waits
+        .lock()
+        .map_err(|_| CliError::Runtime("the queue-wait recorder panicked".into()))?;
+    let quantile = |h: &Histogram<u64>, q: f64| ms(Duration::from_micros(h.value_at_quantile(q)));
+    let mut wait_json = serde_json::Map::new();
+    for p in Priority::ALL {
+        let h = &waits[p.level()];
+        wait_json.insert(
+            p.as_str().to_owned(),
+            json!({
+                "count": h.len(),
+                "p50": quantile(h, 0.5),
+                "p99": quantile(h, 0.99),
+                "max": ms(Duration::from_micros(h.max())),
+            }),
+        );
+    }
+    let store = if args.memory {
+        "memory".to_owned()
+    } else {
+        args.store.display().to_string()
+    };
+    let mode_name = match args.mode {
+        ModeArg::Event => "event",
+        ModeArg::Polling => "polling",
+    };
+    if args.json {
+        return print_json(&json!({
+            "mode": mode_name,
+            "agents": args.agents,
+            "tasks": args.tasks,
+            "store": store,
+            "outcomes": {
+                "completed": outcomes.completed,
+                "dead_lettered": outcomes.dead_lettered,
+                "cancelled": outcomes.cancelled,
+                "interrupted": outcomes.interrupted,
+            },
+            "recovered": recovered,
+            "queue_wait_ms": wait_json,
+            "elapsed_s": elapsed.as_secs_f64(),
+            "throughput_per_s": throughput,
+            "retries": stats.retries,
+            "failed_attempts": stats.failed_attempts,
+            "steals": stats.steals,
+            "stolen_tasks": stats.stolen_tasks,
+        }));
+    }
+    let mut text = format!(
+        "swarm demo: {} tasks on {} agents, {mode_name} mode, store {store}\n\n",
+        args.tasks, args.agents
+    );
+    text.push_str(&format!(
+        "  completed       {:>8}\n  dead-lettered   {:>8}\n",
+        outcomes.completed, outcomes.dead_lettered
+    ));
+    if outcomes.cancelled + outcomes.interrupted > 0 {
+        text.push_str(&format!(
+            "  cancelled       {:>8}\n  interrupted     {:>8}\n",
+            outcomes.cancelled, outcomes.interrupted
+        ));
+    }
+    if recovered > 0 {
+        text.push_str(&format!(
+            "  recovered       {recovered:>8}  (left unfinished by an earlier run)\n"
+        ));
+    }
+    text.push_str(&format!(
+        "  throughput      {throughput:>8.0} tasks/s over {:.2} s\n  retries         {:>8}  ({} failed attempts)\n  steals          {:>8}  ({} tasks moved)\n\n",
+        elapsed.as_secs_f64(),
+        stats.retries,
+        stats.failed_attempts,
+        stats.steals,
+        stats.stolen_tasks
+    ));
+    text.push_str("  queue wait (ms)     count       p50       p99       max\n");
+    for p in Priority::ALL {
+        let h = &waits[p.level()];
+        text.push_str(&format!(
+            "  {:<14} {:>10} {:>9.3} {:>9.3} {:>9.3}\n",
+            p.as_str(),
+            h.len(),
+            quantile(h, 0.5),
+            quantile(h, 0.99),
+            ms(Duration::from_micros(h.max()))
+        ));
+    }
+    if !args.memory {
+        text.push_str(&format!(
+            "\ninspect the log: swarm replay --store {store} | swarm stats --store {store} | swarm events --store {store}\n"
+        ));
+    }
+    print_stdout(&text).map(|_| ())
+}

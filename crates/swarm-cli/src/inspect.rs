@@ -1,0 +1,291 @@
+//! `swarm replay`, `swarm events` and `swarm stats`: read a log without
+//! changing it (see [`crate::log`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use swarm::{EventKind, SystemState, TaskStatus};
+use swarm_store::{AgentPerformance, Projection, TaskCompletion};
+
+use crate::error::CliError;
+use crate::jobs::JobPayload;
+use crate::log::LogReader;
+use crate::output::{ms, print_json, print_stdout};
+use crate::{EventsArgs, ReplayArgs, StatsArgs};
+
+const STATUSES: [TaskStatus; 7] = [
+    TaskStatus::Pending,
+    TaskStatus::Queued,
+    TaskStatus::Running,
+    TaskStatus::Failed,
+    TaskStatus::Completed,
+    TaskStatus::DeadLettered,
+    TaskStatus::Cancelled,
+];
+
+fn status_name(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Pending => "pending",
+        TaskStatus::Queued => "queued",
+        TaskStatus::Running => "running",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Completed => "completed",
+        TaskStatus::DeadLettered => "dead_lettered",
+        TaskStatus::Cancelled => "cancelled",
+    }
+}
+
+fn warn_torn(reader: &LogReader) {
+    if let Some((file, offset)) = reader.torn_at() {
+        tracing::warn!(
+            file = %file.display(),
+            offset,
+            "the log ends inside a record (a write in progress, or a torn tail the next start will cut)"
+        );
+    }
+}
+
+/// `swarm replay`: the state rebuilt from the log.
+pub(crate) fn replay(args: ReplayArgs) -> Result<(), CliError> {
+    let mut reader = LogReader::open(&args.store)?;
+    let to = args.to.unwrap_or(u64::MAX);
+    let mut state = SystemState::new();
+    reader.read_available(|stored| {
+        if stored.seq > to {
+            return Ok(false);
+        }
+        state.apply(&stored);
+        Ok(true)
+    })?;
+    warn_torn(&reader);
+
+    let mut by_status = serde_json::Map::new();
+    for s in STATUSES {
+        by_status.insert(status_name(s).into(), json!(state.count(s)));
+    }
+    // The tasks an operator acts on: unfinished and dead-lettered ones.
+    let mut attention: Vec<_> = state
+        .tasks()
+        .filter(|t| t.status != TaskStatus::Completed && t.status != TaskStatus::Cancelled)
+        .collect();
+    attention.sort_by_key(|t| (t.task.created_at(), t.task.id()));
+    let tasks_json: Vec<_> = attention
+        .iter()
+        .map(|t| {
+            let job = t.task.payload().to_json::<JobPayload>().ok();
+            json!({
+                "id": t.task.id().to_string(),
+                "job": job.as_ref().map(|j| j.id.clone()),
+                "kind": t.task.kind(),
+                "priority": t.task.priority().as_str(),
+                "status": status_name(t.status),
+                "attempts": t.attempts,
+                "last_error": t.last_error,
+            })
+        })
+        .collect();
+    let agents: Vec<_> = state
+        .agents()
+        .map(|a| {
+            json!({
+                "id": a.id.to_string(),
+                "health": format!("{:?}", a.health).to_lowercase(),
+                "busy_with": a.busy_with.map(|t| t.to_string()),
+                "reserve": a.reserve,
+                "completed": a.completed,
+                "failed": a.failed,
+            })
+        })
+        .collect();
+    let counters = serde_json::to_value(state.counters())
+        .map_err(|e| CliError::Runtime(format!("could not encode the counters: {e}")))?;
+    let tasks_total = state.tasks().count();
+    if args.json {
+        return print_json(&json!({
+            "last_seq": state.last_seq(),
+            "tasks": tasks_total,
+            "tasks_by_status": by_status,
+            "unfinished_or_dead_lettered": tasks_json,
+            "agents": agents,
+            "counters": counters,
+        }));
+    }
+    let mut text = format!(
+        "state as of sequence {} ({} tasks)\n\ntasks by status\n",
+        state.last_seq(),
+        tasks_total
+    );
+    for s in STATUSES {
+        text.push_str(&format!("  {:<14} {:>8}\n", status_name(s), state.count(s)));
+    }
+    text.push_str(&format!("\nagents ({})\n", agents.len()));
+    for a in state.agents() {
+        text.push_str(&format!(
+            "  {:<9} {:<10} completed {:>6}  failed {:>4}{}{}\n",
+            a.id.to_string(),
+            format!("{:?}", a.health).to_lowercase(),
+            a.completed,
+            a.failed,
+            if a.reserve { "  reserve" } else { "" },
+            match a.busy_with {
+                Some(t) => format!("  running {t}"),
+                None => String::new(),
+            }
+        ));
+    }
+    text.push_str("\ncounters\n");
+    if let serde_json::Value::Object(map) = &counters {
+        for (k, v) in map {
+            text.push_str(&format!("  {k:<20} {v:>8}\n"));
+        }
+    }
+    if !attention.is_empty() {
+        text.push_str("\nunfinished or dead-lettered tasks\n");
+        for t in &attention {
+            let name = match t.task.payload().to_json::<JobPayload>() {
+                Ok(job) => format!("job {:?}", job.id),
+                Err(_) => format!("task {}", t.task.id()),
+            };
+            text.push_str(&format!(
+                "  {name} ({}, {}): {}, {} attempts{}\n",
+                t.task.kind(),
+                t.task.priority().as_str(),
+                status_name(t.status),
+                t.attempts,
+                match &t.last_error {
+                    Some(e) => format!(", last error: {e}"),
+                    None => String::new(),
+                }
+            ));
+        }
+    }
+    print_stdout(&text).map(|_| ())
+}
+
+/// `swarm events`: the log as JSON lines.
+pub(crate) async fn events(args: EventsArgs) -> Result<(), CliError> {
+    let mut kinds = Vec::new();
+    for name in &args.events {
+        match name.parse::<EventKind>() {
+            Ok(kind) => kinds.push(kind),
+            Err(_) => {
+                let valid: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+                return Err(CliError::BadInput(format!(
+                    "unknown event {name:?}: valid names are {}",
+                    valid.join(", ")
+                )));
+            }
+        }
+    }
+    let mut reader = LogReader::open(&args.store)?;
+    let open = std::cell::Cell::new(true);
+    let mut print = |stored: swarm_store::StoredEvent| -> Result<bool, CliError> {
+        if stored.seq < args.from || (!kinds.is_empty() && !kinds.contains(&stored.event.kind())) {
+            return Ok(true);
+        }
+        let mut line = serde_json::to_string(&stored).map_err(|e| {
+            CliError::Runtime(format!("could not encode event {}: {e}", stored.seq))
+        })?;
+        line.push('\n');
+        open.set(crate::output::print_stdout(&line)?);
+        Ok(open.get())
+    };
+    reader.read_available(&mut print)?;
+    if !args.follow {
+        warn_torn(&reader);
+        return Ok(());
+    }
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        reader.read_available(&mut print)?;
+        if !open.get() {
+            return Ok(());
+        }
+    }
+}
+
+/// `swarm stats`: the projections.
+pub(crate) fn stats(args: StatsArgs) -> Result<(), CliError> {
+    let mut reader = LogReader::open(&args.store)?;
+    let mut completion = TaskCompletion::new();
+    let mut performance = AgentPerformance::new();
+    let mut last_seq = 0;
+    reader.read_available(|stored| {
+        completion.apply(&stored);
+        performance.apply(&stored);
+        last_seq = stored.seq;
+        Ok(true)
+    })?;
+    warn_torn(&reader);
+    const OUTCOMES: [&str; 4] = ["completed", "failed", "dead_lettered", "cancelled"];
+    let totals: BTreeMap<&str, u64> = OUTCOMES.iter().map(|o| (*o, completion.total(o))).collect();
+    let by_kind: BTreeMap<&str, BTreeMap<&str, u64>> = completion
+        .kinds()
+        .map(|(kind, counts)| {
+            (
+                kind,
+                OUTCOMES
+                    .iter()
+                    .map(|o| (*o, counts.get(o).copied().unwrap_or(0)))
+                    .collect(),
+            )
+        })
+        .collect();
+    if args.json {
+        let agents: Vec<_> = performance
+            .agents()
+            .map(|(id, s)| {
+                json!({
+                    "id": id.to_string(),
+                    "completed": s.completed,
+                    "failed": s.failed,
+                    "duration_ms": {
+                        "p50": ms(s.p50()),
+                        "p99": ms(s.p99()),
+                        "max": ms(Duration::from_micros(s.histogram().max())),
+                    },
+                })
+            })
+            .collect();
+        return print_json(&json!({
+            "last_seq": last_seq,
+            "outcomes": totals,
+            "by_kind": by_kind,
+            "agents": agents,
+        }));
+    }
+    let mut text = format!("projections as of sequence {last_seq}\n\noutcomes\n");
+    for (o, n) in &totals {
+        text.push_str(&format!("  {o:<14} {n:>8}\n"));
+    }
+    text.push_str("\nby kind          completed   failed  dead_lettered  cancelled\n");
+    for (kind, counts) in &by_kind {
+        let get = |o: &str| counts.get(o).copied().unwrap_or(0);
+        text.push_str(&format!(
+            "  {kind:<14} {:>9} {:>8} {:>14} {:>10}\n",
+            get("completed"),
+            get("failed"),
+            get("dead_lettered"),
+            get("cancelled")
+        ));
+    }
+    text.push_str("\nagents   completed   failed   p50 ms   p99 ms   max ms\n");
+    for (id, s) in performance.agents() {
+        text.push_str(&format!(
+            "  {:<6} {:>9} {:>8} {:>8.3} {:>8.3} {:>8.3}\n",
+            id.to_string(),
+            s.completed,
+            s.failed,
+            ms(s.p50()),
+            ms(s.p99()),
+            ms(Duration::from_micros(s.histogram().max()))
+        ));
+    }
+    print_stdout(&text).map(|_| ())
+}

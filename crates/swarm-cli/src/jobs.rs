@@ -1,0 +1,240 @@
+//! The jobs file of `swarm run` and the agent that runs a job's command.
+//!
+//! A jobs file has one JSON object per line:
+//! `{"id": "build", "cmd": "make", "priority": "high", "max_attempts": 3, "timeout_ms": 60000}`;
+//! `id` and `cmd` are required. Blank lines are skipped. The whole file is
+//! checked before anything runs: the first malformed line, unknown priority
+//! or duplicate id refuses it, naming the line.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use swarm::{Agent, ExecuteError, Priority, Task, TaskId, TaskOutput};
+
+use crate::error::CliError;
+
+/// The task kind of jobs in the event log.
+pub(crate) const JOB_KIND: &str = "job";
+
+/// Bytes of a job's stdout kept as its output, and of its stderr kept in a
+/// failed attempt's error.
+const TAIL_BYTES: usize = 2048;
+
+/// One line of a jobs file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobLine {
+    id: String,
+    cmd: String,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// The payload of a job's task: what the log needs to run it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JobPayload {
+    /// The job's id from the file.
+    pub(crate) id: String,
+    /// The shell command.
+    pub(crate) cmd: String,
+}
+
+/// A checked job.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) line: usize,
+    pub(crate) id: String,
+    pub(crate) task_id: TaskId,
+    pub(crate) cmd: String,
+    pub(crate) priority: Priority,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Job {
+    /// The task that runs this job.
+    pub(crate) fn to_task(&self) -> Result<Task, CliError> {
+        let mut builder = Task::builder(JOB_KIND)
+            .id(self.task_id)
+            .priority(self.priority)
+            .json(&JobPayload {
+                id: self.id.clone(),
+                cmd: self.cmd.clone(),
+            })
+            .map_err(|e| CliError::BadInput(format!("line {}: {e}", self.line)))?;
+        if let Some(max) = self.max_attempts {
+            builder = builder.max_attempts(max);
+        }
+        if let Some(timeout) = self.timeout {
+            builder = builder.timeout(timeout);
+        }
+        builder
+            .build()
+            .map_err(|e| CliError::BadInput(format!("line {}: {e}", self.line)))
+    }
+}
+
+/// Parses and checks a whole jobs file; `name` is used in messages.
+pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, CliError> {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let mut by_task: HashMap<TaskId, (usize, String)> = HashMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let bad = |what: String| CliError::BadInput(format!("{name} line {line}: {what}"));
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let parsed: JobLine = serde_json::from_str(raw).map_err(|e| {
+            bad(format!(
+                "malformed job ({e}); expected {{\"id\": \"...\", \"cmd\": \"...\"}} with optional priority, max_attempts, timeout_ms"
+            ))
+        })?;
+        if parsed.id.trim().is_empty() {
+            return Err(bad("the job id is empty".into()));
+        }
+        if parsed.cmd.trim().is_empty() {
+            return Err(bad(format!("job {:?} has an empty cmd", parsed.id)));
+        }
+        let priority = match &parsed.priority {
+            None => Priority::Normal,
+            Some(p) => p.parse::<Priority>().map_err(|e| bad(e.to_string()))?,
+        };
+        if parsed.max_attempts == Some(0) {
+            return Err(bad("max_attempts must be at least 1".into()));
+        }
+        if parsed.timeout_ms == Some(0) {
+            return Err(bad("timeout_ms must be at least 1".into()));
+        }
+        if let Some(first) = by_id.get(&parsed.id) {
+            return Err(bad(format!(
+                "duplicate job id {:?} (first on line {first})",
+                parsed.id
+            )));
+        }
+        let task_id = TaskId::from_name(&parsed.id);
+        if let Some((first, other)) = by_task.get(&task_id) {
+            return Err(bad(format!(
+                "job id {:?} hashes to the same task id as {other:?} on line {first}: rename one",
+                parsed.id
+            )));
+        }
+        by_id.insert(parsed.id.clone(), line);
+        by_task.insert(task_id, (line, parsed.id.clone()));
+        jobs.push(Job {
+            line,
+            id: parsed.id,
+            task_id,
+            cmd: parsed.cmd,
+            priority,
+            max_attempts: parsed.max_attempts,
+            timeout: parsed.timeout_ms.map(Duration::from_millis),
+        });
+    }
+    Ok(jobs)
+}
+
+/// Runs a job's `cmd` with `sh -c`: exit status 0 completes the attempt,
+/// anything else fails it (retryable, with the status and the stderr tail).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ShellAgent;
+
+impl Agent for ShellAgent {
+    async fn execute(&self, task: &Task) -> Result<TaskOutput, ExecuteError> {
+        let job: JobPayload = task.payload().to_json().map_err(|e| {
+            ExecuteError::permanent(format!("task {} is not a swarm run job: {e}", task.id()))
+        })?;
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&job.cmd)
+            .env("SWARM_JOB_ID", &job.id)
+            .env("SWARM_JOB_ATTEMPT", task.attempt().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A timed-out or cancelled attempt is dropped: kill the shell then.
+            .kill_on_drop(true);
+        let output = command.output().await.map_err(|e| {
+            ExecuteError::retryable(format!("job {:?}: could not start `sh`: {e}", job.id))
+        })?;
+        if output.status.success() {
+            return Ok(TaskOutput::from(tail(&output.stdout)));
+        }
+        let status = match output.status.code() {
+            Some(code) => format!("exit status {code}"),
+            None => "killed by a signal".to_owned(),
+        };
+        let stderr = tail(&output.stderr);
+        let stderr = stderr.trim();
+        Err(ExecuteError::retryable(if stderr.is_empty() {
+            format!("job {:?} failed: {status}", job.id)
+        } else {
+            format!("job {:?} failed: {status}: {stderr}", job.id)
+        }))
+    }
+}
+
+/// The last [`TAIL_BYTES`] of `bytes`, as lossy UTF-8.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(TAIL_BYTES);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_full_and_minimal_lines() {
+        let text = "{\"id\":\"a\",\"cmd\":\"true\"}\n\n{\"id\":\"b\",\"cmd\":\"false\",\"priority\":\"HIGH\",\"max_attempts\":2,\"timeout_ms\":5}\n";
+        let jobs = parse_jobs("jobs", text).unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].priority, Priority::Normal);
+        assert_eq!(jobs[1].line, 3);
+        assert_eq!(jobs[1].priority, Priority::High);
+        assert_eq!(jobs[1].max_attempts, Some(2));
+        assert_eq!(jobs[1].timeout, Some(Duration::from_millis(5)));
+        let task = jobs[1].to_task().unwrap();
+        assert_eq!(task.id(), TaskId::from_name("b"));
+        assert_eq!(task.max_attempts(), Some(2));
+        let payload: JobPayload = task.payload().to_json().unwrap();
+        assert_eq!(payload.cmd, "false");
+    }
+
+    #[test]
+    fn names_the_bad_line() {
+        let ok = "{\"id\":\"a\",\"cmd\":\"true\"}\n";
+        for (bad, needle) in [
+            ("{\"id\":\"b\"", "line 2: malformed"),
+            (
+                "{\"id\":\"b\",\"cmd\":\"x\",\"priority\":\"urgent\"}",
+                "line 2: unknown priority",
+            ),
+            (
+                "{\"id\":\"a\",\"cmd\":\"x\"}",
+                "line 2: duplicate job id \"a\" (first on line 1)",
+            ),
+            (
+                "{\"id\":\"b\",\"cmd\":\"x\",\"oops\":1}",
+                "line 2: malformed",
+            ),
+            (
+                "{\"id\":\"b\",\"cmd\":\"x\",\"max_attempts\":0}",
+                "line 2: max_attempts",
+            ),
+            ("{\"id\":\"\",\"cmd\":\"x\"}", "line 2: the job id is empty"),
+        ] {
+            let e = parse_jobs("jobs", &format!("{ok}{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+            assert!(matches!(e, CliError::BadInput(_)));
+        }
+    }
+}

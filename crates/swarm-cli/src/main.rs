@@ -1,0 +1,268 @@
+//! `swarm`: the command-line face of the swarm scheduler.
+//!
+//! - `swarm demo`: simulated agents on a generated workload, with a summary.
+//! - `swarm run JOBS.jsonl`: runs shell jobs durably; re-running resumes.
+//! - `swarm replay`, `swarm events`, `swarm stats`: read an event log.
+//!
+//! Exit codes: 0 success; 1 some jobs dead-lettered (or a runtime failure);
+//! 2 bad input (usage, malformed jobs file, corrupt or missing store). Errors
+//! are one line on stderr.
+#![forbid(unsafe_code)]
+
+mod demo;
+mod dist;
+mod error;
+mod inspect;
+mod jobs;
+mod log;
+mod output;
+mod run;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use swarm::DurationDist;
+
+/// Event-driven task scheduling for pools of agents: run the demo, run shell
+/// jobs durably, and inspect the event log.
+#[derive(Debug, Parser)]
+#[command(name = "swarm", version, propagate_version = true)]
+#[command(
+    after_help = "Exit codes: 0 success; 1 some jobs dead-lettered or a runtime failure; \
+2 bad input (usage, malformed jobs file, corrupt or missing store).\n\
+Logs go to stderr: set RUST_LOG (e.g. RUST_LOG=swarm=debug) or pass -v/-vv."
+)]
+struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). RUST_LOG wins when set.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run simulated agents on a generated workload with mixed priorities, then print a summary.
+    Demo(DemoArgs),
+    /// Run the shell jobs of a JSON-lines file; running again with the same store resumes.
+    Run(RunArgs),
+    /// Print the state rebuilt from an event log: tasks by status, agents, counters.
+    Replay(ReplayArgs),
+    /// Print the events of a log as JSON lines.
+    Events(EventsArgs),
+    /// Print the projections of a log: completions by outcome and kind, agent performance.
+    Stats(StatsArgs),
+}
+
+/// How the demo's scheduler finds work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// Event-driven: a task starts the moment an agent is free, the most urgent first.
+    Event,
+    /// The polling baseline: wake every --poll-interval-ms, take up to --poll-batch tasks FIFO.
+    Polling,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Simulated agents.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) agents: u32,
+    /// Tasks to submit.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) tasks: u64,
+    /// Submission rate in tasks per second (0: all at once).
+    #[arg(long, default_value_t = 2000.0, value_name = "PER_SEC")]
+    pub(crate) rate: f64,
+    /// How long each simulated attempt takes, in milliseconds: `20` (fixed),
+    /// `10..50` (uniform between 10 and 50) or `exp:20` (exponential, mean 20).
+    #[arg(long, default_value = "1..5", value_name = "DIST", value_parser = dist::parse_duration_dist)]
+    pub(crate) duration_ms: DurationDist,
+    /// Probability (0 to 1) that an attempt fails with a retryable error.
+    #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_probability)]
+    pub(crate) fail_rate: f64,
+    /// Scheduler: event-driven or the polling baseline.
+    #[arg(long, value_enum, default_value_t = ModeArg::Event)]
+    pub(crate) mode: ModeArg,
+    /// Polling mode: time between wake-ups.
+    #[arg(long, default_value_t = 100, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) poll_interval_ms: u64,
+    /// Polling mode: tasks taken per wake-up.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) poll_batch: u64,
+    /// Event log directory (a file store; created if missing).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "./swarm-data",
+        conflicts_with = "memory"
+    )]
+    pub(crate) store: PathBuf,
+    /// Keep the event log in memory instead of a directory.
+    #[arg(long)]
+    pub(crate) memory: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// Seed of the workload and the simulated agents.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Print the summary as one JSON object on stdout (and no progress bar).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The jobs: one JSON object per line, `{"id": "a", "cmd": "echo hi", "priority": "high",
+    /// "max_attempts": 3, "timeout_ms": 60000}` (all but id and cmd optional).
+    #[arg(value_name = "JOBS.jsonl")]
+    pub(crate) jobs: PathBuf,
+    /// Agents running jobs at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) agents: u32,
+    /// Event log directory; run again with the same one to resume.
+    #[arg(long, value_name = "DIR", default_value = "./swarm-jobs")]
+    pub(crate) store: PathBuf,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// Print the summary as one JSON object on stdout (and no progress bar).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Event log directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: PathBuf,
+    /// Rebuild the state as of this sequence (default: the end of the log).
+    #[arg(long, value_name = "SEQ")]
+    pub(crate) to: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventsArgs {
+    /// Event log directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: PathBuf,
+    /// Start at this sequence (the first event is 1).
+    #[arg(long, value_name = "SEQ", default_value_t = 1)]
+    pub(crate) from: u64,
+    /// Only events with this name, e.g. task:completed (repeatable).
+    #[arg(long = "event", value_name = "NAME")]
+    pub(crate) events: Vec<String>,
+    /// Keep printing events as they are appended (until interrupted).
+    #[arg(long)]
+    pub(crate) follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Event log directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability between 0 and 1")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Replay(args) => inspect::replay(args),
+            Command::Events(args) => inspect::events(args).await,
+            Command::Stats(args) => inspect::stats(args),
+        }
+    });
+    // Do not wait for stray blocking work (a store writer flushing is joined by shutdown).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.to_string()));
+            e.exit_code()
+        }
+    }
+}
+
+/// Help and version go to stdout with exit 0; a usage error is one line with exit 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            // clap's message (and its tips) without the usage block, on one line.
+            let text = e.render().to_string();
+            let message = text.split("Usage:").next().unwrap_or_default();
+            let message = one_line(message);
+            let first = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("error: {first} (see `swarm --help`)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(match verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(verbose >= 2)
+        .try_init();
+}
