@@ -90,24 +90,18 @@ impl<T> LocalQueue<T> {
             .collect()
     }
 
-    /// Removes the first `n` stealable items in pop order; pinned items and the
-    /// other stealable ones keep their order.
-    pub(crate) fn take_stealable(&mut self, n: usize) -> Vec<(T, Priority)> {
-        let taken = self.queue.take_where(n, |entry| !entry.pinned);
-        self.stealable -= taken.len();
-        taken
-            .into_iter()
-            .map(|(entry, p)| (entry.item, p))
-            .collect()
-    }
-
     /// Moves the first `n` stealable items to the back of their levels in `to`,
     /// as stealable items. Returns how many moved.
     pub(crate) fn move_stealable(&mut self, n: usize, to: &mut LocalQueue<T>) -> usize {
-        let taken = self.take_stealable(n);
+        let taken = self.queue.take_where(n, |entry| !entry.pinned);
         let count = taken.len();
-        for (item, priority) in taken {
-            to.push(item, priority, false);
+        self.stealable -= count;
+        to.stealable += count;
+        for (entry, priority) in taken {
+            // Moved entries are unpinned already and keep their tag.
+            if to.queue.push(entry, priority).is_err() {
+                unreachable!("local queues are unbounded");
+            }
         }
         count
     }
@@ -170,7 +164,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn take_stealable_skips_pinned_and_keeps_order() {
+    fn move_stealable_skips_pinned_and_keeps_order() {
         let mut q = LocalQueue::new();
         q.push(1, Priority::Low, false);
         q.push(2, Priority::High, true);
@@ -179,11 +173,18 @@ mod tests {
         q.push(5, Priority::Normal, true);
         assert_eq!(q.stealable(), 3);
         assert_eq!(q.map_stealable(2, |i, _| *i), vec![4, 3]);
+        let mut thief = LocalQueue::new();
+        thief.push(9, Priority::Low, true);
+        assert_eq!(q.move_stealable(2, &mut thief), 2);
         assert_eq!(
-            q.take_stealable(2),
-            vec![(4, Priority::Critical), (3, Priority::High)]
+            thief.items(),
+            vec![
+                (4, Priority::Critical, false),
+                (3, Priority::High, false),
+                (9, Priority::Low, true)
+            ]
         );
-        assert_eq!(q.stealable(), 1);
+        assert_eq!((q.stealable(), thief.stealable()), (1, 2));
         assert_eq!(
             q.items(),
             vec![

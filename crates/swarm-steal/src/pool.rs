@@ -98,12 +98,26 @@ type Registry<T> = BTreeMap<AgentId, CachePadded<Worker<T>>>;
 /// on a timer: the caller calls these on events (an agent goes idle, a push
 /// creates imbalance).
 ///
+/// # Concurrency
+///
 /// All methods take `&self` and are safe to call from many threads or tasks at
-/// once: share the pool in an `Arc`. Locks are short and never held when a
-/// method returns (see the module docs of `pool.rs` for the lock order). The
-/// closures given to `steal_half_with`, `rebalance_with`, `remove_where` and
-/// `remove_first` run while queues are locked: they must be quick and must not
-/// call into the same pool (that would deadlock).
+/// once: share the pool in an `Arc`. Each local queue has its own
+/// `parking_lot::Mutex`, the registry of queues a `parking_lot::RwLock`
+/// (exclusive only in `register`/`deregister`). Locks are held only inside a
+/// call, never when it returns, so never across an `.await`.
+///
+/// Lock order: the registry first, then queue locks in ascending [`AgentId`]
+/// order. A steal locks the thief's and the victim's queues (lower id first)
+/// and moves the items while holding both, so a steal is atomic: the "thief is
+/// empty" check, the victim's threshold check and the move happen together.
+/// `rebalance`, `remove_where` and `remove_first` lock every queue, in the same
+/// order. Each queue also publishes its length and stealable length in atomics;
+/// they only guide the choice of a victim, which is re-checked under the locks.
+///
+/// The closures given to `steal_half_with`, `rebalance_with`, `remove_where`,
+/// `remove_first`, `pop_local_if` and `peek_local_with` run while queues are
+/// locked: they must be quick and must not call into the same pool (that would
+/// deadlock).
 ///
 /// ```
 /// use swarm_core::{AgentId, Priority};
