@@ -7,8 +7,8 @@
 //!   less work for n = 256) and two `Mutex<VecDeque>` moving half by hand.
 //! - `pop_local/*`: the owner pops one item and pushes it back (queue length
 //!   stays near 64), alone (`uncontended`) or while another thread keeps
-//!   stealing half of that queue and giving it back (`contended`). Baseline:
-//!   a `Mutex<VecDeque>` with the same two access patterns.
+//!   stealing half of that queue and giving the items back one push at a time
+//!   (`contended`). Baseline: a `Mutex<VecDeque>` with the same access patterns.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -180,12 +180,15 @@ fn pop_local(c: &mut Criterion) {
         let background = contended.then(|| {
             let queue = Arc::clone(&queue);
             Background::start(move || {
+                // The same pattern: take half in one lock, give back one by one.
                 let stolen: Vec<_> = {
                     let mut q = queue.lock();
                     let half = q.len() / 2;
                     q.drain(..half).collect()
                 };
-                queue.lock().extend(stolen);
+                for item in stolen {
+                    queue.lock().push_back(item);
+                }
             })
         });
         group.bench_function(BenchmarkId::new("baseline_mutex_vecdeque", label), |b| {
