@@ -32,7 +32,7 @@ fn millis(s: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{:?} is not a number", s.trim()))?;
-    if !v.is_finite() || v < 0.0 || v > 86_400_000.0 {
+    if !v.is_finite() || !(0.0..=86_400_000.0).contains(&v) {
         return Err(format!("{v} ms is out of range (0 to one day)"));
     }
     Ok(Duration::from_secs_f64(v / 1000.0))

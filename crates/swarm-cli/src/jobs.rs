@@ -159,11 +159,19 @@ impl Agent for ShellAgent {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A timed-out or cancelled attempt is dropped: kill the shell then.
-            .kill_on_drop(true);
-        let output = command.output().await.map_err(|e| {
+            // A timed-out or cancelled attempt is dropped: kill the shell then,
+            // and (through its process group) whatever it started.
+            .kill_on_drop(true)
+            .process_group(0);
+        let child = command.spawn().map_err(|e| {
             ExecuteError::retryable(format!("job {:?}: could not start `sh`: {e}", job.id))
         })?;
+        let mut group = GroupKill(child.id());
+        let output = child.wait_with_output().await.map_err(|e| {
+            ExecuteError::retryable(format!("job {:?}: could not wait for `sh`: {e}", job.id))
+        })?;
+        // The shell was reaped: its group id may be reused from now on.
+        group.0 = None;
         if output.status.success() {
             return Ok(TaskOutput::from(tail(&output.stdout)));
         }
@@ -178,6 +186,32 @@ impl Agent for ShellAgent {
         } else {
             format!("job {:?} failed: {status}: {stderr}", job.id)
         }))
+    }
+}
+
+/// Kills a job's process group when its attempt is dropped before the shell
+/// exits (a timeout, a cancel, shutdown), so that `sleep 60; make` does not
+/// keep running behind the dropped attempt. The shell itself is killed by
+/// `kill_on_drop`; until it is reaped its pid, the group id, is not reused.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // `kill` as a command keeps this crate free of `unsafe`.
+            let killed = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -KILL -{pgid} 2>/dev/null"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            tracing::debug!(
+                pgid,
+                ?killed,
+                "killed the process group of a dropped job attempt"
+            );
+        }
     }
 }
 

@@ -136,12 +136,19 @@ fn assert_fails_or_lists(out: &std::process::Output) {
 }
 
 #[test]
-fn a_job_over_its_timeout_fails() {
+fn a_job_over_its_timeout_fails_and_its_processes_are_killed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    let late = dir.join("late");
     let lines = vec![
-        serde_json::json!({"id": "slow", "cmd": "exec sleep 30", "timeout_ms": 100, "max_attempts": 1})
-            .to_string(),
+        serde_json::json!({
+            "id": "slow",
+            // The inner shell outlives the outer one unless the group is killed.
+            "cmd": format!("sh -c 'sleep 1; touch {}'; true", late.display()),
+            "timeout_ms": 100,
+            "max_attempts": 1,
+        })
+        .to_string(),
     ];
     let jobs = dir.join("jobs.jsonl");
     write_jobs(&jobs, &lines);
@@ -151,9 +158,12 @@ fn a_job_over_its_timeout_fails() {
         "--store",
         dir.join("store").to_str().unwrap(),
     ]);
-    // Exit 1 (not 0 after 30 s): the attempt was cut off and dead-lettered.
+    // Exit 1: the attempt was cut off and the job dead-lettered.
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("dead-lettered"), "{}", stderr(&out));
+    // The shell's `sleep` was killed with it: nothing touches the file later.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!late.exists(), "the timed-out job kept running");
 }
 
 #[test]
