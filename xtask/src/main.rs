@@ -2,7 +2,10 @@
 //!
 //! - `cargo xtask ci`: what `.ci/run` runs: fmt check, clippy with `-D warnings`,
 //!   the tests, the doc tests, the docs with `-Dwarnings`, cargo-deny.
+//! - `cargo xtask bench [--quick] [--scenario NAME]...`: the whole-system
+//!   benchmarks (polling vs event, against bare tokio), with a report and charts.
 
+mod bench;
 mod ci;
 
 use std::process::ExitCode;
@@ -12,6 +15,9 @@ usage: cargo xtask <task> [options]
 
 tasks:
   ci [--skip-deny]    fmt check, clippy -D warnings, tests, doc tests, docs, cargo deny
+  bench [--quick] [--scenario NAME]...
+                      whole-system benchmarks; report and charts in target/bench/
+                      (`cargo xtask bench --help` lists the scenarios)
   help                this text
 ";
 
@@ -21,6 +27,14 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match task.as_deref() {
         Some("ci") => ci::run(&rest),
+        Some("bench") => match bench::run(&rest) {
+            Ok(()) => Ok(()),
+            Err(message) => {
+                // bench's errors carry its own help text.
+                eprintln!("xtask bench: {message}");
+                return ExitCode::FAILURE;
+            }
+        },
         Some("help" | "--help" | "-h") => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,116 @@
+//! `swarm-bench`: the whole-system scenarios of `cargo xtask bench`.
+//!
+//! Runs one or more scenarios in this process and prints one JSON object:
+//! `{"quick": bool, "scenarios": {name: {key: value}}, "details": {..}, "series": {..}}`.
+//! `cargo xtask bench` builds it in release, runs each scenario in a fresh
+//! process (so CPU and memory figures start clean), and draws the report.
+//!
+//! ```text
+//! swarm-bench [--quick] [--work-dir DIR] SCENARIO...
+//! ```
+//!
+//! `unsafe` is used for two libc calls (`getrusage`, `sysconf`) in `sys.rs`.
+
+mod scenarios;
+mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Map, Value, json};
+
+/// Every scenario, in the order a full run goes through them.
+pub(crate) const SCENARIOS: &[&str] = &[
+    "seed_comparison",
+    "throughput",
+    "dispatch_latency",
+    "priority",
+    "idle_cpu",
+    "work_stealing",
+    "store",
+    "memory",
+];
+
+/// Options shared by all scenarios.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) quick: bool,
+    /// Where scenarios may write files (the file store).
+    pub(crate) work_dir: PathBuf,
+}
+
+/// What one scenario measured.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// The contract keys of `scenarios.<name>`.
+    pub(crate) values: Map<String, Value>,
+    /// Settings and extra figures that explain the values.
+    pub(crate) details: Map<String, Value>,
+    /// Data for the charts.
+    pub(crate) series: Map<String, Value>,
+}
+
+fn main() -> ExitCode {
+    let mut quick = false;
+    let mut work_dir = std::env::temp_dir();
+    let mut names = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--work-dir" => match args.next() {
+                Some(dir) => work_dir = PathBuf::from(dir),
+                None => return usage("--work-dir needs a directory"),
+            },
+            name if SCENARIOS.contains(&name) => names.push(name.to_owned()),
+            other => return usage(&format!("unknown scenario or option {other:?}")),
+        }
+    }
+    if names.is_empty() {
+        names = SCENARIOS.iter().map(|s| (*s).to_owned()).collect();
+    }
+    let options = Options { quick, work_dir };
+    let mut scenarios = Map::new();
+    let mut details = Map::new();
+    let mut series = Map::new();
+    for name in &names {
+        eprintln!(
+            "swarm-bench: running {name}{}",
+            if quick { " (quick)" } else { "" }
+        );
+        let started = std::time::Instant::now();
+        match scenarios::run(name, &options) {
+            Ok(mut outcome) => {
+                outcome.details.insert(
+                    "elapsed_s".into(),
+                    json!(sys::r3(started.elapsed().as_secs_f64())),
+                );
+                scenarios.insert(name.clone(), Value::Object(outcome.values));
+                details.insert(name.clone(), Value::Object(outcome.details));
+                if !outcome.series.is_empty() {
+                    series.insert(name.clone(), Value::Object(outcome.series));
+                }
+            }
+            Err(message) => {
+                eprintln!("swarm-bench: {name} failed: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let report = json!({
+        "quick": quick,
+        "scenarios": scenarios,
+        "details": details,
+        "series": series,
+    });
+    println!("{report}");
+    ExitCode::SUCCESS
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!(
+        "swarm-bench: {message}\nusage: swarm-bench [--quick] [--work-dir DIR] [SCENARIO]...\nscenarios: {}",
+        SCENARIOS.join(", ")
+    );
+    ExitCode::FAILURE
+}

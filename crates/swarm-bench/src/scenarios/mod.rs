@@ -1,0 +1,94 @@
+//! One module per scenario; each returns an [`Outcome`].
+
+mod dispatch_latency;
+mod idle_cpu;
+mod memory;
+mod priority;
+mod seed_comparison;
+mod store;
+mod throughput;
+mod work_stealing;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use swarm::event::TaskAssigned;
+use swarm::{Swarm, Task};
+
+use crate::{Options, Outcome};
+
+pub(crate) type Result<T> = std::result::Result<T, String>;
+
+pub(crate) fn run(name: &str, options: &Options) -> Result<Outcome> {
+    match name {
+        "seed_comparison" => block_on(seed_comparison::run(options)),
+        "throughput" => block_on(throughput::run(options)),
+        "dispatch_latency" => block_on(dispatch_latency::run(options)),
+        "priority" => block_on(priority::run(options)),
+        "idle_cpu" => block_on(idle_cpu::run(options)),
+        "work_stealing" => block_on(work_stealing::run(options)),
+        "store" => block_on(store::run(options)),
+        "memory" => memory::run(options),
+        other => Err(format!("no scenario named {other:?}")),
+    }
+}
+
+/// Worker threads of every runtime: one per core, as `#[tokio::main]` would.
+pub(crate) fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn block_on<F: Future<Output = Result<Outcome>>>(future: F) -> Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers())
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
+    runtime.block_on(future)
+}
+
+pub(crate) fn task(kind: &Arc<str>) -> Result<Task> {
+    Task::builder(Arc::clone(kind))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) async fn shutdown(swarm: &Swarm) -> Result<()> {
+    swarm
+        .shutdown(Duration::from_secs(5))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("shutdown failed: {e}"))
+}
+
+/// Collects every `task:assigned` queue wait (acceptance → start).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Waits(Arc<Mutex<Vec<(swarm::TaskId, swarm::Priority, Duration)>>>);
+
+impl Waits {
+    pub(crate) fn attach(&self, swarm: &Swarm) -> swarm_core::Subscription {
+        let waits = Arc::clone(&self.0);
+        swarm.bus().on::<TaskAssigned>(move |e| {
+            waits.lock().push((e.task_id, e.priority, e.queue_wait));
+        })
+    }
+
+    pub(crate) fn take(&self) -> Vec<(swarm::TaskId, swarm::Priority, Duration)> {
+        std::mem::take(&mut *self.0.lock())
+    }
+
+    pub(crate) fn find(&self, id: swarm::TaskId) -> Option<Duration> {
+        self.0
+            .lock()
+            .iter()
+            .rev()
+            .find(|(t, _, _)| *t == id)
+            .map(|(_, _, w)| *w)
+    }
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

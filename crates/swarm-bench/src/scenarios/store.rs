@@ -1,0 +1,247 @@
+//! The event store alone: in-memory appends, fsync'd file appends from 64
+//! concurrent appenders (group commit), replay of a long log, replay from a
+//! snapshot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+use swarm::event::{TaskAssigned, TaskCompleted, TaskCreated};
+use swarm::{AgentId, Event, EventStore, Payload, Priority, Task};
+use swarm_store::{Durability, FileStore, FileStoreOptions, MemoryStore, SystemState};
+
+use super::{Result, ms};
+use crate::sys::r3;
+use crate::{Options, Outcome};
+
+const APPENDERS: usize = 64;
+
+pub(crate) async fn run(options: &Options) -> Result<Outcome> {
+    let quick = options.quick;
+    let memory_events = if quick { 400_000 } else { 2_000_000 };
+    let fsync_for = if quick {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(10)
+    };
+    let replay_events: u64 = if quick { 300_000 } else { 1_000_000 };
+    std::fs::create_dir_all(&options.work_dir).map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("swarm-bench-store")
+        .tempdir_in(&options.work_dir)
+        .map_err(|e| {
+            format!(
+                "cannot make a directory in {}: {e}",
+                options.work_dir.display()
+            )
+        })?;
+
+    let template = completed_event();
+    let memory = memory_appends(memory_events, &template).await?;
+    let (fsync_rate, fsync_total, hist) =
+        fsync_appends(&dir.path().join("fsync"), fsync_for, &template).await?;
+    let (write_s, replay_s, snapshot_ms, snapshot_bytes, tasks) =
+        replay(&dir.path().join("replay"), replay_events).await?;
+
+    let mut outcome = Outcome::default();
+    outcome.values = json!({
+        "memory_appends_per_sec": r3(memory),
+        "file_fsync_appends_per_sec": r3(fsync_rate),
+        "file_append_p99_us": r3(hist.value_at_quantile(0.99) as f64 / 1e3),
+        "replay_events_per_sec": r3((tasks * 3) as f64 / replay_s),
+        "replay_from_snapshot_ms": r3(snapshot_ms),
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default();
+    outcome.details = json!({
+        "appenders": APPENDERS,
+        "events_per_append": 1,
+        "memory_events": memory_events,
+        "fsync_seconds": fsync_for.as_secs_f64(),
+        "fsync_appends": fsync_total,
+        "file_append_p50_us": r3(hist.value_at_quantile(0.5) as f64 / 1e3),
+        "file_append_max_us": r3(hist.max() as f64 / 1e3),
+        "file_dir": dir.path().display().to_string(),
+        "replay_events": tasks * 3,
+        "replay_tasks": tasks,
+        "replay_log_write_s": r3(write_s),
+        "replay_mix": "per task: task:created, task:assigned, task:completed",
+        "snapshot_bytes": snapshot_bytes,
+        "replay_from_snapshot": "snapshot at the log's last event, then SystemState::replay on a reopened store",
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default();
+    Ok(outcome)
+}
+
+fn completed_event() -> Event {
+    TaskCompleted {
+        task_id: swarm::TaskId::generate(),
+        agent_id: AgentId::new(3),
+        attempt: 1,
+        duration: Duration::from_micros(1234),
+        output: Payload::empty(),
+    }
+    .into()
+}
+
+async fn memory_appends(events: usize, template: &Event) -> Result<f64> {
+    let store = Arc::new(MemoryStore::new());
+    let per = events / APPENDERS;
+    let started = Instant::now();
+    let mut joins = Vec::new();
+    for _ in 0..APPENDERS {
+        let store = Arc::clone(&store);
+        let event = template.clone();
+        joins.push(tokio::spawn(async move {
+            for _ in 0..per {
+                store.append(vec![event.clone()], None).await?;
+            }
+            Ok::<(), swarm_store::StoreError>(())
+        }));
+    }
+    for join in joins {
+        join.await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((per * APPENDERS) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn fsync_appends(
+    dir: &std::path::Path,
+    run_for: Duration,
+    template: &Event,
+) -> Result<(f64, u64, Histogram<u64>)> {
+    let store = Arc::new(
+        FileStore::open_with(
+            dir,
+            FileStoreOptions::default().durability(Durability::Fsync),
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let started = Instant::now();
+    let deadline = started + run_for;
+    let mut joins = Vec::new();
+    for _ in 0..APPENDERS {
+        let store = Arc::clone(&store);
+        let event = template.clone();
+        joins.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                .map_err(|e| e.to_string())?;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                store
+                    .append(vec![event.clone()], None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                hist.saturating_record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            }
+            Ok::<Histogram<u64>, String>(hist)
+        }));
+    }
+    let mut total =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
+    for join in joins {
+        let hist = join.await.map_err(|e| e.to_string())??;
+        total.add(&hist).map_err(|e| e.to_string())?;
+    }
+    let elapsed = started.elapsed();
+    store.close().await.map_err(|e| e.to_string())?;
+    Ok((
+        total.len() as f64 / elapsed.as_secs_f64(),
+        total.len(),
+        total,
+    ))
+}
+
+/// Writes `events` events, then replays them from a reopened store, then
+/// snapshots and replays again. Returns (write s, replay s, snapshot replay ms,
+/// snapshot bytes, tasks).
+async fn replay(dir: &std::path::Path, events: u64) -> Result<(f64, f64, f64, usize, u64)> {
+    let options = FileStoreOptions::default().durability(Durability::None);
+    let tasks = events / 3;
+    let write_started = Instant::now();
+    {
+        let store = FileStore::open_with(dir, options.clone()).map_err(|e| e.to_string())?;
+        let kind: Arc<str> = Arc::from("replayed");
+        let mut batch = Vec::with_capacity(3000);
+        for i in 0..tasks {
+            let task = Task::builder(Arc::clone(&kind))
+                .priority(Priority::Normal)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let task_id = task.id();
+            let agent_id = AgentId::new(i % 8);
+            batch.push(TaskCreated { task }.into());
+            batch.push(
+                TaskAssigned {
+                    task_id,
+                    agent_id,
+                    attempt: 1,
+                    priority: Priority::Normal,
+                    queue_wait: Duration::from_micros(40),
+                }
+                .into(),
+            );
+            batch.push(
+                TaskCompleted {
+                    task_id,
+                    agent_id,
+                    attempt: 1,
+                    duration: Duration::from_micros(900),
+                    output: Payload::empty(),
+                }
+                .into(),
+            );
+            if batch.len() >= 3000 {
+                store
+                    .append(std::mem::take(&mut batch), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if !batch.is_empty() {
+            store.append(batch, None).await.map_err(|e| e.to_string())?;
+        }
+        store.close().await.map_err(|e| e.to_string())?;
+    }
+    let write_s = write_started.elapsed().as_secs_f64();
+
+    let store = FileStore::open_with(dir, options.clone()).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let state = SystemState::replay(&store)
+        .await
+        .map_err(|e| e.to_string())?;
+    let replay_s = started.elapsed().as_secs_f64();
+    if state.last_seq() + 1 < tasks * 3 {
+        return Err(format!(
+            "replay stopped at sequence {} of {}",
+            state.last_seq(),
+            tasks * 3
+        ));
+    }
+    let snapshot = state.to_snapshot().map_err(|e| e.to_string())?;
+    let snapshot_bytes = snapshot.data.len();
+    store
+        .save_snapshot(snapshot)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.close().await.map_err(|e| e.to_string())?;
+    drop(state);
+
+    let store = FileStore::open_with(dir, options).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let state = SystemState::replay(&store)
+        .await
+        .map_err(|e| e.to_string())?;
+    let snapshot_ms = ms(started.elapsed());
+    if state.count(swarm::TaskStatus::Completed) as u64 != tasks {
+        return Err("the snapshot replay lost tasks".into());
+    }
+    store.close().await.map_err(|e| e.to_string())?;
+    Ok((write_s, replay_s, snapshot_ms, snapshot_bytes, tasks))
+}

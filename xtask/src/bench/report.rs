@@ -1,0 +1,270 @@
+//! The text of the report: a markdown table (printed as is on the terminal)
+//! and `report.md`.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::SCENARIOS;
+
+/// A goal from the issue or DESIGN.md's performance budgets.
+struct Aim {
+    scenario: &'static str,
+    key: &'static str,
+    text: &'static str,
+    met: fn(f64, &Value) -> bool,
+}
+
+const AIMS: &[Aim] = &[
+    Aim {
+        scenario: "throughput",
+        key: "event_tasks_per_sec",
+        text: ">= 1 M/s (DESIGN)",
+        met: |v, _| v >= 1e6,
+    },
+    Aim {
+        scenario: "throughput",
+        key: "ratio_vs_spawn",
+        text: ">= 0.7",
+        met: |v, _| v >= 0.7,
+    },
+    Aim {
+        scenario: "dispatch_latency",
+        key: "ratio_p50",
+        text: "<= 1.5",
+        met: |v, _| v <= 1.5,
+    },
+    Aim {
+        scenario: "dispatch_latency",
+        key: "ratio_p99",
+        text: "<= 2 (DESIGN)",
+        met: |v, _| v <= 2.0,
+    },
+    Aim {
+        scenario: "priority",
+        key: "critical_wait_ms",
+        text: "<= task duration + 0.1",
+        met: |v, details| {
+            let aim = details
+                .pointer("/priority/aim_ms")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            v <= aim
+        },
+    },
+    Aim {
+        scenario: "idle_cpu",
+        key: "event_cpu_ms_per_s",
+        text: "<= 1",
+        met: |v, _| v <= 1.0,
+    },
+    Aim {
+        scenario: "idle_cpu",
+        key: "event_wakeups",
+        text: "0 (DESIGN)",
+        met: |v, _| v == 0.0,
+    },
+    Aim {
+        scenario: "work_stealing",
+        key: "speedup",
+        text: ">= 5",
+        met: |v, _| v >= 5.0,
+    },
+    Aim {
+        scenario: "store",
+        key: "file_fsync_appends_per_sec",
+        text: ">= 1 M/s",
+        met: |v, _| v >= 1e6,
+    },
+    Aim {
+        scenario: "store",
+        key: "replay_events_per_sec",
+        text: ">= 2 M/s",
+        met: |v, _| v >= 2e6,
+    },
+    Aim {
+        scenario: "memory",
+        key: "bytes_per_queued_task",
+        text: "<= 128",
+        met: |v, _| v <= 128.0,
+    },
+];
+
+fn flatten(prefix: &str, value: &Value, rows: &mut Vec<(String, f64)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, rows);
+            }
+        }
+        Value::Number(n) => rows.push((prefix.to_owned(), n.as_f64().unwrap_or(f64::NAN))),
+        _ => {}
+    }
+}
+
+/// Human formatting: thousands separators for big numbers, 3 significant decimals for small.
+pub(crate) fn fmt_value(v: f64) -> String {
+    if v.abs() >= 10_000.0 {
+        let n = v.round() as i64;
+        let s = n.abs().to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if n < 0 { format!("-{out}") } else { out }
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The results as a markdown table, one row per measured key.
+pub(crate) fn table(report: &Value) -> String {
+    let details = report.get("details").cloned().unwrap_or(Value::Null);
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    for name in SCENARIOS {
+        let Some(values) = report.pointer(&format!("/scenarios/{name}")) else {
+            continue;
+        };
+        let mut flat = Vec::new();
+        flatten("", values, &mut flat);
+        for (key, v) in flat {
+            let (aim, met) = match AIMS.iter().find(|a| a.scenario == *name && a.key == key) {
+                Some(a) => (
+                    a.text.to_owned(),
+                    if (a.met)(v, &details) {
+                        "yes"
+                    } else {
+                        "**no**"
+                    },
+                ),
+                None => (String::new(), ""),
+            };
+            let aim = if met.is_empty() {
+                aim
+            } else {
+                format!("{aim}: {met}")
+            };
+            rows.push([(*name).to_owned(), key, fmt_value(v), aim]);
+        }
+    }
+    let header = ["scenario", "key", "value", "aim: met?"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: [&str; 4], out: &mut String| {
+        let _ = writeln!(
+            out,
+            "| {:<w0$} | {:<w1$} | {:>w2$} | {:<w3$} |",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        );
+    };
+    line(header, &mut out);
+    let _ = writeln!(
+        out,
+        "|{}|{}|{}:|{}|",
+        "-".repeat(widths[0] + 2),
+        "-".repeat(widths[1] + 2),
+        "-".repeat(widths[2] + 1),
+        "-".repeat(widths[3] + 2)
+    );
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3]], &mut out);
+    }
+    out
+}
+
+/// `report.md`: the machine, the table, the seed comparison beside the
+/// reference's numbers, and the charts.
+pub(crate) fn markdown(report: &Value, table: &str) -> String {
+    let mut md = String::new();
+    let quick = report
+        .get("quick")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let _ = writeln!(
+        md,
+        "# swarm bench report{}\n",
+        if quick { " (--quick)" } else { "" }
+    );
+    if let Some(m) = report.get("machine") {
+        let s = |k: &str| {
+            m.get(k)
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let _ = writeln!(
+            md,
+            "Machine: {} cores ({}), {} GiB, {}, Linux {}; load average at the end: {}.\n",
+            s("nproc"),
+            s("cpu_model"),
+            s("memory_gib"),
+            s("rustc"),
+            s("kernel"),
+            s("load_average_at_end")
+        );
+    }
+    md.push_str(table);
+    if let Some(seed) = report.pointer("/scenarios/seed_comparison") {
+        let scale = report
+            .pointer("/details/seed_comparison/time_scale")
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN);
+        let get = |mode: &str, key: &str| {
+            seed.pointer(&format!("/{mode}/{key}"))
+                .and_then(Value::as_f64)
+                .map_or_else(|| "-".to_owned(), fmt_value)
+        };
+        let _ = writeln!(
+            md,
+            "\n## Seed comparison beside the reference\n\n\
+             Time-scaled {scale}x: every duration ran {scale} times shorter; latencies and \
+             throughput are converted back to reference time. CPU is measured during the \
+             compressed run.\n\n\
+             | | reference polling | swarm polling | reference event | swarm event |\n\
+             |---|---:|---:|---:|---:|\n\
+             | avg latency (ms) | 1000 | {} | 50 | {} |\n\
+             | max latency (ms) | - | {} | - | {} |\n\
+             | CPU (%) | 15 | {} | 9 | {} |\n\
+             | throughput (tasks/min) | 50 | {} | 150 | {} |",
+            get("polling", "avg_latency_ms"),
+            get("event", "avg_latency_ms"),
+            get("polling", "max_latency_ms"),
+            get("event", "max_latency_ms"),
+            get("polling", "cpu_percent"),
+            get("event", "cpu_percent"),
+            get("polling", "throughput_per_min"),
+            get("event", "throughput_per_min"),
+        );
+    }
+    md.push_str("\n## Charts\n\n");
+    for (file, title) in super::charts::CHARTS {
+        let _ = writeln!(md, "![{title}]({file})\n");
+    }
+    md.push_str(
+        "Settings and extra figures of every scenario are under `details` in `report.json`.\n",
+    );
+    md
+}
