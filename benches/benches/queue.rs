@@ -200,12 +200,16 @@ fn shared(c: &mut Criterion) {
     group.sample_size(10);
     for (p, m) in [(1, 1), (1, 4), (4, 1), (4, 4)] {
         let id = format!("{p}x{m}");
-        group.bench_with_input(BenchmarkId::new("shared_queue", &id), &(p, m), |b, &(p, m)| {
-            b.iter(|| rt.block_on(shared_run(p, m)))
-        });
-        group.bench_with_input(BenchmarkId::new("tokio_mpsc", &id), &(p, m), |b, &(p, m)| {
-            b.iter(|| rt.block_on(mpsc_run(p, m)))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("shared_queue", &id),
+            &(p, m),
+            |b, &(p, m)| b.iter(|| rt.block_on(shared_run(p, m))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("tokio_mpsc", &id),
+            &(p, m),
+            |b, &(p, m)| b.iter(|| rt.block_on(mpsc_run(p, m))),
+        );
     }
     group.finish();
 }

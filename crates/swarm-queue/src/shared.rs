@@ -21,6 +21,12 @@ use crate::{AgingPolicy, PriorityQueue, QueueStats};
 /// "not full"). A waiter registers with its `Notify` *before* it looks at the
 /// queue, so a push that happens between the look and the wait still wakes it.
 ///
+/// That is tokio's documented `Notify` pattern, and tokio model-checks `Notify`
+/// itself with loom; this crate adds no atomics or unsafe code of its own, so it
+/// has no loom model. Its tests check the parts it owns deterministically:
+/// wake-up forwarding from a dropped `pop`, `close` with waiters, and N x M
+/// producers/consumers counting every item once.
+///
 /// - `pop` is cancellation safe: an item is removed only inside a poll that
 ///   returns it, so a dropped `pop` future loses nothing (and a wake-up it had
 ///   received is passed on to another waiter).
