@@ -251,7 +251,10 @@ impl Swarm {
             }
             SchedulerMode::Event => None,
         };
-        let snapshotter = Snapshotter::spawn(Arc::new(Arc::clone(&store)), b.snapshot_every);
+        // A snapshot serializes the whole state: worth it only for a store that
+        // outlives the process.
+        let snapshotter = (!matches!(b.store, StoreSpec::Memory))
+            .then(|| Snapshotter::spawn(Arc::new(Arc::clone(&store)), b.snapshot_every));
 
         Ok(Swarm {
             inner: Arc::new(Inner {
@@ -259,7 +262,7 @@ impl Swarm {
                 bus,
                 store,
                 journal,
-                snapshotter: Mutex::new(Some(snapshotter)),
+                snapshotter: Mutex::new(snapshotter),
                 polling: Mutex::new(polling),
                 durable_submit,
                 max_payload: b.max_payload,
