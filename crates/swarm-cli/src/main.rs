@@ -17,6 +17,7 @@ mod jobs;
 mod log;
 mod output;
 mod run;
+mod store_lock;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

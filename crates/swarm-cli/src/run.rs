@@ -20,6 +20,7 @@ use crate::RunArgs;
 use crate::error::CliError;
 use crate::jobs::{ShellAgent, parse_jobs};
 use crate::output::{print_json, print_stdout, progress_bar};
+use crate::store_lock::StoreLock;
 
 /// How a job ended, as far as this run knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     let (f, n) = (Arc::clone(&finished), Arc::clone(&notify));
     let _cancelled = bus.on::<TaskCancelled>(move |e| record(&f, &n, e.task_id, Ended::Cancelled));
 
+    let _lock = StoreLock::acquire(&args.store)?;
     let agents = args.agents as usize;
     let mut builder = Swarm::builder()
         .agents(agents)
@@ -92,29 +94,38 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     for (job, task) in jobs.iter().zip(tasks) {
         match state.task(job.task_id) {
             None => to_submit.push(task),
-            Some(record) => match record.status {
-                TaskStatus::Completed => {
-                    ended_before.insert(job.task_id, Ended::Completed);
-                }
-                TaskStatus::DeadLettered => {
-                    ended_before.insert(
-                        job.task_id,
-                        Ended::DeadLettered(record.last_error.clone().unwrap_or_default()),
+            Some(record) => {
+                if record.task.payload() != task.payload() {
+                    tracing::warn!(
+                        job = %job.id,
+                        line = job.line,
+                        "the job changed since it was first submitted to this store; the store's version stands"
                     );
                 }
-                TaskStatus::Cancelled => {
-                    ended_before.insert(job.task_id, Ended::Cancelled);
+                match record.status {
+                    TaskStatus::Completed => {
+                        ended_before.insert(job.task_id, Ended::Completed);
+                    }
+                    TaskStatus::DeadLettered => {
+                        ended_before.insert(
+                            job.task_id,
+                            Ended::DeadLettered(record.last_error.clone().unwrap_or_default()),
+                        );
+                    }
+                    TaskStatus::Cancelled => {
+                        ended_before.insert(job.task_id, Ended::Cancelled);
+                    }
+                    // Failed for good without a dead letter (should not happen):
+                    // nothing will run it again, so do not wait for it.
+                    _ if !record.needs_requeue() => {
+                        ended_before.insert(
+                            job.task_id,
+                            Ended::DeadLettered(record.last_error.clone().unwrap_or_default()),
+                        );
+                    }
+                    _ => resumed += 1,
                 }
-                // Failed for good without a dead letter (should not happen):
-                // nothing will run it again, so do not wait for it.
-                _ if !record.needs_requeue() => {
-                    ended_before.insert(
-                        job.task_id,
-                        Ended::DeadLettered(record.last_error.clone().unwrap_or_default()),
-                    );
-                }
-                _ => resumed += 1,
-            },
+            }
         }
     }
     let skipped = ended_before.len();

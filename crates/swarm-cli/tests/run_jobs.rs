@@ -185,3 +185,45 @@ fn a_missing_jobs_file_exits_2() {
     let out = run(&["run", "/nonexistent/jobs.jsonl"]);
     assert_fails(&out, 2, &["cannot read the jobs file"]);
 }
+
+#[test]
+fn a_store_in_use_by_another_swarm_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let started = dir.join("started");
+    let jobs = dir.join("jobs.jsonl");
+    write_jobs(
+        &jobs,
+        &[job(
+            "wait",
+            &format!("touch {}; sleep 2", started.display()),
+        )],
+    );
+    let store = dir.join("store");
+    let args = [
+        "run",
+        jobs.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let mut first = support::swarm()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = run(&args);
+    assert_fails(&out, 2, &["in use by process", &first.id().to_string()]);
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    // Once it is done, the store is free again.
+    let out = run(&args);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
