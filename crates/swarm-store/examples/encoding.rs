@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release -p swarm-store --features conformance --example encoding`
 
+// A measurement tool: a failed unwrap is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use swarm_core::Event;

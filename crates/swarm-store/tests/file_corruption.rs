@@ -1,6 +1,9 @@
 //! Damaged logs: truncation at every byte of the tail, random bit flips, and
 //! the repair option. Never a panic, never a changed event.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

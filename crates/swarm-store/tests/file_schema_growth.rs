@@ -5,6 +5,9 @@
 //! first test checks that the fixture is byte-for-byte what that shape encodes
 //! (regenerate with `SWARM_STORE_WRITE_FIXTURES=1`), the second opens it.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;

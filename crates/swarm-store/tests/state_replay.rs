@@ -2,6 +2,9 @@
 //! with and without snapshots, on every store; plus the state's semantics, the
 //! snapshotter and the projections.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,5 +1,8 @@
 //! MemoryStore and FileStore (every durability, small segments) pass the conformance suite.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 
 use swarm_store::{Durability, FileStore, FileStoreOptions, MemoryStore, conformance};
