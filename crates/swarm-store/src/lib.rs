@@ -19,7 +19,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `conformance` | `conformance::run_all`, the test suite every `EventStore` must pass |
-//! | `nats` | reserved for the NATS JetStream backend |
+//! | `nats` | `NatsStore`: the log in a NATS JetStream stream, snapshots in a KV bucket (docs/nats.md) |
 //!
 //! # Example
 //!
@@ -53,6 +53,9 @@ mod error;
 pub mod file;
 mod live;
 mod memory;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats;
 mod projection;
 mod snapshotter;
 mod state;
@@ -62,6 +65,9 @@ pub use error::{Result, StoreError};
 #[doc(inline)]
 pub use file::{CutPoint, Durability, FileStore, FileStoreOptions, OpenReport};
 pub use memory::MemoryStore;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats::{NatsAuth, NatsStore, NatsStoreOptions, NatsTls};
 pub use projection::{
     AgentPerformance, AgentStats, Projection, TaskCompletion, UNKNOWN_KIND, project,
 };

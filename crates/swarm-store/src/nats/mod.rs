@@ -1,0 +1,601 @@
+//! [`NatsStore`]: the event log in a NATS JetStream stream, snapshots in a KV
+//! bucket (feature `nats`).
+//!
+//! # Layout
+//!
+//! For a swarm named `S` (see [`NatsStoreOptions`]):
+//!
+//! - stream `SWARM_S_EVENTS`, file storage, subjects `swarm.S.events.>`; each
+//!   event is one message on `swarm.S.events.<entity>.<action>` (for example
+//!   `swarm.S.events.task.created`), its body the event in MessagePack with
+//!   named fields (the encoding of [`FileStore`](crate::FileStore) records).
+//!   The stream denies message deletion and purges, so its sequence stays
+//!   gap-free.
+//! - KV bucket `SWARM_S_SNAPSHOTS`: snapshots keyed by sequence, chunked to
+//!   fit the server's max payload.
+//!
+//! # Sequences
+//!
+//! The store's global sequence *is* the JetStream stream sequence: JetStream
+//! numbers stored messages 1, 2, 3, ... and never reuses or skips a number
+//! unless messages are deleted, which the stream config forbids (no limits, no
+//! `max_age`, `deny_delete`, `deny_purge`). A refused publish (a duplicate or a
+//! failed expectation) takes no number. Reads check that the sequences they
+//! see follow each other and fail instead of skipping.
+//!
+//! # Writers
+//!
+//! Appends of one `NatsStore` go through one writer task, in order, so they get
+//! contiguous ranges. Every message is fenced with `Nats-Expected-Last-Sequence`
+//! (and, within a pipelined round, `Nats-Expected-Last-Msg-Id` of the message
+//! before it): when two processes append to the same log, the server refuses
+//! whichever publish arrives second, so their events never interleave
+//! silently. An append with `expected = Some(s)` then fails with
+//! [`StoreError::Conflict`]; one with `expected = None` is retried at the new
+//! end of the log. Across processes an append of several events is not
+//! atomic: if another process's publish lands between two of its messages
+//! (possible only when both write at the same moment), the events already
+//! stored stay and the append fails with `Conflict`.
+//!
+//! # De-duplication
+//!
+//! Each message's `Nats-Msg-Id` is `<writer id>-<n>`: a random id per
+//! `NatsStore` instance and a counter. The writer repeats a publish whose
+//! acknowledgement was lost (timeout, reconnect) with the same id, and the
+//! server stores it once if the repeat arrives inside the stream's duplicate
+//! window (2 minutes by default). De-duplication does not merge two appends
+//! of equal events: they are different events.
+//!
+//! # Durability
+//!
+//! An append resolves when the server acknowledged every message. What an
+//! acknowledgement is worth depends on the server: see docs/nats.md
+//! (`sync_interval: always`, three replicas).
+//!
+//! # Errors
+//!
+//! Failures to reach or use the server are [`StoreError::Io`] whose path names
+//! the server and stream (`nats nats://host:4222 stream SWARM_S_EVENTS`) and
+//! whose [`std::io::ErrorKind`] says what happened.
+
+mod error;
+mod options;
+mod snapshot;
+mod writer;
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_nats::ConnectOptions;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use swarm_core::{Event, EventKind, Timestamp};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{Result, StoreError};
+use crate::store::{EventStore, EventStream, SeqRange, Snapshot, StoredEvent};
+
+use self::error::{invalid_data, nats_other};
+pub use self::options::{NatsAuth, NatsStoreOptions, NatsTls};
+use self::writer::{Encoded, Request, Writer};
+
+/// An [`EventStore`] in a NATS JetStream stream (see the [module docs](self)).
+///
+/// Cheap to clone (clones share the connection and the writer).
+///
+/// ```no_run
+/// use swarm_core::event::AgentAvailable;
+/// use swarm_core::AgentId;
+/// use swarm_store::{EventStore, NatsStore, NatsStoreOptions};
+///
+/// # async fn demo() -> Result<(), swarm_store::StoreError> {
+/// let store = NatsStore::connect(NatsStoreOptions::new("nats://127.0.0.1:4222", "demo")).await?;
+/// let range = store
+///     .append(vec![AgentAvailable { agent_id: AgentId::new(1) }.into()], None)
+///     .await?;
+/// println!("appended at {range:?}");
+/// store.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct NatsStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: NatsStoreOptions,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    kv: kv::Store,
+    /// `nats <url> stream <name>`, for errors.
+    what: String,
+    what_bucket: String,
+    /// One subject per event kind, by [`EventKind::index`].
+    subjects: Vec<String>,
+    chunk_size: usize,
+    writer: Mutex<Option<mpsc::UnboundedSender<Request>>>,
+    closed: AtomicBool,
+    closed_tx: watch::Sender<bool>,
+}
+
+impl fmt::Debug for NatsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsStore")
+            .field("url", &self.inner.options.url)
+            .field("stream", &self.inner.options.stream_name())
+            .field("bucket", &self.inner.options.bucket_name())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The subject token of an event kind: `task:created` -> `task.created`.
+fn kind_token(kind: EventKind) -> String {
+    kind.name().replace(':', ".")
+}
+
+fn random_id() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    let a = h.finish();
+    let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
+    h2.write_u64(a);
+    format!("{:016x}{:016x}", a, h2.finish())
+}
+
+async fn connect_client(options: &NatsStoreOptions) -> Result<async_nats::Client> {
+    let what = options.url.as_str();
+    let mut co = ConnectOptions::new()
+        .name("swarm-store")
+        .connection_timeout(options.connect_timeout)
+        .request_timeout(Some(options.request_timeout));
+    match &options.auth {
+        NatsAuth::None => {}
+        NatsAuth::UserPassword { user, password } => {
+            co = co.user_and_password(user.clone(), password.clone());
+        }
+        NatsAuth::Token(token) => co = co.token(token.clone()),
+        NatsAuth::CredsFile(path) => {
+            co = co.credentials_file(path).await.map_err(|e| {
+                error::nats_error(
+                    what,
+                    e.kind(),
+                    format!("cannot read credentials file {}: {e}", path.display()),
+                )
+            })?;
+        }
+    }
+    let tls = &options.tls;
+    if tls.required {
+        co = co.require_tls(true);
+    }
+    for root in &tls.root_certificates {
+        co = co.add_root_certificates(root.clone());
+    }
+    if let Some((cert, key)) = &tls.client_certificate {
+        co = co.add_client_certificate(cert.clone(), key.clone());
+    }
+    if tls.handshake_first {
+        co = co.tls_first();
+    }
+    co.connect(options.url.as_str()).await.map_err(|e| {
+        nats_other(
+            what,
+            format!("cannot connect: {e}: is nats-server running with JetStream (-js) there?"),
+        )
+    })
+}
+
+impl NatsStore {
+    /// Connects to the server and opens (creating if needed) the swarm's
+    /// stream and snapshot bucket.
+    ///
+    /// Fails with [`StoreError::Io`] if the server cannot be reached, refuses
+    /// the credentials, or has no JetStream.
+    pub async fn connect(options: NatsStoreOptions) -> Result<NatsStore> {
+        options.validate()?;
+        let client = connect_client(&options).await?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(options.request_timeout);
+        let stream_name = options.stream_name();
+        let what = format!("{} stream {stream_name}", options.url);
+        let what_bucket = format!("{} bucket {}", options.url, options.bucket_name());
+        let prefix = options.subject_prefix();
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: stream_name.clone(),
+                description: Some(format!("swarm {} event log", options.swarm)),
+                subjects: vec![format!("{prefix}.events.>")],
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                num_replicas: options.replicas,
+                duplicate_window: options.duplicate_window,
+                deny_delete: true,
+                deny_purge: true,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_other(&what, format!("cannot open the stream: {e}")))?;
+        let bucket = options.bucket_name();
+        // The bucket's stream is made here with the layout of a KV bucket
+        // (history 1, roll-ups, direct get) instead of `create_key_value`,
+        // whose account query fails against 2.9 servers.
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(format!("swarm {} snapshots", options.swarm)),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            num_replicas: options.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_other(&what_bucket, format!("cannot open the bucket: {e}")))?;
+        let kv = js
+            .get_key_value(bucket.clone())
+            .await
+            .map_err(|e| nats_other(&what_bucket, format!("cannot open the bucket: {e}")))?;
+        // Room for the key, headers and framing of a KV put.
+        let server_max = client
+            .server_info()
+            .max_payload
+            .saturating_sub(4096)
+            .max(1024);
+        let chunk_size = options.chunk_size.map_or(server_max, |c| c.min(server_max));
+        let subjects = EventKind::ALL
+            .iter()
+            .map(|k| format!("{prefix}.events.{}", kind_token(*k)))
+            .collect();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            js: js.clone(),
+            stream: stream_name,
+            what: what.clone(),
+            writer_id: random_id(),
+            next_msg: 0,
+            last: None,
+            max_in_flight: options.max_in_flight,
+        };
+        tokio::spawn(writer.run(rx));
+        let (closed_tx, _) = watch::channel(false);
+        Ok(NatsStore {
+            inner: Arc::new(Inner {
+                options,
+                client,
+                js,
+                stream,
+                kv,
+                what,
+                what_bucket,
+                subjects,
+                chunk_size,
+                writer: Mutex::new(Some(tx)),
+                closed: AtomicBool::new(false),
+                closed_tx,
+            }),
+        })
+    }
+
+    /// The options this store was opened with.
+    pub fn options(&self) -> &NatsStoreOptions {
+        &self.inner.options
+    }
+
+    /// The underlying NATS client (to share the connection).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// The size snapshots are cut into.
+    pub fn snapshot_chunk_size(&self) -> usize {
+        self.inner.chunk_size
+    }
+
+    /// Deletes the swarm's stream and snapshot bucket from the server:
+    /// everything this swarm stored, for every process using it. Closes this
+    /// store first. Meant for tests and for tearing a swarm down.
+    pub async fn destroy(&self) -> Result<()> {
+        self.close().await?;
+        let inner = &self.inner;
+        inner
+            .js
+            .delete_stream(inner.options.stream_name())
+            .await
+            .map_err(|e| nats_other(&inner.what, format!("cannot delete the stream: {e}")))?;
+        inner
+            .js
+            .delete_stream(format!("KV_{}", inner.options.bucket_name()))
+            .await
+            .map_err(|e| {
+                nats_other(&inner.what_bucket, format!("cannot delete the bucket: {e}"))
+            })?;
+        Ok(())
+    }
+
+    fn encode(&self, events: &[Event]) -> Result<Vec<Encoded>> {
+        events
+            .iter()
+            .map(|event| {
+                let payload = rmp_serde::to_vec_named(event).map_err(|e| StoreError::Encode {
+                    what: "event",
+                    message: e.to_string(),
+                })?;
+                let subject = self
+                    .inner
+                    .subjects
+                    .get(event.kind().index())
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{}.events.{}",
+                            self.inner.options.subject_prefix(),
+                            kind_token(event.kind())
+                        )
+                    });
+                Ok(Encoded {
+                    subject,
+                    payload: Bytes::from(payload),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    async fn last_seq(&self) -> Result<u64> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| nats_other(&self.what, e))?;
+        Ok(info.state.last_sequence)
+    }
+}
+
+/// Where a read stops.
+enum Until {
+    /// At this sequence (`None`: the log's end when the read starts).
+    Seq(Option<u64>),
+    /// When the store closes.
+    Closed(watch::Receiver<bool>),
+}
+
+struct Reader {
+    inner: Arc<Inner>,
+    next: u64,
+    until: Until,
+    messages: Option<pull::Ordered>,
+    done: bool,
+}
+
+async fn wait_closed(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Reader {
+    fn stream(self) -> EventStream {
+        futures::stream::unfold(self, |mut r| async move {
+            let item = r.step().await?;
+            Some((item, r))
+        })
+        .boxed()
+    }
+
+    fn fail(&mut self, e: StoreError) -> Option<Result<StoredEvent>> {
+        self.done = true;
+        Some(Err(e))
+    }
+
+    async fn step(&mut self) -> Option<Result<StoredEvent>> {
+        if self.done {
+            return None;
+        }
+        if let Until::Seq(None) = self.until {
+            match self.inner.last_seq().await {
+                Ok(last) => self.until = Until::Seq(Some(last)),
+                Err(e) => return self.fail(e),
+            }
+        }
+        if let Until::Seq(Some(to)) = self.until {
+            if self.next > to {
+                self.done = true;
+                return None;
+            }
+        }
+        if self.messages.is_none() {
+            let consumer = self
+                .inner
+                .stream
+                .create_consumer(pull::OrderedConfig {
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: self.next,
+                    },
+                    ..Default::default()
+                })
+                .await;
+            let messages = match consumer {
+                Ok(c) => c.messages().await,
+                Err(e) => return self.fail(nats_other(&self.inner.what, e)),
+            };
+            match messages {
+                Ok(m) => self.messages = Some(m),
+                Err(e) => return self.fail(nats_other(&self.inner.what, e)),
+            }
+        }
+        let messages = self.messages.as_mut()?;
+        let message = match &mut self.until {
+            Until::Seq(_) => messages.next().await,
+            Until::Closed(closed) => {
+                tokio::select! {
+                    m = messages.next() => m,
+                    () = wait_closed(closed) => None,
+                }
+            }
+        };
+        let message = match message {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return self.fail(nats_other(&self.inner.what, e)),
+            None => {
+                self.done = true;
+                return None;
+            }
+        };
+        let (seq, published) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.published),
+            Err(e) => return self.fail(invalid_data(&self.inner.what, e)),
+        };
+        if seq != self.next {
+            return self.fail(invalid_data(
+                &self.inner.what,
+                format!(
+                    "the log has a gap: expected sequence {} but the stream delivered {seq} (were messages deleted from the stream?)",
+                    self.next
+                ),
+            ));
+        }
+        let event: Event = match rmp_serde::from_slice(&message.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.fail(invalid_data(
+                    &self.inner.what,
+                    format!(
+                        "the message at sequence {seq} on {} is not a swarm event ({e}): is another program publishing to the swarm's subjects?",
+                        message.subject
+                    ),
+                ));
+            }
+        };
+        let micros = published.unix_timestamp_nanos() / 1000;
+        let timestamp = Timestamp::from_micros(u64::try_from(micros).unwrap_or(0));
+        self.next = seq + 1;
+        Some(Ok(StoredEvent {
+            seq,
+            timestamp,
+            event,
+        }))
+    }
+}
+
+impl EventStore for NatsStore {
+    fn append(&self, events: Vec<Event>, expected: Option<u64>) -> BoxFuture<'_, Result<SeqRange>> {
+        Box::pin(async move {
+            let encoded = self.encode(&events)?;
+            let (reply, rx) = oneshot::channel();
+            {
+                let writer = self.inner.writer.lock();
+                let Some(tx) = writer.as_ref() else {
+                    return Err(StoreError::Closed);
+                };
+                tx.send(Request::Append {
+                    events: encoded,
+                    expected,
+                    reply,
+                })
+                .map_err(|_| StoreError::Closed)?;
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn read(&self, from_seq: u64) -> EventStream {
+        Reader {
+            inner: Arc::clone(&self.inner),
+            next: from_seq.max(1),
+            until: Until::Seq(None),
+            messages: None,
+            done: false,
+        }
+        .stream()
+    }
+
+    fn subscribe(&self, from_seq: u64) -> EventStream {
+        let until = if self.inner.closed.load(Ordering::Acquire) {
+            Until::Seq(None)
+        } else {
+            Until::Closed(self.inner.closed_tx.subscribe())
+        };
+        Reader {
+            inner: Arc::clone(&self.inner),
+            next: from_seq.max(1),
+            until,
+            messages: None,
+            done: false,
+        }
+        .stream()
+    }
+
+    fn last_seq(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.inner.last_seq())
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            snapshot::save(
+                &self.inner.kv,
+                &self.inner.what_bucket,
+                &snapshot,
+                self.inner.chunk_size,
+            )
+            .await
+        })
+    }
+
+    fn latest_snapshot(&self, at_or_before: u64) -> BoxFuture<'_, Result<Option<Snapshot>>> {
+        Box::pin(snapshot::latest(
+            &self.inner.kv,
+            &self.inner.what_bucket,
+            at_or_before,
+        ))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            let sent = self
+                .inner
+                .writer
+                .lock()
+                .as_ref()
+                .map(|tx| tx.send(Request::Flush(reply)).is_ok());
+            if sent == Some(true) {
+                // An error only means the writer stopped, after answering everything.
+                let _ = rx.await;
+            }
+            Ok(())
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.flush().await?;
+            self.inner.closed.store(true, Ordering::Release);
+            // Dropping the sender stops the writer once its queue is empty.
+            drop(self.inner.writer.lock().take());
+            self.inner.closed_tx.send_replace(true);
+            Ok(())
+        })
+    }
+}
