@@ -329,3 +329,143 @@ async fn a_new_connection_reads_the_same_log() {
     })
     .await;
 }
+
+/// A nats-server this test starts itself (own port, own store dir).
+struct OwnServer {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnServer {
+    fn binary() -> String {
+        std::env::var("SWARM_NATS_SERVER").unwrap_or_else(|_| {
+            if std::path::Path::new("/usr/sbin/nats-server").exists() {
+                "/usr/sbin/nats-server".into()
+            } else {
+                "nats-server".into()
+            }
+        })
+    }
+
+    fn start(port: u16, dir: &std::path::Path) -> OwnServer {
+        let child = std::process::Command::new(Self::binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("SWARM_NATS_URL is set, so nats-server must be installed (or name it in SWARM_NATS_SERVER)");
+        // Bounded wait for the port to accept connections.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        OwnServer {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = OwnServer::start(self.port, &self.dir.clone());
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The server is killed and restarted under a writer: every acknowledged
+/// append is in the log once, appends issued while it was down land after it
+/// is back, and the sequence stays gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_survive_a_server_restart() {
+    if server_url().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = OwnServer::start(free_port(), dir.path());
+    let url = server.url();
+    let store = NatsStore::connect(
+        NatsStoreOptions::new(&url, unique_swarm("restart"))
+            .request_timeout(std::time::Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        store.append(vec![marker(0, i)], None).await.unwrap();
+        acked.push(i);
+    }
+    server.kill();
+    // Appends issued while the server is down wait for it.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut ok = Vec::new();
+            for i in 50..60 {
+                // Each either lands (acknowledged) or fails; never both silently.
+                if store.append(vec![marker(0, i)], None).await.is_ok() {
+                    ok.push(i);
+                }
+            }
+            ok
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.restart();
+    acked.extend(writer.await.unwrap());
+    for i in 60..100 {
+        store.append(vec![marker(0, i)], None).await.unwrap();
+        acked.push(i);
+    }
+    let read = collect(&store, 1).await;
+    for (i, e) in read.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "gap-free after the restart");
+    }
+    let stored: Vec<u64> = read
+        .iter()
+        .map(|e| match &e.event {
+            Event::QueueBacklog(m) => m.threshold,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    // Every acknowledged append is there, once; nothing is there twice.
+    let mut sorted = stored.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        stored.len(),
+        "no event stored twice: {stored:?}"
+    );
+    for i in &acked {
+        assert!(stored.contains(i), "acknowledged event {i} lost");
+    }
+    assert!(acked.len() >= 90);
+    store.close().await.unwrap();
+}
