@@ -98,7 +98,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     let bus = swarm::EventBus::new();
     let waits: WaitHistograms = Arc::new(Mutex::new(
         (0..Priority::ALL.len())
-            .map(|_| Histogram::new(3))
+            // 1 µs to an hour at 3 significant digits; longer waits saturate.
+            .map(|_| Histogram::new_with_bounds(1, 3_600_000_000, 3))
             .collect::<Result<_, _>>()
             .map_err(|e| CliError::Runtime(format!("could not create a histogram: {e}")))?,
     ));

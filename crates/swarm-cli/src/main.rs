@@ -48,8 +48,30 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run simulated agents on a generated workload with mixed priorities, then print a summary.
+    ///
+    /// The workload is 5% critical, 20% high, 50% normal and 25% low priority
+    /// tasks, submitted at --rate. The summary gives tasks by outcome, queue
+    /// wait p50/p99/max per priority, throughput, retries and steals. The log
+    /// goes to ./swarm-data unless --store or --memory says otherwise; tasks an
+    /// interrupted demo left unfinished there are resumed first.
     Demo(DemoArgs),
     /// Run the shell jobs of a JSON-lines file; running again with the same store resumes.
+    ///
+    /// Each line is {"id": "...", "cmd": "...", "priority": "high", "max_attempts": 3,
+    /// "timeout_ms": 60000}; only id and cmd are required. Each job runs `sh -c cmd`
+    /// (with SWARM_JOB_ID and SWARM_JOB_ATTEMPT set): exit status 0 completes it,
+    /// anything else is a failed attempt, retried with back-off up to max_attempts
+    /// (default 3), then dead-lettered. A job over timeout_ms is killed with its
+    /// process group. The whole file is checked first: a malformed line, an
+    /// unknown priority or a duplicate id refuses it (exit 2, naming the line) and
+    /// nothing runs.
+    ///
+    /// Resume: run again with the same --store. Jobs already completed (or
+    /// dead-lettered) in the log are skipped; jobs that were queued or running
+    /// when the last run stopped run (again: at-least-once); new ids are added.
+    ///
+    /// Exit status: 0 all jobs completed; 1 some job dead-lettered (or the run was
+    /// interrupted); 2 bad input.
     Run(RunArgs),
     /// Print the state rebuilt from an event log: tasks by status, agents, counters.
     Replay(ReplayArgs),

@@ -75,6 +75,13 @@ fn demo_json_polling_mode_in_memory() {
     let v = json(&out);
     check_summary(&v, 40);
     assert_eq!(v["mode"], "polling");
+    // 40 tasks, 10 per wake-up: the last ten wait for at least the fourth
+    // wake-up after they were submitted, three intervals after the first.
+    let max_wait = ["critical", "high", "normal", "low"]
+        .iter()
+        .map(|p| v["queue_wait_ms"][p]["max"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(max_wait >= 15.0, "the polling waits were not measured: {v}");
 }
 
 #[test]
