@@ -47,6 +47,9 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod distributed;
 mod error;
 mod handle;
 mod journal;

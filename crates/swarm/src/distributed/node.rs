@@ -1,0 +1,281 @@
+//! [`Node`]: one process's share of a distributed swarm: it pulls tasks from
+//! the [`TaskQueue`], runs them on its [`AgentPool`] and journals its events
+//! to the shared [`NatsStore`] log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::context::Publish;
+use futures::StreamExt;
+use swarm_agents::{AgentFactory, AgentPool, Next};
+use swarm_core::{Event, Subscription, Task};
+use swarm_store::{EventStore, NatsStore};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::error::DistributedError;
+use super::queue::TaskQueue;
+
+/// How long a task that found no agent (all claimed by other work) waits
+/// before the server offers it again.
+const NO_AGENT_DELAY: Duration = Duration::from_millis(50);
+
+enum JournalMessage {
+    Event(Event),
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Forwards every event of a bus to the store, in emit order, one event per
+/// append (an append of one event is atomic even when other nodes write to
+/// the same log), pipelined by the store's writer.
+struct NodeJournal {
+    sender: mpsc::UnboundedSender<JournalMessage>,
+    _subscription: Subscription,
+}
+
+impl NodeJournal {
+    fn start(bus: &swarm_core::EventBus, store: NatsStore) -> (NodeJournal, JoinHandle<()>) {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<JournalMessage>();
+        let forward = sender.clone();
+        let subscription = bus.on_any(move |event| {
+            let _ = forward.send(JournalMessage::Event(event.clone()));
+        });
+        let writer = tokio::spawn(async move {
+            let mut inbox = Vec::with_capacity(1024);
+            while receiver.recv_many(&mut inbox, 1024).await > 0 {
+                let mut appends = Vec::new();
+                let mut barriers = Vec::new();
+                for m in inbox.drain(..) {
+                    match m {
+                        JournalMessage::Event(e) => appends.push(store.append(vec![e], None)),
+                        JournalMessage::Barrier(b) => barriers.push(b),
+                    }
+                }
+                for result in futures::future::join_all(appends).await {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "a node event could not be journaled");
+                    }
+                }
+                for b in barriers {
+                    let _ = b.send(());
+                }
+            }
+        });
+        (
+            NodeJournal {
+                sender,
+                _subscription: subscription,
+            },
+            writer,
+        )
+    }
+
+    /// Resolves once every event emitted before the call was appended.
+    async fn barrier(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.sender.send(JournalMessage::Barrier(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// A running node; dropping the handle leaves it running, [`stop`](Self::stop)
+/// or [`abort`](Self::abort) end it.
+#[derive(Debug)]
+pub struct NodeHandle {
+    puller: JoinHandle<()>,
+    journal: JoinHandle<()>,
+    running: Arc<parking_lot::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl NodeHandle {
+    /// Stops pulling, lets the running tasks finish (and ack), then returns.
+    pub async fn stop(self) {
+        self.puller.abort();
+        let _ = self.puller.await;
+        let running: Vec<JoinHandle<()>> = self.running.lock().drain(..).collect();
+        for h in running {
+            let _ = h.await;
+        }
+        self.journal.abort();
+    }
+
+    /// Ends the node at once, as if its process died: running tasks are
+    /// dropped without an ack, and the server redelivers them to other nodes
+    /// once `ack_wait` passes.
+    pub fn abort(self) {
+        self.puller.abort();
+        for h in self.running.lock().drain(..) {
+            h.abort();
+        }
+        self.journal.abort();
+    }
+}
+
+/// One node of a distributed swarm.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Starts a node: pulls tasks from `queue` (most urgent subject first)
+    /// whenever one of `pool`'s agents is free, runs them, acks when the
+    /// attempt ends, and journals the pool's events to `store`.
+    ///
+    /// An idle node waits on held pull requests (one per priority, renewed
+    /// every `pull_expires`); it never polls.
+    pub async fn start<F: AgentFactory>(
+        queue: TaskQueue,
+        pool: Arc<AgentPool<F>>,
+        store: NatsStore,
+    ) -> Result<NodeHandle, DistributedError> {
+        let agents = pool.counts().active().max(1);
+        let config = queue.config.clone();
+        let mut streams = Vec::new();
+        for (_, consumer) in &queue.consumers {
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(config.prefetch.max(1))
+                .expires(config.pull_expires)
+                .heartbeat(config.pull_expires / 4)
+                .messages()
+                .await
+                .map_err(|e| DistributedError::nats("pulling tasks", e))?;
+            streams.push(messages);
+        }
+        let (journal, journal_task) = NodeJournal::start(pool.bus(), store);
+        let journal = Arc::new(journal);
+        let permits = Arc::new(Semaphore::new(agents));
+        let running: Arc<parking_lot::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let running_for_puller = Arc::clone(&running);
+        let js = queue.js.clone();
+        let puller = tokio::spawn(async move {
+            let mut streams = streams.into_iter();
+            let (Some(mut critical), Some(mut high), Some(mut normal), Some(mut low)) = (
+                streams.next(),
+                streams.next(),
+                streams.next(),
+                streams.next(),
+            ) else {
+                return;
+            };
+            loop {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    return;
+                };
+                // Most urgent first: `biased` polls the branches in order.
+                let message = tokio::select! {
+                    biased;
+                    Some(m) = critical.next() => m,
+                    Some(m) = high.next() => m,
+                    Some(m) = normal.next() => m,
+                    Some(m) = low.next() => m,
+                    else => return,
+                };
+                let message = match message {
+                    Ok(m) => m,
+                    Err(error) => {
+                        tracing::warn!(%error, "pulling tasks");
+                        continue;
+                    }
+                };
+                let pool = Arc::clone(&pool);
+                let journal = Arc::clone(&journal);
+                let config = config.clone();
+                let js = js.clone();
+                let handle = tokio::spawn(async move {
+                    run_one(message, pool, journal, config, js).await;
+                    drop(permit);
+                });
+                let mut running = running_for_puller.lock();
+                running.retain(|h| !h.is_finished());
+                running.push(handle);
+            }
+        });
+        Ok(NodeHandle {
+            puller,
+            journal: journal_task,
+            running,
+        })
+    }
+}
+
+async fn run_one<F: AgentFactory>(
+    message: async_nats::jetstream::Message,
+    pool: Arc<AgentPool<F>>,
+    journal: Arc<NodeJournal>,
+    config: super::TaskQueueConfig,
+    js: async_nats::jetstream::Context,
+) {
+    let delivered = message.info().map(|i| i.delivered).unwrap_or(1).max(1);
+    let mut task: Task = match serde_json::from_slice(&message.payload) {
+        Ok(t) => t,
+        Err(error) => {
+            tracing::error!(%error, subject = %message.subject, "not a task: terminating it");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    // The attempt count travels with the delivery count, so retries are
+    // counted across nodes.
+    task.set_attempt(u32::try_from(delivered - 1).unwrap_or(u32::MAX));
+    let Some(agent) = pool.claim_idle_for(task.kind()) else {
+        let _ = message.ack_with(AckKind::Nak(Some(NO_AGENT_DELAY))).await;
+        return;
+    };
+    let priority = task.priority();
+    let execute = pool.execute(agent, task.clone());
+    tokio::pin!(execute);
+    let mut progress = tokio::time::interval(config.progress_interval());
+    progress.tick().await;
+    let executed = loop {
+        tokio::select! {
+            r = &mut execute => break r,
+            _ = progress.tick() => {
+                // Keeps a long task from being redelivered while it runs.
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+    // The task's events are in the log before the ack removes the task.
+    journal.barrier().await;
+    let dead_letter = |reason: String| {
+        let js = js.clone();
+        let subject = config.dead_subject(priority);
+        let body = serde_json::to_vec(&task).unwrap_or_default();
+        async move {
+            let publish = Publish::build()
+                .payload(body.into())
+                .header("Swarm-Dead-Reason", reason.as_str());
+            match js.send_publish(subject, publish).await {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    match executed {
+        Ok(executed) => match executed.next {
+            Next::Completed(_) => {
+                let _ = message.ack().await;
+            }
+            Next::Retry { after, failure } => {
+                if delivered >= config.max_deliver {
+                    if dead_letter(failure.to_string()).await {
+                        let _ = message.ack_with(AckKind::Term).await;
+                    }
+                } else {
+                    let _ = message.ack_with(AckKind::Nak(Some(after))).await;
+                }
+            }
+            Next::DeadLettered { failure, .. } => {
+                if dead_letter(failure.to_string()).await {
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
+            }
+        },
+        Err(refused) => {
+            tracing::warn!(error = %refused, "agent refused the task: offering it again");
+            let _ = message.ack_with(AckKind::Nak(Some(NO_AGENT_DELAY))).await;
+        }
+    }
+}
