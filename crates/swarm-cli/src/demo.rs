@@ -81,6 +81,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         .max_agents(agents)
         .autoscale(false)
         .mode(mode)
+        .prefetch(args.prefetch)
         .seed(args.seed);
     let _lock;
     builder = if args.memory {

@@ -37,7 +37,8 @@ impl From<BuildError> for CliError {
     fn from(e: BuildError) -> Self {
         match e {
             BuildError::Store(e) => CliError::Store(e),
-            BuildError::Config(_) => CliError::BadInput(e.to_string()),
+            // A bad configuration or a --metrics address that cannot be served.
+            BuildError::Config(_) | BuildError::Metrics(_) => CliError::BadInput(e.to_string()),
             other => CliError::Runtime(other.to_string()),
         }
     }

@@ -117,6 +117,10 @@ pub(crate) struct DemoArgs {
     /// Polling mode: tasks taken per wake-up.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) poll_batch: u64,
+    /// Event mode: tasks a busy agent may hold in its own queue (0: all wait in
+    /// the global queue). Local queues are what idle agents steal from.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) prefetch: usize,
     /// Event log directory (a file store; created if missing).
     #[arg(
         long,
