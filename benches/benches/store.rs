@@ -108,7 +108,7 @@ fn run_appenders(
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(per_task as usize);
                 for i in 0..per_task {
-                    let events = (0..batch).map(|k| small_event(w << 40 | i * batch + k)).collect();
+                    let events = (0..batch).map(|k| small_event((w << 40) | (i * batch + k))).collect();
                     let t = Instant::now();
                     store.append(events, None).await.unwrap_or_else(|e| panic!("{e}"));
                     lat.push(t.elapsed());

@@ -98,7 +98,13 @@ impl Swarm {
                 ref dir,
                 ref options,
             } => {
-                let store = FileStore::open_with(dir, options.clone())?;
+                // Opening scans the log to recover it: blocking I/O.
+                let (open_dir, open_options) = (dir.clone(), options.clone());
+                let store = tokio::task::spawn_blocking(move || {
+                    FileStore::open_with(open_dir, open_options)
+                })
+                .await
+                .map_err(|e| BuildError::Config(format!("opening the store failed: {e}")))??;
                 let report = store.open_report();
                 if report.bytes_cut > 0 {
                     tracing::warn!(dir = %dir.display(), bytes = report.bytes_cut, "cut a torn tail off the event log");
