@@ -190,3 +190,203 @@ async fn every_task_completes_when_a_node_dies() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// Always fails (retryable): its tasks use up their attempts.
+struct Broken;
+
+impl Agent for Broken {
+    async fn execute(&self, _task: &Task) -> Result<TaskOutput, ExecuteError> {
+        Err(ExecuteError::retryable("always broken"))
+    }
+}
+
+/// A task that keeps failing is retried with back-off (nak with delay, any
+/// node), then moved to the dead-letter stream and removed from the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_tasks_are_dead_lettered() {
+    let Some(url) = server_url() else { return };
+    let swarm_name = unique_swarm("dead");
+    let config = TaskQueueConfig::new(&swarm_name);
+    let store_options = NatsStoreOptions::new(&url, &swarm_name);
+    let queue = TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
+        .await
+        .unwrap();
+    let log = NatsStore::connect(store_options.clone()).await.unwrap();
+    let result = tokio::spawn({
+        let queue = queue.clone();
+        let log = log.clone();
+        async move {
+            let pool =
+                AgentPool::new(|_id| Broken, EventBus::new(), PoolConfig::default()).unwrap();
+            let node = Node::start(queue.clone(), Arc::new(pool), log.clone())
+                .await
+                .unwrap();
+            for i in 0..5u64 {
+                let task = Task::builder("work")
+                    .id(TaskId::from_u64(100 + i))
+                    .max_attempts(2)
+                    .build()
+                    .unwrap();
+                queue.submit(&task).await.unwrap();
+            }
+            let mut live = log.subscribe(1);
+            let mut dead = HashSet::new();
+            while dead.len() < 5 {
+                let e = tokio::time::timeout(Duration::from_secs(60), live.next())
+                    .await
+                    .expect("tasks were not dead-lettered")
+                    .unwrap()
+                    .unwrap();
+                if let Event::TaskDeadLettered(d) = &e.event {
+                    assert_eq!(d.attempts, 2);
+                    dead.insert(d.task_id);
+                }
+            }
+            let mut counted = 0;
+            for _ in 0..100 {
+                counted = queue.dead_lettered().await.unwrap();
+                if counted == 5 && queue.pending().await.unwrap() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(counted, 5, "every dead task is on the dead-letter stream");
+            assert_eq!(queue.pending().await.unwrap(), 0);
+            node.stop().await;
+        }
+    })
+    .await;
+    let _ = queue.destroy().await;
+    let _ = log.destroy().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// A nats-server this test starts itself (own port, own store dir).
+struct OwnServer {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnServer {
+    fn start(port: u16, dir: &std::path::Path) -> OwnServer {
+        let binary = std::env::var("SWARM_NATS_SERVER").unwrap_or_else(|_| {
+            if std::path::Path::new("/usr/sbin/nats-server").exists() {
+                "/usr/sbin/nats-server".into()
+            } else {
+                "nats-server".into()
+            }
+        });
+        let child = std::process::Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("SWARM_NATS_URL is set, so nats-server must be installed (or named in SWARM_NATS_SERVER)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        OwnServer {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The server is stopped and restarted mid-run: the run completes and no
+/// acknowledged task is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_loses_no_acknowledged_task() {
+    if server_url().is_none() {
+        return;
+    }
+    const TASKS: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Arc::new(parking_lot::Mutex::new(OwnServer::start(port, dir.path())));
+    let url = format!("nats://127.0.0.1:{port}");
+    let swarm_name = unique_swarm("restart");
+    let mut config = TaskQueueConfig::new(&swarm_name);
+    config.ack_wait = Duration::from_secs(2);
+    let store_options =
+        NatsStoreOptions::new(&url, &swarm_name).request_timeout(Duration::from_secs(3));
+    let queue = TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
+        .await
+        .unwrap();
+    let log = NatsStore::connect(store_options.clone()).await.unwrap();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        nodes.push(start_node(&url, &config, &store_options).await);
+    }
+    let mut ids = HashSet::new();
+    for i in 0..TASKS {
+        let task = Task::builder("work")
+            .id(TaskId::from_u64(i as u64 + 1))
+            .priority(Priority::ALL[i % 4])
+            .payload(vec![1u8])
+            .build()
+            .unwrap();
+        queue.submit(&task).await.unwrap();
+        ids.insert(task.id());
+    }
+    let mut live = log.subscribe(1);
+    let mut completed: HashSet<TaskId> = HashSet::new();
+    let mut restarted = false;
+    while completed.len() < TASKS {
+        let next = tokio::time::timeout(Duration::from_secs(90), live.next())
+            .await
+            .expect("tasks stopped completing");
+        let e = match next {
+            Some(Ok(e)) => e,
+            // The subscription broke with the connection: resume after what we saw.
+            Some(Err(_)) | None => {
+                live = log.subscribe(1);
+                completed.clear();
+                continue;
+            }
+        };
+        if let Event::TaskCompleted(c) = &e.event {
+            completed.insert(c.task_id);
+            if !restarted && completed.len() >= TASKS / 4 {
+                restarted = true;
+                let server = Arc::clone(&server);
+                tokio::task::spawn_blocking(move || {
+                    let mut s = server.lock();
+                    s.kill();
+                    std::thread::sleep(Duration::from_millis(300));
+                    let (port, dir) = (s.port, s.dir.clone());
+                    *s = OwnServer::start(port, &dir);
+                })
+                .await
+                .unwrap();
+            }
+        }
+    }
+    assert!(restarted);
+    assert_eq!(completed, ids, "every acknowledged task completed");
+    for node in nodes {
+        node.stop().await;
+    }
+}
