@@ -77,7 +77,7 @@ async fn start_node(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_completes_when_a_node_dies() {
     let Some(url) = server_url() else { return };
-    const TASKS: usize = 3000;
+    const TASKS: usize = 10_000;
     let swarm_name = unique_swarm("kill");
     let mut config = TaskQueueConfig::new(&swarm_name);
     config.ack_wait = Duration::from_secs(2);
