@@ -135,7 +135,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "version": 1,
         "quick": args.quick,
         "elapsed_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-        "machine": machine(&cargo),
+        "machine": machine(),
         "scenarios": scenarios,
         "details": details,
         "series": series,
@@ -173,7 +173,7 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn machine(cargo: &str) -> Value {
+fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -195,7 +195,6 @@ fn machine(cargo: &str) -> Value {
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let _ = cargo;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .ok();
@@ -212,4 +211,50 @@ fn machine(cargo: &str) -> Value {
         "arch": std::env::consts::ARCH,
         "load_average_at_end": load,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn no_scenario_means_all_of_them() {
+        let parsed = parse(&args(&["--quick"])).unwrap().unwrap();
+        assert!(parsed.quick);
+        assert_eq!(parsed.scenarios, SCENARIOS);
+    }
+
+    #[test]
+    fn scenarios_are_kept_once_in_the_order_given() {
+        let parsed = parse(&args(&[
+            "--scenario",
+            "store",
+            "--scenario",
+            "throughput",
+            "--scenario",
+            "store",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert!(!parsed.quick);
+        assert_eq!(parsed.scenarios, ["store", "throughput"]);
+    }
+
+    #[test]
+    fn unknown_input_is_an_error() {
+        assert!(parse(&args(&["--scenario", "nope"])).is_err());
+        assert!(parse(&args(&["--scenario"])).is_err());
+        assert!(parse(&args(&["--fast"])).is_err());
+        assert!(parse(&args(&["throughput"])).is_err());
+    }
+
+    #[test]
+    fn help_asks_for_the_help_text() {
+        assert!(parse(&args(&["--help"])).unwrap().is_none());
+        assert!(parse(&args(&["--quick", "-h"])).unwrap().is_none());
+    }
 }

@@ -268,3 +268,61 @@ pub(crate) fn markdown(report: &Value, table: &str) -> String {
     );
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_are_formatted_for_people() {
+        assert_eq!(fmt_value(1_234_567.8), "1,234,568");
+        assert_eq!(fmt_value(-20_000.0), "-20,000");
+        assert_eq!(fmt_value(512.4), "512");
+        assert_eq!(fmt_value(3.25), "3.25");
+        assert_eq!(fmt_value(0.1234), "0.123");
+        assert_eq!(fmt_value(0.0), "0");
+    }
+
+    #[test]
+    fn the_table_flattens_nested_keys_and_judges_aims() {
+        let report = json!({
+            "scenarios": {
+                "dispatch_latency": {"event": {"p50_us": 10.0}, "ratio_p50": 1.2},
+                "priority": {"critical_wait_ms": 7.0, "backlog": 100000},
+            },
+            "details": {"priority": {"aim_ms": 5.1}},
+        });
+        let table = table(&report);
+        let row = |key: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(&format!(" {key} ")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(row("event.p50_us").contains("10"));
+        assert!(row("ratio_p50").contains("yes"));
+        assert!(row("critical_wait_ms").contains("**no**"));
+        assert!(row("backlog").contains("100,000"));
+        // Scenarios keep the run order, whatever the JSON order.
+        assert!(table.find("dispatch_latency") < table.find("priority"));
+    }
+
+    #[test]
+    fn the_markdown_puts_the_reference_beside_the_run() {
+        let report = json!({
+            "quick": true,
+            "scenarios": {"seed_comparison": {
+                "polling": {"avg_latency_ms": 900.0, "max_latency_ms": 1.0, "cpu_percent": 2.0, "throughput_per_min": 48.0},
+                "event": {"avg_latency_ms": 40.0, "max_latency_ms": 1.0, "cpu_percent": 1.0, "throughput_per_min": 149.0},
+            }},
+            "details": {"seed_comparison": {"time_scale": 20.0}},
+        });
+        let md = markdown(&report, &table(&report));
+        assert!(md.contains("(--quick)"));
+        assert!(md.contains("| avg latency (ms) | 1000 | 900 | 50 | 40 |"));
+        assert!(md.contains("| throughput (tasks/min) | 50 | 48 | 150 | 149 |"));
+        assert!(md.contains("queue_wait_cdf.svg"));
+    }
+}

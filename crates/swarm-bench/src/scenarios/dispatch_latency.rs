@@ -80,8 +80,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     };
     let ratio =
         |q: f64| r3(event.value_at_quantile(q) as f64 / channel.value_at_quantile(q).max(1) as f64);
-    let mut outcome = Outcome::default();
-    outcome.values = json!({
+    let values = json!({
         "event": summary(&event),
         "baseline_channel": summary(&channel),
         "ratio_p50": ratio(0.5),
@@ -90,7 +89,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     .as_object()
     .cloned()
     .unwrap_or_default();
-    outcome.details = json!({
+    let details = json!({
         "samples_each": samples,
         "agents": AGENTS,
         "event": "Swarm::submit (MemoryStore, metrics on) → agent code starts; timed from before submit",
@@ -102,7 +101,11 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     .as_object()
     .cloned()
     .unwrap_or_default();
-    Ok(outcome)
+    Ok(Outcome {
+        values,
+        details,
+        series: serde_json::Map::new(),
+    })
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -29,8 +29,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         period,
     )
     .await?;
-    let mut outcome = Outcome::default();
-    outcome.values = json!({
+    let values = json!({
         "event_cpu_ms_per_s": r3(event.0),
         "polling_cpu_ms_per_s": r3(polling.0),
         "event_wakeups": event.1,
@@ -38,7 +37,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     .as_object()
     .cloned()
     .unwrap_or_default();
-    outcome.details = json!({
+    let details = json!({
         "agents": AGENTS,
         "period_s": period.as_secs_f64(),
         "polling_interval_ms": ms(POLL_INTERVAL),
@@ -48,7 +47,11 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     .as_object()
     .cloned()
     .unwrap_or_default();
-    Ok(outcome)
+    Ok(Outcome {
+        values,
+        details,
+        series: serde_json::Map::new(),
+    })
 }
 
 async fn idle(mode: SchedulerMode, period: Duration) -> Result<(f64, u64)> {

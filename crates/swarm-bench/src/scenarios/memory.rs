@@ -56,14 +56,13 @@ pub(crate) fn run(options: &Options) -> Result<Outcome> {
     let swarm_tasks = if options.quick { 50_000 } else { 200_000 };
     let swarm_per_task = swarm_pending_bytes(swarm_tasks)?;
 
-    let mut outcome = Outcome::default();
-    outcome.values = json!({
+    let values = json!({
         "bytes_per_queued_task": r3(per_task - PAYLOAD as f64),
     })
     .as_object()
     .cloned()
     .unwrap_or_default();
-    outcome.details = json!({
+    let details = json!({
         "queued_tasks": queued,
         "payload_bytes": PAYLOAD,
         "rss_delta_bytes": after.saturating_sub(before),
@@ -78,7 +77,11 @@ pub(crate) fn run(options: &Options) -> Result<Outcome> {
     .as_object()
     .cloned()
     .unwrap_or_default();
-    Ok(outcome)
+    Ok(Outcome {
+        values,
+        details,
+        series: serde_json::Map::new(),
+    })
 }
 
 /// RSS growth per pending task of a whole swarm whose only agent is busy.

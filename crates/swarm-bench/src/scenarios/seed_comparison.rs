@@ -120,11 +120,13 @@ async fn run_mode(mode: SchedulerMode, window: Duration) -> Result<ModeResult> {
             break;
         }
         tokio::time::sleep_until(next).await;
-        // The handle is dropped: that does not cancel the task.
-        let _ = swarm
-            .submit(task(&kind)?)
-            .await
-            .map_err(|e| e.to_string())?;
+        // Dropping the handle does not cancel the task.
+        drop(
+            swarm
+                .submit(task(&kind)?)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
         submitted += 1;
     }
     tokio::time::sleep_until(end).await;

@@ -32,7 +32,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         spawn.push(tasks as f64 / spawn_round(tasks).await?.as_secs_f64());
         channel.push(tasks as f64 / channel_round(tasks).await?.as_secs_f64());
     }
-    let details = json!({
+    let settings = json!({
         "tasks_per_round": tasks,
         "rounds": rounds,
         "agents": AGENTS,
@@ -46,8 +46,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "channel_rounds": channel.iter().map(|x| r3(*x)).collect::<Vec<_>>(),
     });
     let (event, spawn, channel) = (median(&mut event), median(&mut spawn), median(&mut channel));
-    let mut outcome = Outcome::default();
-    outcome.values = json!({
+    let values = json!({
         "event_tasks_per_sec": r3(event),
         "baseline_spawn_tasks_per_sec": r3(spawn),
         "baseline_channel_tasks_per_sec": r3(channel),
@@ -56,8 +55,12 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     .as_object()
     .cloned()
     .unwrap_or_default();
-    outcome.details = details.as_object().cloned().unwrap_or_default();
-    Ok(outcome)
+    let details = settings.as_object().cloned().unwrap_or_default();
+    Ok(Outcome {
+        values,
+        details,
+        series: serde_json::Map::new(),
+    })
 }
 
 async fn swarm_round(tasks: usize) -> Result<Duration> {

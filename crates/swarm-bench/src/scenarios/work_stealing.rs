@@ -24,7 +24,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         steals.push(stolen);
         off.push(makespan_off(tasks).await?);
     }
-    let details = json!({
+    let settings = json!({
         "agents": AGENTS,
         "tasks": tasks,
         "task_duration_ms": ms(TASK_DURATION),
@@ -37,8 +37,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "measure": "submit_batch of every task (affinity agent 0, not pinned) → last handle resolved; median of rounds",
     });
     let (on, off) = (median(&mut on), median(&mut off));
-    let mut outcome = Outcome::default();
-    outcome.values = json!({
+    let values = json!({
         "makespan_ms_steal_on": r3(on),
         "makespan_ms_steal_off": r3(off),
         "speedup": r3(off / on),
@@ -46,8 +45,12 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     .as_object()
     .cloned()
     .unwrap_or_default();
-    outcome.details = details.as_object().cloned().unwrap_or_default();
-    Ok(outcome)
+    let details = settings.as_object().cloned().unwrap_or_default();
+    Ok(Outcome {
+        values,
+        details,
+        series: serde_json::Map::new(),
+    })
 }
 
 async fn makespan_off(tasks: usize) -> Result<f64> {
