@@ -115,6 +115,67 @@ async fn nats_store_conforms() {
     .await;
 }
 
+/// The shared-writers mode (unfenced single-event appends) conforms too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_store_with_shared_writers_conforms() {
+    let Some(url) = server_url() else { return };
+    with_cleanup(&url.clone(), |swarms| async move {
+        conformance::run_all(|| {
+            let swarm = register(&swarms, "shared");
+            let url = url.clone();
+            async move {
+                NatsStore::connect(NatsStoreOptions::new(&url, &swarm).shared_writers(true))
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+    })
+    .await;
+}
+
+/// Shared writers on one log: every single-event append lands once, at the
+/// sequence its append returned, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_writers_share_one_log() {
+    let Some(url) = server_url() else { return };
+    with_cleanup(&url.clone(), |swarms| async move {
+        let swarm = register(&swarms, "sharedlog");
+        let mut handles = Vec::new();
+        for w in 0..3u64 {
+            let store =
+                NatsStore::connect(NatsStoreOptions::new(&url, &swarm).shared_writers(true))
+                    .await
+                    .unwrap();
+            handles.push(tokio::spawn(async move {
+                let appends: Vec<_> = (0..200)
+                    .map(|i| store.append(vec![marker(w, i)], None))
+                    .collect();
+                let ranges = futures::future::join_all(appends).await;
+                ranges
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.unwrap().start, marker(w, i as u64)))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut placed = Vec::new();
+        for h in handles {
+            placed.extend(h.await.unwrap());
+        }
+        let reader = open(&url, &swarm).await;
+        let read = collect(&reader, 1).await;
+        assert_eq!(read.len(), 600);
+        for (i, e) in read.iter().enumerate() {
+            assert_eq!(e.seq, i as u64 + 1);
+        }
+        for (seq, event) in placed {
+            assert_eq!(read[(seq - 1) as usize].event, event, "at {seq}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connecting_to_a_dead_port_is_an_io_error() {
     // No server needed: nothing listens on port 1.

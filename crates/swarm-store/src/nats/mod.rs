@@ -37,6 +37,10 @@
 //! (possible only when both write at the same moment), the events already
 //! stored stay and the append fails with `Conflict`.
 //!
+//! With [`NatsStoreOptions::shared_writers`], single-event appends without an
+//! expected sequence are published unfenced instead (one message cannot
+//! interleave), for logs that many processes append to at once.
+//!
 //! # De-duplication
 //!
 //! Each message's `Nats-Msg-Id` is `<writer id>-<n>`: a random id per
@@ -124,6 +128,13 @@ struct Inner {
     writer: Mutex<Option<mpsc::UnboundedSender<Request>>>,
     closed: AtomicBool,
     closed_tx: watch::Sender<bool>,
+    /// Id prefix and counter of unfenced (shared-writer) publishes.
+    direct_id: String,
+    direct_next: std::sync::atomic::AtomicU64,
+    /// Shared-writer mode: unfenced appends hold it shared, fenced ones
+    /// exclusively, so this process's own unfenced events never cut one of
+    /// its fenced appends in two.
+    order: tokio::sync::RwLock<()>,
 }
 
 impl fmt::Debug for NatsStore {
@@ -288,6 +299,9 @@ impl NatsStore {
                 writer: Mutex::new(Some(tx)),
                 closed: AtomicBool::new(false),
                 closed_tx,
+                direct_id: random_id(),
+                direct_next: std::sync::atomic::AtomicU64::new(0),
+                order: tokio::sync::RwLock::new(()),
             }),
         })
     }
@@ -326,6 +340,42 @@ impl NatsStore {
                 nats_other(&inner.what_bucket, format!("cannot delete the bucket: {e}"))
             })?;
         Ok(())
+    }
+
+    /// One event, published without sequence fencing (see
+    /// [`NatsStoreOptions::shared_writers`]); repeated with the same message id
+    /// if the acknowledgement is lost.
+    async fn append_unfenced(&self, event: Encoded) -> Result<SeqRange> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let n = inner.direct_next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n}", inner.direct_id);
+        let mut last_error = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+            let publish = async_nats::jetstream::context::Publish::build()
+                .payload(event.payload.clone())
+                .message_id(&id);
+            let ack = match inner.js.send_publish(event.subject.clone(), publish).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match ack {
+                Ok(ack) => return Ok(SeqRange::new(ack.sequence, ack.sequence + 1)),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(nats_other(
+            &inner.what,
+            format!(
+                "the server did not acknowledge an event ({}): its outcome is unknown, re-read the log",
+                last_error.map_or_else(|| "no answer".to_string(), |e| e.to_string())
+            ),
+        ))
     }
 
     fn encode(&self, events: &[Event]) -> Result<Vec<Encoded>> {
@@ -502,7 +552,19 @@ impl Reader {
 impl EventStore for NatsStore {
     fn append(&self, events: Vec<Event>, expected: Option<u64>) -> BoxFuture<'_, Result<SeqRange>> {
         Box::pin(async move {
-            let encoded = self.encode(&events)?;
+            let mut encoded = self.encode(&events)?;
+            let shared = self.inner.options.shared_writers;
+            if shared && expected.is_none() && encoded.len() == 1 {
+                if let Some(one) = encoded.pop() {
+                    let _shared = self.inner.order.read().await;
+                    return self.append_unfenced(one).await;
+                }
+            }
+            let _exclusive = if shared {
+                Some(self.inner.order.write().await)
+            } else {
+                None
+            };
             let (reply, rx) = oneshot::channel();
             {
                 let writer = self.inner.writer.lock();

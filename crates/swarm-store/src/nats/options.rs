@@ -88,6 +88,7 @@ pub struct NatsStoreOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) chunk_size: Option<usize>,
     pub(crate) max_in_flight: usize,
+    pub(crate) shared_writers: bool,
 }
 
 impl NatsStoreOptions {
@@ -107,6 +108,7 @@ impl NatsStoreOptions {
             connect_timeout: Duration::from_secs(5),
             chunk_size: None,
             max_in_flight: 4096,
+            shared_writers: false,
         }
     }
 
@@ -180,6 +182,18 @@ impl NatsStoreOptions {
     /// How many publishes one writer keeps unacknowledged at once (4096).
     pub fn max_in_flight(mut self, messages: usize) -> Self {
         self.max_in_flight = messages.max(1);
+        self
+    }
+
+    /// Many processes append to this log at once (the nodes of a distributed
+    /// swarm): an append of a single event with `expected = None` is then
+    /// published on its own without sequence fencing (one message cannot
+    /// interleave with anything) and takes whatever sequence the server gives
+    /// it, instead of contending for the log's end with the other writers.
+    /// Appends of several events, and appends with an expected sequence, stay
+    /// fenced. Off by default.
+    pub fn shared_writers(mut self, shared: bool) -> Self {
+        self.shared_writers = shared;
         self
     }
 
