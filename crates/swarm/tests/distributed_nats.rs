@@ -82,7 +82,7 @@ async fn every_task_completes_when_a_node_dies() {
     let mut config = TaskQueueConfig::new(&swarm_name);
     config.ack_wait = Duration::from_secs(2);
     config.prefetch = 8;
-    let store_options = NatsStoreOptions::new(&url, &swarm_name);
+    let store_options = NatsStoreOptions::new(&url, &swarm_name).shared_writers(true);
 
     let submitter_client = async_nats::connect(&url).await.unwrap();
     let queue = TaskQueue::open(submitter_client, config.clone())
@@ -207,7 +207,7 @@ async fn failing_tasks_are_dead_lettered() {
     let Some(url) = server_url() else { return };
     let swarm_name = unique_swarm("dead");
     let config = TaskQueueConfig::new(&swarm_name);
-    let store_options = NatsStoreOptions::new(&url, &swarm_name);
+    let store_options = NatsStoreOptions::new(&url, &swarm_name).shared_writers(true);
     let queue = TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
         .await
         .unwrap();
@@ -330,8 +330,9 @@ async fn a_server_restart_loses_no_acknowledged_task() {
     let swarm_name = unique_swarm("restart");
     let mut config = TaskQueueConfig::new(&swarm_name);
     config.ack_wait = Duration::from_secs(2);
-    let store_options =
-        NatsStoreOptions::new(&url, &swarm_name).request_timeout(Duration::from_secs(3));
+    let store_options = NatsStoreOptions::new(&url, &swarm_name)
+        .request_timeout(Duration::from_secs(3))
+        .shared_writers(true);
     let queue = TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
         .await
         .unwrap();
