@@ -391,3 +391,88 @@ async fn a_server_restart_loses_no_acknowledged_task() {
         node.stop().await;
     }
 }
+
+/// With one agent busy and lower tasks buffered, the node starts every
+/// critical task before the buffered lower ones: it always takes the most
+/// urgent subject first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_tasks_start_before_buffered_lower_ones() {
+    let Some(url) = server_url() else { return };
+    let swarm_name = unique_swarm("prio");
+    let mut config = TaskQueueConfig::new(&swarm_name);
+    config.prefetch = 4;
+    let store_options = NatsStoreOptions::new(&url, &swarm_name).shared_writers(true);
+    let queue = TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
+        .await
+        .unwrap();
+    let log = NatsStore::connect(store_options.clone()).await.unwrap();
+    let result = tokio::spawn({
+        let queue = queue.clone();
+        let log = log.clone();
+        async move {
+            const LOW: u64 = 12;
+            const CRITICAL: u64 = 4;
+            // Queued before the node starts: everything is waiting at once.
+            for i in 0..LOW {
+                let task = Task::builder("work")
+                    .id(TaskId::from_u64(1000 + i))
+                    .priority(Priority::Low)
+                    .payload(vec![40u8])
+                    .build()
+                    .unwrap();
+                queue.submit(&task).await.unwrap();
+            }
+            for i in 0..CRITICAL {
+                let task = Task::builder("work")
+                    .id(TaskId::from_u64(2000 + i))
+                    .priority(Priority::Critical)
+                    .payload(vec![1u8])
+                    .build()
+                    .unwrap();
+                queue.submit(&task).await.unwrap();
+            }
+            let pool = AgentPool::new(
+                |_id| Work,
+                EventBus::new(),
+                PoolConfig {
+                    initial_agents: 1,
+                    ..PoolConfig::default()
+                },
+            )
+            .unwrap();
+            let node = Node::start(queue.clone(), Arc::new(pool), log.clone())
+                .await
+                .unwrap();
+            let mut live = log.subscribe(1);
+            let mut order = Vec::new();
+            while order.len() < (LOW + CRITICAL) as usize {
+                let e = tokio::time::timeout(Duration::from_secs(60), live.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("tasks stopped starting: {order:?}"))
+                    .unwrap()
+                    .unwrap();
+                if let Event::TaskAssigned(a) = &e.event {
+                    order.push(a.priority);
+                }
+            }
+            node.stop().await;
+            let last_critical = order
+                .iter()
+                .rposition(|p| *p == Priority::Critical)
+                .unwrap();
+            let lows_before = order[..last_critical]
+                .iter()
+                .filter(|p| **p == Priority::Low)
+                .count();
+            // At most the one low task that started while the critical pull
+            // was still on its way may go first.
+            assert!(lows_before <= 1, "start order: {order:?}");
+        }
+    })
+    .await;
+    let _ = queue.destroy().await;
+    let _ = log.destroy().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -9,7 +9,8 @@ use async_nats::jetstream::AckKind;
 use async_nats::jetstream::context::Publish;
 use futures::StreamExt;
 use swarm_agents::{AgentFactory, AgentPool, Next};
-use swarm_core::{Event, Subscription, Task};
+use swarm_core::event::TaskAssigned;
+use swarm_core::{Event, Subscription, Task, Timestamp};
 use swarm_store::{EventStore, NatsStore};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -224,6 +225,14 @@ async fn run_one<F: AgentFactory>(
         return;
     };
     let priority = task.priority();
+    // The pool reports the attempt's end; the start is the node's to report.
+    pool.bus().emit(TaskAssigned {
+        task_id: task.id(),
+        agent_id: agent,
+        attempt: task.attempt().saturating_add(1),
+        priority,
+        queue_wait: Timestamp::now().saturating_duration_since(task.created_at()),
+    });
     let execute = pool.execute(agent, task.clone());
     tokio::pin!(execute);
     let mut progress = tokio::time::interval(config.progress_interval());
