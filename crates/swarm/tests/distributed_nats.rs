@@ -49,7 +49,9 @@ struct Work;
 impl Agent for Work {
     async fn execute(&self, task: &Task) -> Result<TaskOutput, ExecuteError> {
         let ms = task.payload().as_bytes().first().copied().unwrap_or(1);
-        tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
+        }
         Ok(TaskOutput::empty())
     }
 }
@@ -59,6 +61,15 @@ async fn start_node(
     config: &TaskQueueConfig,
     store_options: &NatsStoreOptions,
 ) -> swarm::distributed::NodeHandle {
+    start_node_with(url, config, store_options, 4).await
+}
+
+async fn start_node_with(
+    url: &str,
+    config: &TaskQueueConfig,
+    store_options: &NatsStoreOptions,
+    agents: usize,
+) -> swarm::distributed::NodeHandle {
     let client = async_nats::connect(url).await.unwrap();
     let queue = TaskQueue::open(client, config.clone()).await.unwrap();
     let store = NatsStore::connect(store_options.clone()).await.unwrap();
@@ -66,7 +77,7 @@ async fn start_node(
         |_id| Work,
         EventBus::new(),
         PoolConfig {
-            initial_agents: 4,
+            initial_agents: agents,
             ..PoolConfig::default()
         },
     )
@@ -474,5 +485,68 @@ async fn critical_tasks_start_before_buffered_lower_ones() {
     let _ = log.destroy().await;
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Throughput of no-op tasks through 1 and 2 nodes (run by hand:
+/// `cargo test -p swarm --features nats --test distributed_nats -- --ignored --nocapture`).
+/// Prints tasks/s; asserts only that every task completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn throughput_one_and_two_nodes() {
+    let Some(url) = server_url() else { return };
+    const TASKS: usize = 5000;
+    for nodes_n in [1usize, 2] {
+        let swarm_name = unique_swarm("tput");
+        let mut config = TaskQueueConfig::new(&swarm_name);
+        config.prefetch = 256;
+        let store_options = NatsStoreOptions::new(&url, &swarm_name).shared_writers(true);
+        let queue = TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
+            .await
+            .unwrap();
+        let log = NatsStore::connect(store_options.clone()).await.unwrap();
+        let mut acks = Vec::new();
+        for i in 0..TASKS {
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(i as u64 + 1))
+                .priority(Priority::ALL[i % 4])
+                .payload(vec![0u8])
+                .build()
+                .unwrap();
+            acks.push(queue.submit_pipelined(&task).await.unwrap());
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
+        let mut live = log.subscribe(1);
+        let started = std::time::Instant::now();
+        let mut nodes = Vec::new();
+        for _ in 0..nodes_n {
+            nodes.push(start_node_with(&url, &config, &store_options, 256).await);
+        }
+        let mut done = HashSet::new();
+        while done.len() < TASKS {
+            let e = tokio::time::timeout(Duration::from_secs(120), live.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let Event::TaskCompleted(c) = &e.event {
+                done.insert(c.task_id);
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "tasks_per_sec_{nodes_n}_worker{}: {:.0} ({TASKS} no-op tasks in {secs:.2} s)",
+            if nodes_n == 1 { "" } else { "s" },
+            TASKS as f64 / secs
+        );
+        for n in nodes {
+            n.stop().await;
+        }
+        let _ = queue.destroy().await;
+        let _ = log.destroy().await;
     }
 }
