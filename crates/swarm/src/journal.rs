@@ -8,11 +8,16 @@
 //! one so that `task:created` is durable before it returns.
 //!
 //! The writer task sleeps on the channel: with no events it never wakes.
+//!
+//! A store whose appends complete without waiting (the in-memory store) is
+//! appended to inline, from the handler, which keeps the hot path free of a
+//! channel hop and of a writer wake-up per burst of events.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use futures::FutureExt;
 use swarm_core::{Event, EventBus, Subscription};
 use swarm_store::EventStore;
 use tokio::sync::{mpsc, oneshot};
@@ -41,14 +46,38 @@ impl Journal {
         store: Arc<dyn EventStore>,
         counters: Arc<Counters>,
         on_append: Option<AppendObserver>,
+        inline: bool,
     ) -> (Journal, JoinHandle<()>) {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Message>();
-        let forward = sender.clone();
-        let subscription = bus.on_any(move |event| {
-            // Fails only after the writer stopped (shutdown finished); the
-            // event then has nowhere durable to go and the swarm is closed.
-            let _ = forward.send(Message::Event(event.clone()));
-        });
+        let subscription = if inline {
+            // A store whose append completes without waiting (MemoryStore):
+            // append right here, in emit order, with no channel hop and no
+            // writer wake-up on the hot path.
+            let store = Arc::clone(&store);
+            let counters = Arc::clone(&counters);
+            bus.on_any(move |event| {
+                match store.append(vec![event.clone()], None).now_or_never() {
+                    Some(Ok(_)) => {
+                        counters.events_stored.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Err(error)) => {
+                        counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%error, event = event.name(), "event store append failed; this event is not in the log");
+                    }
+                    None => {
+                        counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(event = event.name(), "an inline event store did not append at once; this event is not in the log");
+                    }
+                }
+            })
+        } else {
+            let forward = sender.clone();
+            bus.on_any(move |event| {
+                // Fails only after the writer stopped (shutdown finished); the
+                // event then has nowhere durable to go and the swarm is closed.
+                let _ = forward.send(Message::Event(event.clone()));
+            })
+        };
         let writer = tokio::spawn(async move {
             let mut inbox = Vec::with_capacity(BATCH);
             let mut events = Vec::with_capacity(BATCH);

@@ -52,6 +52,7 @@ mod builder;
 pub mod distributed;
 mod error;
 mod handle;
+mod idmap;
 mod journal;
 mod latency;
 mod metrics;

@@ -18,7 +18,7 @@
 //! Polling mode (the baseline): one loop wakes every `interval`, takes up to
 //! `batch` tasks in FIFO order and runs them one after another.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use crate::error::{CancelError, SubmitError};
 use crate::handle::TaskOutcome;
+use crate::idmap::{IdMap, IdSet};
 use crate::latency::LatencyWatch;
 use crate::stats::Counters;
 use crate::{SchedulerMode, SwarmStats};
@@ -71,9 +72,9 @@ struct Sched {
     /// Polling mode's queue: FIFO, priorities ignored (the seed's "before").
     fifo: VecDeque<Queued>,
     /// Live tasks (queued, waiting for a retry, or running) and their waiters.
-    live: HashMap<TaskId, Option<oneshot::Sender<TaskOutcome>>>,
-    running: HashMap<TaskId, Running>,
-    retrying: HashMap<TaskId, JoinHandle<()>>,
+    live: IdMap<TaskId, Option<oneshot::Sender<TaskOutcome>>>,
+    running: IdMap<TaskId, Running>,
+    retrying: IdMap<TaskId, JoinHandle<()>>,
     backlog_high: bool,
 }
 
@@ -97,7 +98,7 @@ pub(crate) struct Core {
     local: StealPool<Queued>,
     /// Agent inboxes. Its own lock, never held while emitting, so handlers of
     /// pool events (which may run under `sched`) can take it.
-    inboxes: Mutex<HashMap<AgentId, mpsc::Sender<Assignment>>>,
+    inboxes: Mutex<IdMap<AgentId, mpsc::Sender<Assignment>>>,
     /// Tasks queued (global + local + fifo), readable without `sched`.
     queued: Arc<AtomicUsize>,
     accepting: AtomicBool,
@@ -127,13 +128,13 @@ impl Core {
             sched: Mutex::new(Sched {
                 global,
                 fifo: VecDeque::new(),
-                live: HashMap::new(),
-                running: HashMap::new(),
-                retrying: HashMap::new(),
+                live: IdMap::default(),
+                running: IdMap::default(),
+                retrying: IdMap::default(),
                 backlog_high: false,
             }),
             local: StealPool::new(steal_threshold),
-            inboxes: Mutex::new(HashMap::new()),
+            inboxes: Mutex::new(IdMap::default()),
             queued: Arc::new(AtomicUsize::new(0)),
             accepting: AtomicBool::new(true),
             draining: AtomicBool::new(false),
@@ -214,7 +215,7 @@ impl Core {
         if !self.is_accepting() {
             return Err((0, SubmitError::ShuttingDown(Box::new(tasks[0].clone()))));
         }
-        let mut batch = std::collections::HashSet::with_capacity(tasks.len());
+        let mut batch = IdSet::with_capacity_and_hasher(tasks.len(), Default::default());
         for (i, task) in tasks.iter().enumerate() {
             if !batch.insert(task.id()) || s.live.contains_key(&task.id()) {
                 return Err((i, SubmitError::Duplicate(Box::new(task.clone()))));

@@ -125,6 +125,7 @@ impl Swarm {
             Arc::clone(&store),
             Arc::clone(&counters),
             metrics.append_observer(),
+            matches!(b.store, StoreSpec::Memory),
         );
 
         let factory = match b.agents_spec {
