@@ -28,11 +28,18 @@ fn lifecycle_event(n: u64) -> Event {
     let id = TaskId::from_u64(n / 4);
     match n % 4 {
         0 => TaskCreated {
-            task: Task::builder("bench").id(id).build().unwrap_or_else(|e| panic!("{e}")),
+            task: Task::builder("bench")
+                .id(id)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
         }
         .into(),
-        1 => TaskEnqueued { task_id: id, priority: Priority::Normal, queue: QueueLocation::Global }
-            .into(),
+        1 => TaskEnqueued {
+            task_id: id,
+            priority: Priority::Normal,
+            queue: QueueLocation::Global,
+        }
+        .into(),
         2 => TaskAssigned {
             task_id: id,
             agent_id: AgentId::new(n % 16),
@@ -108,9 +115,14 @@ fn run_appenders(
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(per_task as usize);
                 for i in 0..per_task {
-                    let events = (0..batch).map(|k| small_event((w << 40) | (i * batch + k))).collect();
+                    let events = (0..batch)
+                        .map(|k| small_event((w << 40) | (i * batch + k)))
+                        .collect();
                     let t = Instant::now();
-                    store.append(events, None).await.unwrap_or_else(|e| panic!("{e}"));
+                    store
+                        .append(events, None)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
                     lat.push(t.elapsed());
                 }
                 lat
@@ -179,12 +191,18 @@ const REPLAY_EVENTS: u64 = 1_000_000;
 fn build_log(dir: &Path) {
     let rt = benches::runtime(2);
     rt.block_on(async {
-        let store = FileStore::open_with(dir, FileStoreOptions::default().durability(Durability::None))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let store = FileStore::open_with(
+            dir,
+            FileStoreOptions::default().durability(Durability::None),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut n = 0;
         while n < REPLAY_EVENTS {
             let events = (n..n + 1000).map(lifecycle_event).collect();
-            store.append(events, None).await.unwrap_or_else(|e| panic!("{e}"));
+            store
+                .append(events, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             n += 1000;
         }
         store.close().await.unwrap_or_else(|e| panic!("{e}"));
@@ -200,11 +218,17 @@ fn bench_replay(c: &mut Criterion) {
 
     let t = Instant::now();
     let store = FileStore::open(&dir).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("store/replay: open (recovery scan of {REPLAY_EVENTS} events) took {:?}", t.elapsed());
+    eprintln!(
+        "store/replay: open (recovery scan of {REPLAY_EVENTS} events) took {:?}",
+        t.elapsed()
+    );
 
     g.throughput(Throughput::Elements(REPLAY_EVENTS));
     g.bench_function("replay_1m_events_file", |b| {
-        b.iter(|| rt.block_on(SystemState::replay(&store)).unwrap_or_else(|e| panic!("{e}")));
+        b.iter(|| {
+            rt.block_on(SystemState::replay(&store))
+                .unwrap_or_else(|e| panic!("{e}"))
+        });
     });
     // Baseline: fold the same events already in memory.
     let events: Vec<_> = {
@@ -213,11 +237,16 @@ fn bench_replay(c: &mut Criterion) {
             let mut n = 0;
             while n < REPLAY_EVENTS {
                 let batch = (n..n + 1000).map(lifecycle_event).collect();
-                mem.append(batch, None).await.unwrap_or_else(|e| panic!("{e}"));
+                mem.append(batch, None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
                 n += 1000;
             }
             use futures::StreamExt;
-            mem.read(1).map(|e| e.unwrap_or_else(|e| panic!("{e}"))).collect::<Vec<_>>().await
+            mem.read(1)
+                .map(|e| e.unwrap_or_else(|e| panic!("{e}")))
+                .collect::<Vec<_>>()
+                .await
         })
     };
     g.bench_function("baseline_fold_1m_in_memory", |b| {
@@ -232,13 +261,22 @@ fn bench_replay(c: &mut Criterion) {
 
     // From a snapshot 1000 events before the end.
     let at = REPLAY_EVENTS - 1000;
-    let state = rt.block_on(SystemState::replay_to(&store, at)).unwrap_or_else(|e| panic!("{e}"));
+    let state = rt
+        .block_on(SystemState::replay_to(&store, at))
+        .unwrap_or_else(|e| panic!("{e}"));
     let snapshot = state.to_snapshot().unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("store/replay: snapshot at {at} is {} bytes", snapshot.data.len());
-    rt.block_on(store.save_snapshot(snapshot)).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "store/replay: snapshot at {at} is {} bytes",
+        snapshot.data.len()
+    );
+    rt.block_on(store.save_snapshot(snapshot))
+        .unwrap_or_else(|e| panic!("{e}"));
     g.throughput(Throughput::Elements(1));
     g.bench_function("replay_from_snapshot_1000_before_end", |b| {
-        b.iter(|| rt.block_on(SystemState::replay(&store)).unwrap_or_else(|e| panic!("{e}")));
+        b.iter(|| {
+            rt.block_on(SystemState::replay(&store))
+                .unwrap_or_else(|e| panic!("{e}"))
+        });
     });
     g.finish();
     let _ = rt.block_on(store.close());

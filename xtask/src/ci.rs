@@ -46,14 +46,22 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         &[],
     )?;
     step("tests", TEST_COMMAND, &[])?;
-    step("doc tests", &["test", "--workspace", "--all-features", "--doc"], &[])?;
+    step(
+        "doc tests",
+        &["test", "--workspace", "--all-features", "--doc"],
+        &[],
+    )?;
     step(
         "docs",
         &["doc", "--workspace", "--no-deps", "--all-features"],
         &[("RUSTDOCFLAGS", "-Dwarnings")],
     )?;
     if !skip_deny {
-        step("cargo deny", &["deny", "check", "bans", "licenses", "sources"], &[])?;
+        step(
+            "cargo deny",
+            &["deny", "check", "bans", "licenses", "sources"],
+            &[],
+        )?;
     }
     eprintln!("==> ci: all checks passed");
     Ok(())
