@@ -210,22 +210,22 @@ impl Core {
     pub(crate) fn admit(
         &self,
         tasks: &[Task],
-    ) -> Result<Vec<oneshot::Receiver<TaskOutcome>>, (usize, SubmitError)> {
+    ) -> Result<Vec<oneshot::Receiver<TaskOutcome>>, SubmitError> {
         let mut s = self.sched.lock();
         if !self.is_accepting() {
-            return Err((0, SubmitError::ShuttingDown(Box::new(tasks[0].clone()))));
+            return Err(SubmitError::ShuttingDown(Box::new(tasks[0].clone())));
         }
         let mut batch = IdSet::with_capacity_and_hasher(tasks.len(), Default::default());
-        for (i, task) in tasks.iter().enumerate() {
+        for task in tasks {
             if !batch.insert(task.id()) || s.live.contains_key(&task.id()) {
-                return Err((i, SubmitError::Duplicate(Box::new(task.clone()))));
+                return Err(SubmitError::Duplicate(Box::new(task.clone())));
             }
         }
         if let Some(bound) = self.config.queue_bound {
             let queued = self.queued.load(Ordering::Relaxed);
             if queued + tasks.len() > bound {
                 let i = bound.saturating_sub(queued).min(tasks.len() - 1);
-                return Err((i, SubmitError::QueueFull(Box::new(tasks[i].clone()))));
+                return Err(SubmitError::QueueFull(Box::new(tasks[i].clone())));
             }
         }
         let mut receivers = Vec::with_capacity(tasks.len());
@@ -608,8 +608,7 @@ impl Core {
         if self.is_event_mode() {
             self.push_global(s, queued);
         } else {
-            s.fifo.push_front(queued);
-            self.queued.fetch_add(1, Ordering::Relaxed);
+            self.push_fifo(s, queued);
         }
     }
 

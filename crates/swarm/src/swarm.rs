@@ -306,7 +306,7 @@ impl Swarm {
                 }));
             }
         }
-        let receivers = inner.core.admit(&tasks).map_err(|(_, e)| e)?;
+        let receivers = inner.core.admit(&tasks)?;
         for task in &tasks {
             inner.bus.emit(TaskCreated { task: task.clone() });
         }
