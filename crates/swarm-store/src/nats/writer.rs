@@ -236,14 +236,20 @@ impl Writer {
                 fates.push(Fate::Unknown(e));
                 break;
             };
-            let fate = match ack.await {
-                Ok(ack) => self.check_ack(&flight[i], &ack),
-                Err(e) if previous_clean && is_wrong_last(&e) => Fate::Conflict {
-                    actual: actual_of(&e),
-                },
-                Err(_) => self.republish(&flight, i).await,
+            // A refusal right after a message stored by its own first publish
+            // is a real conflict; right after a repeated one it may only mean
+            // that this message arrived before its predecessor was stored.
+            let (fate, first_try) = match ack.await {
+                Ok(ack) => (self.check_ack(&flight[i], &ack), true),
+                Err(e) if previous_clean && is_wrong_last(&e) => (
+                    Fate::Conflict {
+                        actual: actual_of(&e),
+                    },
+                    true,
+                ),
+                Err(_) => (self.republish(&flight, i).await, false),
             };
-            previous_clean = matches!(fate, Fate::Stored);
+            previous_clean = first_try && matches!(fate, Fate::Stored);
             let stop = !matches!(fate, Fate::Stored);
             fates.push(fate);
             if stop {
