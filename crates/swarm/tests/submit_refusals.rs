@@ -22,8 +22,8 @@ async fn a_full_queue_hands_the_task_back_and_a_duplicate_id_is_refused() {
         .unwrap();
     // One runs, two wait: the queue is at its bound.
     let first = swarm.submit(task("a", Priority::Normal)).await.unwrap();
-    swarm.submit(task("b", Priority::Normal)).await.unwrap();
-    swarm.submit(task("c", Priority::Normal)).await.unwrap();
+    let _b = swarm.submit(task("b", Priority::Normal)).await.unwrap();
+    let _c = swarm.submit(task("c", Priority::Normal)).await.unwrap();
     let rejected = task("d", Priority::Critical);
     let id = rejected.id();
     match swarm.submit(rejected).await {
