@@ -198,3 +198,40 @@ async fn an_idle_polling_swarm_wakes_up_every_interval() {
     assert!(woke >= 5, "polling woke {woke} times in 10 intervals");
     swarm.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_missed_latency_objective_is_reported_and_answered_with_more_agents() {
+    use swarm::event::{AgentCreated, PerformanceDegraded};
+    let agent = RecordingAgent::new(Duration::from_millis(10));
+    let swarm = Swarm::builder()
+        .agents(1)
+        .max_agents(4)
+        .agent_factory(move |_| agent.clone())
+        .latency_objective(Duration::from_millis(1))
+        .build()
+        .await
+        .unwrap();
+    let recorder = EventRecorder::attach(swarm.bus());
+    let handles = swarm
+        .submit_batch((0..300).map(|_| task("slow", Priority::Normal)).collect())
+        .await
+        .unwrap();
+    for h in handles {
+        assert!(h.await.is_completed());
+    }
+    let degraded = recorder.of::<PerformanceDegraded>();
+    assert!(
+        !degraded.is_empty(),
+        "the objective was missed and not reported"
+    );
+    assert_eq!(degraded[0].objective, Duration::from_millis(1));
+    assert!(degraded[0].p99_queue_wait > degraded[0].objective);
+    let created = recorder.count::<AgentCreated>();
+    assert!(created >= 1, "no agent was added");
+    let stats = swarm.stats();
+    assert!(
+        stats.idle_agents + stats.busy_agents <= 4,
+        "grew past max_agents"
+    );
+    swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+}
