@@ -80,7 +80,7 @@ impl fmt::Debug for SeqRange {
 
 /// A snapshot: opaque bytes describing state as of sequence `seq`.
 ///
-/// Stores keep snapshots by sequence, never by timestamp. [`SystemState`]
+/// Stores keep snapshots by sequence, never by timestamp. [`SystemState`](crate::SystemState)
 /// (crate::SystemState) makes and reads them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Snapshot {

@@ -1,6 +1,6 @@
 //! [`FileStore`]: the embedded default event store, a directory on local disk.
 //!
-//! - A segmented append-only log (see [`format`] for the bytes), each record
+//! - A segmented append-only log (see [`format`](mod@format) for the bytes), each record
 //!   framed with its length and a CRC32C.
 //! - Group commit: one writer thread takes every append queued while it was
 //!   busy and writes them with one `write` and one `fdatasync`.
