@@ -11,6 +11,13 @@
 //! alone when that is all you need: `swarm-core` (events), `swarm-queue`,
 //! `swarm-steal`, `swarm-agents`, `swarm-store`, `swarm-metrics`.
 //!
+//! # Feature flags
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `nats` | `swarm::distributed`: tasks through a NATS JetStream work queue shared by many nodes, events in one `NatsStore` |
+//! | `test-util` | `swarm_core::testing::EventRecorder`, to assert on a swarm's events in tests |
+//!
 //! # Example
 //!
 //! ```
