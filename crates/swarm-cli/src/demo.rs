@@ -19,7 +19,7 @@ use crate::{DemoArgs, ModeArg};
 type WaitHistograms = Arc<Mutex<Vec<Histogram<u64>>>>;
 
 /// The workload's priority mix: 5% critical, 20% high, 50% normal, 25% low.
-fn priority_of(draw: u64) -> Priority {
+pub(crate) fn priority_of(draw: u64) -> Priority {
     match draw % 100 {
         0..5 => Priority::Critical,
         5..25 => Priority::High,
@@ -28,7 +28,7 @@ fn priority_of(draw: u64) -> Priority {
     }
 }
 
-fn splitmix64(state: &mut u64) -> u64 {
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -36,14 +36,14 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-const KINDS: [&str; 4] = ["summarize", "classify", "translate", "extract"];
+pub(crate) const KINDS: [&str; 4] = ["summarize", "classify", "translate", "extract"];
 
 #[derive(Debug, Default)]
-struct Outcomes {
-    completed: u64,
-    dead_lettered: u64,
-    cancelled: u64,
-    interrupted: u64,
+pub(crate) struct Outcomes {
+    pub(crate) completed: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) interrupted: u64,
 }
 
 impl Outcomes {
@@ -57,12 +57,31 @@ impl Outcomes {
     }
 }
 
+/// The URL when `--store` names a NATS server (`nats://` or `tls://`).
+fn nats_url(args: &DemoArgs) -> Option<String> {
+    let store = args.store.to_str()?;
+    (store.starts_with("nats://") || store.starts_with("tls://")).then(|| store.to_owned())
+}
+
 pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     if !args.rate.is_finite() || args.rate < 0.0 {
         return Err(CliError::BadInput(format!(
             "--rate {} is invalid: give tasks per second, or 0 for all at once",
             args.rate
         )));
+    }
+    if let Some(url) = nats_url(&args).filter(|_| !args.memory) {
+        #[cfg(feature = "nats")]
+        return crate::demo_nats::run(args, url).await;
+        #[cfg(not(feature = "nats"))]
+        return Err(CliError::BadInput(format!(
+            "--store {url}: this swarm binary was built without the `nats` feature"
+        )));
+    }
+    if args.no_local_worker {
+        return Err(CliError::BadInput(
+            "--no-local-worker needs a distributed store (--store nats://HOST:PORT)".into(),
+        ));
     }
     let sim = SimConfig::fixed(Duration::ZERO)
         .with_duration(args.duration_ms)
@@ -97,13 +116,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     // Queue waits by priority, from task:assigned. Registered before build so
     // that recovered tasks are counted too.
     let bus = swarm::EventBus::new();
-    let waits: WaitHistograms = Arc::new(Mutex::new(
-        (0..Priority::ALL.len())
-            // 1 µs to an hour at 3 significant digits; longer waits saturate.
-            .map(|_| Histogram::new_with_bounds(1, 3_600_000_000, 3))
-            .collect::<Result<_, _>>()
-            .map_err(|e| CliError::Runtime(format!("could not create a histogram: {e}")))?,
-    ));
+    let waits: WaitHistograms = Arc::new(Mutex::new(wait_histograms()?));
     let sink = Arc::clone(&waits);
     let _assigned = bus.on::<TaskAssigned>(move |e| {
         let micros = u64::try_from(e.queue_wait.as_micros()).unwrap_or(u64::MAX);
@@ -181,15 +194,85 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         );
     }
 
+    let waits = waits
+        .lock()
+        .map_err(|_| CliError::Runtime("the queue-wait recorder panicked".into()))?;
+    let store = if args.memory {
+        "memory".to_owned()
+    } else {
+        args.store.display().to_string()
+    };
+    let mode_name = match args.mode {
+        ModeArg::Event => "event",
+        ModeArg::Polling => "polling",
+    };
+    let header = format!(
+        "swarm demo: {} tasks on {} agents, {mode_name} mode, store {store}\n\n",
+        args.tasks, args.agents
+    );
+    print_summary(&Summary {
+        json: args.json,
+        header,
+        mode_name,
+        agents: args.agents,
+        tasks: args.tasks,
+        inspect_hint: (!args.memory).then(|| store.clone()),
+        store,
+        outcomes: &outcomes,
+        recovered,
+        waits: &waits,
+        elapsed,
+        retries: stats.retries,
+        failed_attempts: stats.failed_attempts,
+        steals: stats.steals,
+        stolen_tasks: stats.stolen_tasks,
+        extra: serde_json::Map::new(),
+    })
+}
+
+/// What the demo prints at the end, in either mode.
+pub(crate) struct Summary<'a> {
+    pub(crate) json: bool,
+    /// The first lines of the text summary.
+    pub(crate) header: String,
+    pub(crate) mode_name: &'a str,
+    pub(crate) agents: u32,
+    pub(crate) tasks: u64,
+    pub(crate) store: String,
+    /// The store to name in the closing "inspect the log" line, if any.
+    pub(crate) inspect_hint: Option<String>,
+    pub(crate) outcomes: &'a Outcomes,
+    pub(crate) recovered: u64,
+    /// Queue waits by priority level, in microseconds.
+    pub(crate) waits: &'a [Histogram<u64>],
+    pub(crate) elapsed: Duration,
+    pub(crate) retries: u64,
+    pub(crate) failed_attempts: u64,
+    pub(crate) steals: u64,
+    pub(crate) stolen_tasks: u64,
+    /// More fields of the JSON summary.
+    pub(crate) extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One empty queue-wait histogram per priority level (1 µs to an hour at 3
+/// significant digits; longer waits saturate).
+pub(crate) fn wait_histograms() -> Result<Vec<Histogram<u64>>, CliError> {
+    (0..Priority::ALL.len())
+        .map(|_| Histogram::new_with_bounds(1, 3_600_000_000, 3))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CliError::Runtime(format!("could not create a histogram: {e}")))
+}
+
+pub(crate) fn print_summary(s: &Summary<'_>) -> Result<(), CliError> {
+    let outcomes = s.outcomes;
+    let elapsed = s.elapsed;
     let finished = outcomes.completed + outcomes.dead_lettered + outcomes.cancelled;
     let throughput = if elapsed.as_secs_f64() > 0.0 {
         finished as f64 / elapsed.as_secs_f64()
     } else {
         0.0
     };
-    let waits = waits
-        .lock()
-        .map_err(|_| CliError::Runtime("the queue-wait recorder panicked".into()))?;
+    let waits = s.waits;
     let quantile = |h: &Histogram<u64>, q: f64| ms(Duration::from_micros(h.value_at_quantile(q)));
     let mut wait_json = serde_json::Map::new();
     for p in Priority::ALL {
@@ -204,41 +287,33 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
             }),
         );
     }
-    let store = if args.memory {
-        "memory".to_owned()
-    } else {
-        args.store.display().to_string()
-    };
-    let mode_name = match args.mode {
-        ModeArg::Event => "event",
-        ModeArg::Polling => "polling",
-    };
-    if args.json {
-        return print_json(&json!({
-            "mode": mode_name,
-            "agents": args.agents,
-            "tasks": args.tasks,
-            "store": store,
+    if s.json {
+        let mut v = json!({
+            "mode": s.mode_name,
+            "agents": s.agents,
+            "tasks": s.tasks,
+            "store": s.store,
             "outcomes": {
                 "completed": outcomes.completed,
                 "dead_lettered": outcomes.dead_lettered,
                 "cancelled": outcomes.cancelled,
                 "interrupted": outcomes.interrupted,
             },
-            "recovered": recovered,
+            "recovered": s.recovered,
             "queue_wait_ms": wait_json,
             "elapsed_s": elapsed.as_secs_f64(),
             "throughput_per_s": throughput,
-            "retries": stats.retries,
-            "failed_attempts": stats.failed_attempts,
-            "steals": stats.steals,
-            "stolen_tasks": stats.stolen_tasks,
-        }));
+            "retries": s.retries,
+            "failed_attempts": s.failed_attempts,
+            "steals": s.steals,
+            "stolen_tasks": s.stolen_tasks,
+        });
+        if let Some(map) = v.as_object_mut() {
+            map.extend(s.extra.clone());
+        }
+        return print_json(&v);
     }
-    let mut text = format!(
-        "swarm demo: {} tasks on {} agents, {mode_name} mode, store {store}\n\n",
-        args.tasks, args.agents
-    );
+    let mut text = s.header.clone();
     text.push_str(&format!(
         "  completed       {:>8}\n  dead-lettered   {:>8}\n",
         outcomes.completed, outcomes.dead_lettered
@@ -249,6 +324,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
             outcomes.cancelled, outcomes.interrupted
         ));
     }
+    let recovered = s.recovered;
     if recovered > 0 {
         text.push_str(&format!(
             "  recovered       {recovered:>8}  (left unfinished by an earlier run)\n"
@@ -257,10 +333,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     text.push_str(&format!(
         "  throughput      {throughput:>8.0} tasks/s over {:.2} s\n  retries         {:>8}  ({} failed attempts)\n  steals          {:>8}  ({} tasks moved)\n\n",
         elapsed.as_secs_f64(),
-        stats.retries,
-        stats.failed_attempts,
-        stats.steals,
-        stats.stolen_tasks
+        s.retries,
+        s.failed_attempts,
+        s.steals,
+        s.stolen_tasks
     ));
     text.push_str("  queue wait (ms)     count       p50       p99       max\n");
     for p in Priority::ALL {
@@ -274,7 +350,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
             ms(Duration::from_micros(h.max()))
         ));
     }
-    if !args.memory {
+    if let Some(store) = &s.inspect_hint {
         text.push_str(&format!(
             "\ninspect the log: swarm replay --store {store} | swarm stats --store {store} | swarm events --store {store}\n"
         ));

@@ -3,6 +3,9 @@
 //! - `swarm demo`: simulated agents on a generated workload, with a summary.
 //! - `swarm run JOBS.jsonl`: runs shell jobs durably; re-running resumes.
 //! - `swarm replay`, `swarm events`, `swarm stats`: read an event log.
+//! - `swarm worker --nats URL` (feature `nats`, on by default): joins a
+//!   distributed swarm as a node; `swarm demo --store nats://HOST:PORT`
+//!   submits the demo workload to it.
 //!
 //! Exit codes: 0 success; 1 some jobs dead-lettered (or a runtime failure);
 //! 2 bad input (usage, malformed jobs file, corrupt or missing store). Errors
@@ -10,6 +13,8 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+#[cfg(feature = "nats")]
+mod demo_nats;
 mod dist;
 mod error;
 mod inspect;
@@ -18,6 +23,8 @@ mod log;
 mod output;
 mod run;
 mod store_lock;
+#[cfg(feature = "nats")]
+mod worker;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -79,6 +86,59 @@ enum Command {
     Events(EventsArgs),
     /// Print the projections of a log: completions by outcome and kind, agent performance.
     Stats(StatsArgs),
+    /// Join a distributed swarm as a node: run its tasks on simulated agents until stopped.
+    ///
+    /// The worker pulls tasks from the swarm's NATS JetStream task queue (the
+    /// most urgent first) whenever one of its agents is free, and journals its
+    /// events to the swarm's shared NATS event log. Submit work with
+    /// `swarm demo --store nats://HOST:PORT --swarm NAME`. SIGTERM or Ctrl-C
+    /// stops it gracefully: it takes no new task, lets the running ones finish
+    /// and ack, then exits 0; tasks it had buffered go to the other workers
+    /// after --ack-wait-ms. A worker that dies has its unacked tasks redelivered
+    /// to the others after --ack-wait-ms (at-least-once).
+    ///
+    /// Exit status: 0 stopped by a signal; 2 the server cannot be reached or
+    /// bad input; 1 a runtime failure.
+    #[cfg(feature = "nats")]
+    Worker(WorkerArgs),
+}
+
+/// The distributed queue's settings shared by `swarm worker` and `swarm demo --store nats://`.
+#[derive(Debug, Args)]
+pub(crate) struct QueueArgs {
+    /// The swarm's name: workers and submitters with the same name share one
+    /// task queue and one event log (ASCII letters, digits, `-`, `_`).
+    #[arg(long = "swarm", value_name = "NAME", default_value = "default")]
+    pub(crate) swarm: String,
+    /// How long the server waits for a worker's ack before it redelivers a
+    /// task to another worker. Set by whichever process creates the queue first.
+    #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..))]
+    pub(crate) ack_wait_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// The NATS server(s): `nats://HOST:PORT` (comma-separate several, `tls://` for TLS).
+    #[arg(long, value_name = "URL")]
+    pub(crate) nats: String,
+    #[command(flatten)]
+    pub(crate) queue: QueueArgs,
+    /// Simulated agents: how many tasks this worker runs at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) agents: u32,
+    /// How long each simulated attempt takes, in milliseconds: `20` (fixed),
+    /// `10..50` (uniform between 10 and 50) or `exp:20` (exponential, mean 20).
+    #[arg(long, default_value = "1..5", value_name = "DIST", value_parser = dist::parse_duration_dist)]
+    pub(crate) duration_ms: DurationDist,
+    /// Probability (0 to 1) that an attempt fails with a retryable error.
+    #[arg(long, default_value_t = 0.0, value_name = "P", value_parser = parse_probability)]
+    pub(crate) fail_rate: f64,
+    /// Tasks this worker buffers per priority beyond those running (its pull batch).
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) prefetch: u64,
+    /// Seed of the simulated agents.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
 }
 
 /// How the demo's scheduler finds work.
@@ -121,10 +181,14 @@ pub(crate) struct DemoArgs {
     /// the global queue). Local queues are what idle agents steal from.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) prefetch: usize,
-    /// Event log directory (a file store; created if missing).
+    /// Event log directory (a file store; created if missing), or
+    /// `nats://HOST:PORT` to submit the workload to a distributed swarm (see
+    /// `swarm worker`): the demo runs one node in-process (unless
+    /// --no-local-worker), waits until every task completed or was
+    /// dead-lettered, and summarizes from the swarm's NATS event log.
     #[arg(
         long,
-        value_name = "DIR",
+        value_name = "DIR|URL",
         default_value = "./swarm-data",
         conflicts_with = "memory"
     )]
@@ -141,6 +205,12 @@ pub(crate) struct DemoArgs {
     /// Print the summary as one JSON object on stdout (and no progress bar).
     #[arg(long)]
     pub(crate) json: bool,
+    /// With a nats:// store: only submit and wait; run no node in this
+    /// process (the `swarm worker` processes do the work).
+    #[arg(long)]
+    pub(crate) no_local_worker: bool,
+    #[command(flatten)]
+    pub(crate) queue: QueueArgs,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +302,8 @@ fn main() -> ExitCode {
             Command::Replay(args) => inspect::replay(args),
             Command::Events(args) => inspect::events(args).await,
             Command::Stats(args) => inspect::stats(args),
+            #[cfg(feature = "nats")]
+            Command::Worker(args) => worker::run(args).await,
         }
     });
     // Do not wait for stray blocking work (a store writer flushing is joined by shutdown).
