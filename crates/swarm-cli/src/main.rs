@@ -8,8 +8,8 @@
 //!   submits the demo workload to it.
 //!
 //! Exit codes: 0 success; 1 some jobs dead-lettered (or a runtime failure);
-//! 2 bad input (usage, malformed jobs file, corrupt or missing store). Errors
-//! are one line on stderr.
+//! 2 bad input (usage, malformed jobs file, corrupt or missing store, a NATS
+//! server that cannot be reached). Errors are one line on stderr.
 #![forbid(unsafe_code)]
 
 mod demo;
@@ -40,7 +40,7 @@ use swarm::DurationDist;
 #[command(name = "swarm", version, propagate_version = true)]
 #[command(
     after_help = "Exit codes: 0 success; 1 some jobs dead-lettered or a runtime failure; \
-2 bad input (usage, malformed jobs file, corrupt or missing store).\n\
+2 bad input (usage, malformed jobs file, corrupt or missing store, unreachable NATS server).\n\
 Logs go to stderr: set RUST_LOG (e.g. RUST_LOG=swarm=debug) or pass -v/-vv."
 )]
 struct Cli {

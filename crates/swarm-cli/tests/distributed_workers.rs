@@ -386,3 +386,27 @@ fn demo_with_a_nats_store_completes_alone() {
     assert_eq!(v["outcomes"]["completed"].as_u64(), Some(300), "{v}");
     assert_eq!(v["outcomes"]["dead_lettered"].as_u64(), Some(0), "{v}");
 }
+
+/// Options that make no sense for the store given are refused before anything runs.
+#[test]
+fn demo_refuses_options_that_do_not_fit_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("log");
+    let out = swarm()
+        .args([
+            "demo",
+            "--store",
+            store.to_str().unwrap(),
+            "--no-local-worker",
+        ])
+        .output()
+        .unwrap();
+    support::assert_fails(&out, 2, &["--no-local-worker", "nats://"]);
+    assert!(!store.exists(), "nothing ran");
+    // Refused before connecting: no server needed.
+    let out = swarm()
+        .args(["demo", "--store", "nats://127.0.0.1:1", "--mode", "polling"])
+        .output()
+        .unwrap();
+    support::assert_fails(&out, 2, &["--mode polling"]);
+}
