@@ -20,6 +20,7 @@ pub(crate) const SCENARIOS: &[&str] = &[
     "work_stealing",
     "store",
     "memory",
+    "distributed",
 ];
 
 pub(crate) const HELP: &str = "\
@@ -34,7 +35,10 @@ options:
   -h, --help         this text
 
 scenarios: seed_comparison, throughput, dispatch_latency, priority, idle_cpu,
-           work_stealing, store, memory
+           work_stealing, store, memory, distributed
+
+`distributed` needs a nats-server with JetStream at $SWARM_NATS_URL (default
+nats://127.0.0.1:4222); without one it is reported as skipped.
 ";
 
 struct Args {
@@ -250,6 +254,23 @@ mod tests {
         assert!(parse(&args(&["--scenario"])).is_err());
         assert!(parse(&args(&["--fast"])).is_err());
         assert!(parse(&args(&["throughput"])).is_err());
+    }
+
+    #[test]
+    fn the_scenario_list_matches_swarm_bench() {
+        let bench = include_str!("../../../crates/swarm-bench/src/main.rs");
+        let start = bench.find("pub(crate) const SCENARIOS").unwrap();
+        let end = start + bench[start..].find("];").unwrap();
+        let listed: Vec<&str> = bench[start..end]
+            .lines()
+            .skip(1)
+            .map(|l| l.trim().trim_end_matches(',').trim_matches('"'))
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(listed, SCENARIOS);
+        for name in SCENARIOS {
+            assert!(HELP.contains(name), "{name} missing from the help text");
+        }
     }
 
     #[test]

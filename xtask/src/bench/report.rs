@@ -88,7 +88,28 @@ const AIMS: &[Aim] = &[
         text: "<= 128",
         met: |v, _| v <= 128.0,
     },
+    Aim {
+        scenario: "distributed",
+        key: "tasks_per_sec_2_workers",
+        text: ">= 50 000/s",
+        met: |v, _| v >= 50_000.0,
+    },
 ];
+
+/// Why `name` was skipped, if it was (`details.<name>.skipped`, e.g. no NATS server).
+pub(crate) fn skip_reason(report: &Value, name: &str) -> Option<String> {
+    let details = report.pointer(&format!("/details/{name}"))?;
+    if details.get("skipped").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    Some(
+        details
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given")
+            .to_owned(),
+    )
+}
 
 fn flatten(prefix: &str, value: &Value, rows: &mut Vec<(String, f64)>) {
     match value {
@@ -135,6 +156,17 @@ pub(crate) fn table(report: &Value) -> String {
     let mut rows: Vec<[String; 4]> = Vec::new();
     for name in SCENARIOS {
         let Some(values) = report.pointer(&format!("/scenarios/{name}")) else {
+            if let Some(reason) = skip_reason(report, name) {
+                // The gist in the table; the whole reason is in report.md and report.json.
+                let gist = reason.split(": ").next().unwrap_or_default();
+                let reason = format!("skipped: {}", gist.replace('|', "/").replace('\n', " "));
+                rows.push([
+                    (*name).to_owned(),
+                    "(skipped)".to_owned(),
+                    "-".to_owned(),
+                    reason,
+                ]);
+            }
             continue;
         };
         let mut flat = Vec::new();
@@ -227,6 +259,14 @@ pub(crate) fn markdown(report: &Value, table: &str) -> String {
         );
     }
     md.push_str(table);
+    for name in SCENARIOS {
+        if let Some(reason) = skip_reason(report, name) {
+            let _ = writeln!(
+                md,
+                "\nSkipped: `{name}` ({reason}); its values are not in this report."
+            );
+        }
+    }
     if let Some(seed) = report.pointer("/scenarios/seed_comparison") {
         let scale = report
             .pointer("/details/seed_comparison/time_scale")
@@ -307,6 +347,44 @@ mod tests {
         assert!(row("backlog").contains("100,000"));
         // Scenarios keep the run order, whatever the JSON order.
         assert!(table.find("dispatch_latency") < table.find("priority"));
+    }
+
+    #[test]
+    fn a_skipped_scenario_gets_a_row_with_its_reason_and_no_values() {
+        let report = json!({
+            "scenarios": {"memory": {"bytes_per_queued_task": 100.0}},
+            "details": {
+                "memory": {},
+                "distributed": {"skipped": true, "reason": "no NATS JetStream server at nats://127.0.0.1:4222"},
+            },
+        });
+        let table = table(&report);
+        let row = table
+            .lines()
+            .find(|l| l.contains("distributed"))
+            .unwrap_or_default();
+        assert!(row.contains("(skipped)"), "{table}");
+        assert!(row.contains("no NATS JetStream server"), "{table}");
+        assert!(!table.contains("tasks_per_sec"));
+        assert!(table.contains("bytes_per_queued_task"));
+        let md = markdown(&report, &table);
+        assert!(md.contains("Skipped: `distributed` (no NATS JetStream server"));
+        // Not skipped: no note.
+        assert!(skip_reason(&report, "memory").is_none());
+    }
+
+    #[test]
+    fn the_distributed_aim_is_judged() {
+        let report = json!({
+            "scenarios": {"distributed": {"tasks_per_sec_1_worker": 6000.0, "tasks_per_sec_2_workers": 4000.0}},
+        });
+        let table = table(&report);
+        let row = table
+            .lines()
+            .find(|l| l.contains("tasks_per_sec_2_workers"))
+            .unwrap_or_default();
+        assert!(row.contains(">= 50 000/s: **no**"), "{table}");
+        assert!(skip_reason(&report, "distributed").is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One module per scenario; each returns an [`Outcome`].
 
 mod dispatch_latency;
+mod distributed;
 mod idle_cpu;
 mod memory;
 mod priority;
@@ -31,6 +32,7 @@ pub(crate) fn run(name: &str, options: &Options) -> Result<Outcome> {
         "work_stealing" => block_on(work_stealing::run(options)),
         "store" => block_on(store::run(options)),
         "memory" => memory::run(options),
+        "distributed" => block_on(distributed::run(options)),
         other => Err(format!("no scenario named {other:?}")),
     }
 }

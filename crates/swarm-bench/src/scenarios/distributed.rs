@@ -1,0 +1,272 @@
+//! The distributed task queue on loopback: no-op tasks queued on a JetStream
+//! work-queue stream, then drained by 1 and by 2 nodes (each with its own NATS
+//! connection and 256 agents), counted as their `task:completed` events land in
+//! the shared NatsStore log. The measurement of the ignored test
+//! `throughput_one_and_two_nodes` in `crates/swarm/tests/distributed_nats.rs`.
+//!
+//! Needs a nats-server with JetStream at `SWARM_NATS_URL` (default
+//! `nats://127.0.0.1:4222`); if none answers, the scenario is reported as
+//! skipped (`details.distributed.skipped`) and its values are left out.
+//! Every round uses its own streams (named after the process, the time and
+//! the round) and deletes them afterwards.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+use swarm::distributed::{Node, NodeHandle, TaskQueue, TaskQueueConfig};
+use swarm_agents::{Agent, AgentPool, ExecuteError, PoolConfig, TaskOutput};
+use swarm_core::{Event, EventBus, Priority, Task};
+use swarm_store::{EventStore, NatsStore, NatsStoreOptions};
+
+use super::Result;
+use crate::sys::{median, r3};
+use crate::{Options, Outcome};
+
+const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+/// Agents per node: enough that a node is never short of a free agent.
+const AGENTS: usize = 256;
+/// Tasks a node holds locally per priority (its pull batch).
+const PREFETCH: usize = 256;
+/// How long the bench waits for the next completion before it gives up.
+const STALL: Duration = Duration::from_secs(120);
+
+static ROUND: AtomicU64 = AtomicU64::new(0);
+
+/// Completes at once.
+struct Noop;
+
+impl Agent for Noop {
+    async fn execute(&self, _task: &Task) -> std::result::Result<TaskOutput, ExecuteError> {
+        Ok(TaskOutput::empty())
+    }
+}
+
+/// The server URL: `SWARM_NATS_URL`, or the local default.
+fn server_url() -> String {
+    match std::env::var("SWARM_NATS_URL") {
+        Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
+        _ => DEFAULT_URL.to_owned(),
+    }
+}
+
+/// A swarm name no other run or round uses.
+fn unique_swarm() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "bench_{}_{nanos}_{}",
+        std::process::id(),
+        ROUND.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub(crate) async fn run(options: &Options) -> Result<Outcome> {
+    let (tasks, rounds) = if options.quick {
+        (2_000, 1)
+    } else {
+        (20_000, 3)
+    };
+    let url = server_url();
+    // Is a server with JetStream there? If not, skip instead of failing the bench.
+    let server_version = match probe(&url).await {
+        Ok(version) => version,
+        Err(reason) => {
+            eprintln!("swarm-bench: distributed skipped: {reason}");
+            let details = json!({
+                "skipped": true,
+                "reason": reason,
+                "nats_url": url,
+            });
+            return Ok(Outcome {
+                values: serde_json::Map::new(),
+                details: details.as_object().cloned().unwrap_or_default(),
+                series: serde_json::Map::new(),
+            });
+        }
+    };
+    // Warm-up: connections, stream creation paths, allocator.
+    round(&url, 1, tasks / 10).await?;
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        one.push(round(&url, 1, tasks).await?);
+        two.push(round(&url, 2, tasks).await?);
+    }
+    let details = json!({
+        "nats_url": url,
+        "nats_server_version": server_version,
+        "tasks_per_round": tasks,
+        "rounds": rounds,
+        "agents_per_node": AGENTS,
+        "prefetch_per_priority": PREFETCH,
+        "priorities": "round-robin over critical, high, normal, low",
+        "method": "tasks queued first (pipelined publishes, all acknowledged), then the nodes start; the clock runs from starting the nodes to the last task:completed read back from the shared NatsStore log",
+        "nodes": "each node in this process with its own NATS connections (queue and log), a Node over an AgentPool of no-op agents; they share the runtime's worker threads and the machine with the nats-server",
+        "tasks_per_sec_1_worker_rounds": one.iter().map(|x| r3(*x)).collect::<Vec<_>>(),
+        "tasks_per_sec_2_workers_rounds": two.iter().map(|x| r3(*x)).collect::<Vec<_>>(),
+    });
+    let values = json!({
+        "tasks_per_sec_1_worker": r3(median(&mut one)),
+        "tasks_per_sec_2_workers": r3(median(&mut two)),
+    });
+    Ok(Outcome {
+        values: values.as_object().cloned().unwrap_or_default(),
+        details: details.as_object().cloned().unwrap_or_default(),
+        series: serde_json::Map::new(),
+    })
+}
+
+/// Connects, opens a throwaway log and deletes it: `Ok(server version)` if a
+/// JetStream server answers, otherwise why not.
+async fn probe(url: &str) -> std::result::Result<String, String> {
+    let options = NatsStoreOptions::new(url, unique_swarm())
+        .connect_timeout(Duration::from_secs(3))
+        .request_timeout(Duration::from_secs(5));
+    let store =
+        match tokio::time::timeout(Duration::from_secs(10), NatsStore::connect(options)).await {
+            Ok(Ok(store)) => store,
+            Ok(Err(e)) => return Err(format!("no NATS JetStream server at {url}: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "no NATS JetStream server at {url}: connecting timed out"
+                ));
+            }
+        };
+    let version = store.client().server_info().version;
+    store
+        .destroy()
+        .await
+        .map_err(|e| format!("the NATS server at {url} would not delete a stream: {e}"))?;
+    Ok(version)
+}
+
+/// One measurement on fresh streams, which are deleted afterwards whatever happened.
+async fn round(url: &str, nodes: usize, tasks: usize) -> Result<f64> {
+    let swarm_name = unique_swarm();
+    let mut config = TaskQueueConfig::new(&swarm_name);
+    config.prefetch = PREFETCH;
+    let store_options = NatsStoreOptions::new(url, &swarm_name).shared_writers(true);
+    let log = NatsStore::connect(store_options.clone())
+        .await
+        .map_err(|e| format!("opening the log: {e}"))?;
+    let queue = match TaskQueue::open(log.client().clone(), config.clone()).await {
+        Ok(queue) => queue,
+        Err(e) => {
+            let _ = log.destroy().await;
+            return Err(format!("opening the task queue: {e}"));
+        }
+    };
+    let result = measure(&queue, &log, &config, &store_options, nodes, tasks).await;
+    let queue_gone = queue.destroy().await;
+    let log_gone = log.destroy().await;
+    let rate = result?;
+    queue_gone.map_err(|e| format!("deleting the task queue: {e}"))?;
+    log_gone.map_err(|e| format!("deleting the log: {e}"))?;
+    Ok(rate)
+}
+
+async fn measure(
+    queue: &TaskQueue,
+    log: &NatsStore,
+    config: &TaskQueueConfig,
+    store_options: &NatsStoreOptions,
+    nodes: usize,
+    tasks: usize,
+) -> Result<f64> {
+    let mut acks = Vec::with_capacity(tasks);
+    for i in 0..tasks {
+        let task = Task::builder("noop")
+            .priority(Priority::ALL[i % Priority::ALL.len()])
+            .build()
+            .map_err(|e| e.to_string())?;
+        acks.push(
+            queue
+                .submit_pipelined(&task)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    for ack in acks {
+        ack.await.map_err(|e| format!("queueing a task: {e}"))?;
+    }
+    let mut live = log.subscribe(1);
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(nodes);
+    for _ in 0..nodes {
+        match start_node(config, store_options).await {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                stop(handles).await;
+                return Err(e);
+            }
+        }
+    }
+    let mut done = HashSet::with_capacity(tasks);
+    let mut outcome = Ok(());
+    while done.len() < tasks {
+        match tokio::time::timeout(STALL, live.next()).await {
+            Ok(Some(Ok(e))) => {
+                if let Event::TaskCompleted(c) = &e.event {
+                    done.insert(c.task_id);
+                }
+            }
+            Ok(Some(Err(e))) => {
+                outcome = Err(format!("reading the log: {e}"));
+                break;
+            }
+            Ok(None) => {
+                outcome = Err("the log subscription ended".to_owned());
+                break;
+            }
+            Err(_) => {
+                outcome = Err(format!(
+                    "no task completed for {STALL:?} ({} of {tasks} done)",
+                    done.len()
+                ));
+                break;
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    stop(handles).await;
+    outcome?;
+    eprintln!(
+        "swarm-bench: distributed: {nodes} node(s), {tasks} tasks in {secs:.2} s: {:.0} tasks/s",
+        tasks as f64 / secs
+    );
+    Ok(tasks as f64 / secs)
+}
+
+async fn start_node(
+    config: &TaskQueueConfig,
+    store_options: &NatsStoreOptions,
+) -> Result<NodeHandle> {
+    let store = NatsStore::connect(store_options.clone())
+        .await
+        .map_err(|e| format!("a node could not open the log: {e}"))?;
+    let queue = TaskQueue::open(store.client().clone(), config.clone())
+        .await
+        .map_err(|e| format!("a node could not open the task queue: {e}"))?;
+    let pool = AgentPool::new(
+        |_id| Noop,
+        EventBus::new(),
+        PoolConfig {
+            initial_agents: AGENTS,
+            ..PoolConfig::default()
+        },
+    )
+    .map_err(|e| format!("a node could not build its agent pool: {e}"))?;
+    Node::start(queue, Arc::new(pool), store)
+        .await
+        .map_err(|e| format!("a node could not start: {e}"))
+}
+
+async fn stop(handles: Vec<NodeHandle>) {
+    for handle in handles {
+        handle.stop().await;
+    }
+}
