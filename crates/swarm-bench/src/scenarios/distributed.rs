@@ -92,9 +92,13 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     // Warm-up: connections, stream creation paths, allocator.
     round(&url, 1, tasks / 10).await?;
     let (mut one, mut two) = (Vec::new(), Vec::new());
+    let mut events_per_task = Vec::new();
     for _ in 0..rounds {
-        one.push(round(&url, 1, tasks).await?);
-        two.push(round(&url, 2, tasks).await?);
+        for (nodes, rates) in [(1, &mut one), (2, &mut two)] {
+            let (rate, events) = round(&url, nodes, tasks).await?;
+            rates.push(rate);
+            events_per_task.push(events as f64 / tasks as f64);
+        }
     }
     let details = json!({
         "nats_url": url,
@@ -108,6 +112,8 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "nodes": "each node in this process with its own NATS connections (queue and log), a Node over an AgentPool of no-op agents; they share the runtime's worker threads and the machine with the nats-server",
         "tasks_per_sec_1_worker_rounds": one.iter().map(|x| r3(*x)).collect::<Vec<_>>(),
         "tasks_per_sec_2_workers_rounds": two.iter().map(|x| r3(*x)).collect::<Vec<_>>(),
+        "log_events_per_task": r3(median(&mut events_per_task)),
+        "log_events": "each event is one JetStream publish acknowledged before the task is acked, and read back by the bench's log subscription",
     });
     let values = json!({
         "tasks_per_sec_1_worker": r3(median(&mut one)),
@@ -144,8 +150,9 @@ async fn probe(url: &str) -> std::result::Result<String, String> {
     Ok(version)
 }
 
-/// One measurement on fresh streams, which are deleted afterwards whatever happened.
-async fn round(url: &str, nodes: usize, tasks: usize) -> Result<f64> {
+/// One measurement on fresh streams, which are deleted afterwards whatever
+/// happened: (tasks per second, events in the log).
+async fn round(url: &str, nodes: usize, tasks: usize) -> Result<(f64, u64)> {
     let swarm_name = unique_swarm();
     let mut config = TaskQueueConfig::new(&swarm_name);
     config.prefetch = PREFETCH;
@@ -163,10 +170,10 @@ async fn round(url: &str, nodes: usize, tasks: usize) -> Result<f64> {
     let result = measure(&queue, &log, &config, &store_options, nodes, tasks).await;
     let queue_gone = queue.destroy().await;
     let log_gone = log.destroy().await;
-    let rate = result?;
+    let measured = result?;
     queue_gone.map_err(|e| format!("deleting the task queue: {e}"))?;
     log_gone.map_err(|e| format!("deleting the log: {e}"))?;
-    Ok(rate)
+    Ok(measured)
 }
 
 async fn measure(
@@ -176,7 +183,7 @@ async fn measure(
     store_options: &NatsStoreOptions,
     nodes: usize,
     tasks: usize,
-) -> Result<f64> {
+) -> Result<(f64, u64)> {
     let mut acks = Vec::with_capacity(tasks);
     for i in 0..tasks {
         let task = Task::builder("noop")
@@ -234,11 +241,15 @@ async fn measure(
     let secs = started.elapsed().as_secs_f64();
     stop(handles).await;
     outcome?;
+    let events = log
+        .last_seq()
+        .await
+        .map_err(|e| format!("reading the log's end: {e}"))?;
     eprintln!(
         "swarm-bench: distributed: {nodes} node(s), {tasks} tasks in {secs:.2} s: {:.0} tasks/s",
         tasks as f64 / secs
     );
-    Ok(tasks as f64 / secs)
+    Ok((tasks as f64 / secs, events))
 }
 
 async fn start_node(
