@@ -902,6 +902,11 @@ pub(crate) async fn polling_loop(core: Arc<Core>, interval: Duration, batch: usi
             return;
         }
         for (queued, _priority) in core.take_batch(batch) {
+            if core.draining.load(Ordering::Acquire) {
+                // Shutdown began mid-batch: the rest stays pending in the log
+                // (dequeued, never started) and resumes on the next start.
+                break;
+            }
             let agent = loop {
                 if let Some(agent) = core.pool.claim_idle() {
                     break agent;

@@ -311,6 +311,9 @@ impl Swarm {
             inner.bus.emit(TaskCreated { task: task.clone() });
         }
         if inner.durable_submit {
+            if let Some(polling) = inner.polling.lock().take() {
+                polling.abort();
+            }
             if let Err(error) = inner.journal.barrier().await {
                 inner.core.unadmit(&tasks);
                 return Err(SubmitError::Store {
@@ -380,9 +383,7 @@ impl Swarm {
         let started = tokio::time::Instant::now();
         let pending = inner.core.stop_accepting();
         inner.bus.emit(SystemShutdown { deadline, pending });
-        if let Some(polling) = inner.polling.lock().take() {
-            polling.abort();
-        }
+        // The polling loop sees `draining` and stops after its current attempt.
         let finished_in_time = inner.core.wait_idle(started + deadline).await;
         let interrupted = inner.core.running_count();
         inner.core.interrupt_all();

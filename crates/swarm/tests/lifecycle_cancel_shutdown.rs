@@ -235,3 +235,38 @@ async fn a_missed_latency_objective_is_reported_and_answered_with_more_agents() 
     );
     swarm.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn polling_mode_shutdown_lets_the_running_attempt_finish_and_resolves_every_handle() {
+    let agent = RecordingAgent::new(Duration::from_millis(300));
+    let swarm = Swarm::builder()
+        .agents(1)
+        .autoscale(false)
+        .agent_factory(move |_| agent.clone())
+        .mode(swarm::SchedulerMode::Polling {
+            interval: Duration::from_millis(100),
+            batch: 10,
+        })
+        .build()
+        .await
+        .unwrap();
+    let handles = swarm
+        .submit_batch((0..5).map(|_| task("work", Priority::Normal)).collect())
+        .await
+        .unwrap();
+    // Let the first poll start the first attempt of the batch.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let report = swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert!(report.finished_in_time);
+    assert_eq!(report.interrupted, 0);
+    let mut completed = 0;
+    let mut interrupted = 0;
+    for h in handles {
+        match h.await {
+            TaskOutcome::Completed { .. } => completed += 1,
+            TaskOutcome::Interrupted => interrupted += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((completed, interrupted), (1, 4));
+}
