@@ -113,7 +113,9 @@ proptest! {
         let mut policy = ScalingPolicy::new(config);
         let mut model = Model { total: start.min(config.max_agents), reserve: 0 };
         let mut now = Instant::now();
-        for _ in 0..200 {
+        // Enough steps for the slowest case: 1 agent to 59 is 10 growths, each
+        // after a cool-down of up to 29 s, observed once a second.
+        for _ in 0..1500 {
             let obs = LoadObservation { busy: model.total, total: model.total, queued: 10, reserve_available: 0, now };
             let d = policy.decide(obs);
             prop_assert!(d.direction() >= 0, "never shrinks under overload: {d:?}");
@@ -129,7 +131,9 @@ proptest! {
         let start = start.max(config.min_agents);
         let mut model = Model { total: start, reserve: 0 };
         let mut now = Instant::now();
-        for _ in 0..400 {
+        // Enough steps for the slowest case: 69 agents to 0 is 10 retirements, each
+        // after up to 59 s of idle, observed once a second.
+        for _ in 0..1500 {
             let obs = LoadObservation { busy: 0, total: model.total, queued: 0, reserve_available: 0, now };
             let d = policy.decide(obs);
             prop_assert!(d.direction() <= 0, "never grows when idle: {d:?}");
