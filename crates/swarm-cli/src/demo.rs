@@ -38,6 +38,34 @@ pub(crate) fn splitmix64(state: &mut u64) -> u64 {
 
 pub(crate) const KINDS: [&str; 4] = ["summarize", "classify", "translate", "extract"];
 
+/// The tasks of the generated workload due by now at `args.rate` (all at once
+/// with rate 0), at most 5000 per call, numbered from `submitted`.
+pub(crate) fn due_batch(
+    args: &DemoArgs,
+    started: Instant,
+    submitted: u64,
+    rng: &mut u64,
+) -> Result<Vec<Task>, CliError> {
+    let due = if args.rate == 0.0 {
+        args.tasks
+    } else {
+        ((started.elapsed().as_secs_f64() * args.rate) as u64)
+            .max(1)
+            .min(args.tasks)
+    };
+    let count = due.saturating_sub(submitted).min(5000);
+    (submitted..submitted + count)
+        .map(|i| {
+            let draw = splitmix64(rng);
+            Task::builder(KINDS[(draw >> 32) as usize % KINDS.len()])
+                .priority(priority_of(draw))
+                .payload(format!("demo task {i}"))
+                .build()
+                .map_err(|e| CliError::Runtime(e.to_string()))
+        })
+        .collect()
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Outcomes {
     pub(crate) completed: u64,
@@ -152,25 +180,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     while submitted < args.tasks || !pending.is_empty() {
         tokio::select! {
             _ = tick.tick(), if submitted < args.tasks => {
-                let due = if args.rate == 0.0 {
-                    args.tasks
-                } else {
-                    ((started.elapsed().as_secs_f64() * args.rate) as u64).max(1).min(args.tasks)
-                };
-                let count = due.saturating_sub(submitted).min(5000);
-                if count == 0 {
+                let batch = due_batch(&args, started, submitted, &mut rng)?;
+                if batch.is_empty() {
                     continue;
                 }
-                let mut batch = Vec::with_capacity(count as usize);
-                for i in submitted..submitted + count {
-                    let draw = splitmix64(&mut rng);
-                    let task = Task::builder(KINDS[(draw >> 32) as usize % KINDS.len()])
-                        .priority(priority_of(draw))
-                        .payload(format!("demo task {i}"))
-                        .build()
-                        .map_err(|e| CliError::Runtime(e.to_string()))?;
-                    batch.push(task);
-                }
+                let count = batch.len() as u64;
                 for handle in swarm.submit_batch(batch).await? {
                     pending.push(handle);
                 }

@@ -18,9 +18,7 @@ use swarm_core::event::TaskCreated;
 use swarm_store::NatsStore;
 
 use crate::DemoArgs;
-use crate::demo::{
-    KINDS, Outcomes, Summary, print_summary, priority_of, splitmix64, wait_histograms,
-};
+use crate::demo::{Outcomes, Summary, due_batch, print_summary, wait_histograms};
 use crate::error::CliError;
 use crate::output::progress_bar;
 use crate::worker::{connect, sim_pool};
@@ -149,25 +147,11 @@ async fn drive(args: &DemoArgs, store: &NatsStore, queue: &TaskQueue) -> Result<
         }
         tokio::select! {
             _ = tick.tick(), if !all_submitted => {
-                let due = if args.rate == 0.0 {
-                    args.tasks
-                } else {
-                    ((started.elapsed().as_secs_f64() * args.rate) as u64).max(1).min(args.tasks)
-                };
-                let count = due.saturating_sub(submitted).min(5000);
-                if count == 0 {
+                let batch = due_batch(args, started, submitted, &mut rng)?;
+                if batch.is_empty() {
                     continue;
                 }
-                let mut batch = Vec::with_capacity(count as usize);
-                for i in submitted..submitted + count {
-                    let draw = splitmix64(&mut rng);
-                    let task = Task::builder(KINDS[(draw >> 32) as usize % KINDS.len()])
-                        .priority(priority_of(draw))
-                        .payload(format!("demo task {i}"))
-                        .build()
-                        .map_err(|e| CliError::Runtime(e.to_string()))?;
-                    batch.push(task);
-                }
+                let count = batch.len() as u64;
                 submit(store, queue, &batch).await?;
                 ours.extend(batch.iter().map(Task::id));
                 submitted += count;
