@@ -21,7 +21,6 @@ use futures::FutureExt;
 use swarm_core::{Event, EventBus, Subscription};
 use swarm_store::EventStore;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::stats::Counters;
 
@@ -47,7 +46,7 @@ impl Journal {
         counters: Arc<Counters>,
         on_append: Option<AppendObserver>,
         inline: bool,
-    ) -> (Journal, JoinHandle<()>) {
+    ) -> Journal {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Message>();
         let subscription = if inline {
             // A store whose append completes without waiting (MemoryStore):
@@ -78,7 +77,8 @@ impl Journal {
                 let _ = forward.send(Message::Event(event.clone()));
             })
         };
-        let writer = tokio::spawn(async move {
+        // The writer task ends when the journal (its last sender) is dropped.
+        tokio::spawn(async move {
             let mut inbox = Vec::with_capacity(BATCH);
             let mut events = Vec::with_capacity(BATCH);
             let mut barriers = Vec::new();
@@ -117,13 +117,10 @@ impl Journal {
                 }
             }
         });
-        (
-            Journal {
-                sender,
-                _subscription: subscription,
-            },
-            writer,
-        )
+        Journal {
+            sender,
+            _subscription: subscription,
+        }
     }
 
     /// Resolves once every event emitted before this call is in the store.

@@ -621,7 +621,7 @@ impl Core {
             duration,
             next,
             health,
-            replaced_by,
+            ..
         } = executed;
         let task_id = task.id();
         match next {
@@ -649,17 +649,11 @@ impl Core {
                 resolve(s, task_id, TaskOutcome::DeadLettered { errors });
             }
         }
-        let gone = health == swarm_core::event::AgentHealth::Unhealthy;
-        if gone {
-            // The pool removed the agent (and emitted agent:removed, which
-            // stops its inbox); its local queue goes back to the global queue.
-            self.inboxes.lock().remove(&agent_id);
-            self.requeue_local_of(s, agent_id);
-        }
-        if let Some(new) = replaced_by {
-            self.start_agent(new);
-        }
-        gone
+        // An unhealthy agent was removed from the pool, and its replacement
+        // created, during the attempt: the agent:removed / agent:created
+        // handlers already stopped its inbox, re-queued its local queue and
+        // started the replacement's loop. This loop only has to end.
+        health == swarm_core::event::AgentHealth::Unhealthy
     }
 
     fn schedule_retry(self: &Arc<Self>, s: &mut Sched, task: Task, after: Duration) {

@@ -119,8 +119,7 @@ impl Swarm {
 
         let counters = Arc::new(Counters::default());
         let metrics = MetricsWiring::attach(&bus, b.record_metrics, b.metrics_addr)?;
-        // The writer task ends when the journal (its last sender) is dropped.
-        let (journal, _writer) = Journal::start(
+        let journal = Journal::start(
             &bus,
             Arc::clone(&store),
             Arc::clone(&counters),
@@ -197,10 +196,12 @@ impl Swarm {
             // Activated reserve agents are idle in the pool: give them work.
             subscriptions.push(bus.on::<QueueBacklog>(move |_| c.dispatch_soon()));
             let grow_pool = pool.clone();
+            // The handler may run on any thread that emits: spawn on our runtime.
+            let runtime_for_growth = runtime.clone();
             let max = b.max_agents;
             subscriptions.push(bus.on::<PerformanceDegraded>(move |_| {
                 let pool = grow_pool.clone();
-                tokio::spawn(async move {
+                runtime_for_growth.spawn(async move {
                     let active = pool.counts().active();
                     if active < max {
                         let grow = (active / 2).max(1).min(max - active);
