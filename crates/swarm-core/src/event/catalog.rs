@@ -171,6 +171,23 @@ pub struct TaskCancelled {
     pub was_running: bool,
 }
 
+/// `task:interrupted`: a graceful shutdown stopped an attempt before it ended.
+/// The task goes back to pending and the attempt is not charged: the next
+/// start runs it again as the same attempt. (A crash, which records nothing,
+/// costs the attempt: it is recovered as `task:failed` with reason `lost`.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskInterrupted {
+    /// The task.
+    pub task_id: TaskId,
+    /// The agent whose attempt was stopped.
+    pub agent_id: AgentId,
+    /// The attempt that was stopped (it does not count).
+    pub attempt: u32,
+    /// Whether the attempt had started running on the agent (else it was
+    /// stopped between assignment and start).
+    pub was_running: bool,
+}
+
 /// `agent:created`: an agent joined the pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentCreated {

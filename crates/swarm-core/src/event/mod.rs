@@ -164,6 +164,8 @@ catalog! {
     PerformanceDegraded(PerformanceDegraded) = "performance:degraded",
     /// Shutdown began.
     SystemShutdown(SystemShutdown) = "system:shutdown",
+    /// A graceful shutdown stopped an attempt; the task is pending again, uncharged.
+    TaskInterrupted(TaskInterrupted) = "task:interrupted",
 }
 
 impl fmt::Display for EventKind {

@@ -26,12 +26,13 @@ fn position(kind: EventKind) -> usize {
         EventKind::CoordinatorOverload => 16,
         EventKind::PerformanceDegraded => 17,
         EventKind::SystemShutdown => 18,
+        EventKind::TaskInterrupted => 19,
     }
 }
 
 #[test]
 fn all_lists_every_kind_once() {
-    assert_eq!(EventKind::ALL.len(), 19);
+    assert_eq!(EventKind::ALL.len(), 20);
     for (i, kind) in EventKind::ALL.into_iter().enumerate() {
         assert_eq!(
             position(kind),

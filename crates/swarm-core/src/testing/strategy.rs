@@ -266,6 +266,17 @@ pub fn event_of_with_ids(kind: EventKind, ids: BoxedStrategy<TaskId>) -> BoxedSt
         EventKind::SystemShutdown => (duration(), any::<u64>())
             .prop_map(|(deadline, pending)| SystemShutdown { deadline, pending }.into())
             .boxed(),
+        EventKind::TaskInterrupted => (ids, agent_id(), 1u32..5, any::<bool>())
+            .prop_map(|(task_id, agent_id, attempt, was_running)| {
+                TaskInterrupted {
+                    task_id,
+                    agent_id,
+                    attempt,
+                    was_running,
+                }
+                .into()
+            })
+            .boxed(),
     }
 }
 
