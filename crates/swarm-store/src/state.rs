@@ -55,6 +55,13 @@ pub struct TaskRecord {
     pub last_error: Option<String>,
     /// Whether the latest failure will be retried (only meaningful when `Failed`).
     pub will_retry: bool,
+    /// The error of each failed attempt, oldest first (what a dead letter lists).
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// The log sequence of its `task:created` (0 when applied without one):
+    /// the order tasks were accepted in, which recovery keeps within a level.
+    #[serde(default)]
+    pub created_seq: u64,
 }
 
 impl TaskRecord {
@@ -171,17 +178,25 @@ impl SystemState {
     /// The tasks a restarting swarm must queue again (see
     /// [`TaskRecord::needs_requeue`]), most urgent first, then oldest first.
     pub fn tasks_to_requeue(&self) -> Vec<Task> {
-        let mut out: Vec<Task> = self
-            .tasks
-            .values()
-            .filter(|t| t.needs_requeue())
+        self.records_to_requeue()
+            .into_iter()
             .map(|t| t.task.clone())
-            .collect();
+            .collect()
+    }
+
+    /// The records of the tasks a restarting swarm must queue again, in the
+    /// order of [`tasks_to_requeue`](Self::tasks_to_requeue): most urgent
+    /// first, then in the order they were accepted (log order; creation time
+    /// and id break ties for records applied without a sequence).
+    pub fn records_to_requeue(&self) -> Vec<&TaskRecord> {
+        let mut out: Vec<&TaskRecord> = self.tasks.values().filter(|t| t.needs_requeue()).collect();
         out.sort_by(|a, b| {
-            b.priority()
-                .cmp(&a.priority())
-                .then(a.created_at().cmp(&b.created_at()))
-                .then(a.id().cmp(&b.id()))
+            b.task
+                .priority()
+                .cmp(&a.task.priority())
+                .then(a.created_seq.cmp(&b.created_seq))
+                .then(a.task.created_at().cmp(&b.task.created_at()))
+                .then(a.task.id().cmp(&b.task.id()))
         });
         out
     }
@@ -203,12 +218,16 @@ impl SystemState {
 
     /// Applies a stored event and records its sequence.
     pub fn apply(&mut self, stored: &StoredEvent) {
-        self.apply_event(&stored.event);
+        self.apply_at(&stored.event, stored.seq);
         self.last_seq = stored.seq;
     }
 
     /// Applies an event (without a sequence: [`last_seq`](Self::last_seq) is unchanged).
     pub fn apply_event(&mut self, event: &Event) {
+        self.apply_at(event, 0);
+    }
+
+    fn apply_at(&mut self, event: &Event, seq: u64) {
         self.counters.events += 1;
         match event {
             Event::TaskCreated(e) => {
@@ -222,6 +241,8 @@ impl SystemState {
                         agent: None,
                         last_error: None,
                         will_retry: false,
+                        errors: Vec::new(),
+                        created_seq: seq,
                     },
                 );
             }
@@ -262,6 +283,7 @@ impl SystemState {
                 if let Some(t) = self.tasks.get_mut(&e.task_id) {
                     t.status = TaskStatus::Failed;
                     t.last_error = Some(e.error.clone());
+                    t.errors.push(e.error.clone());
                     t.will_retry = e.will_retry;
                     if e.agent_id.is_some() {
                         t.agent = e.agent_id;
@@ -282,11 +304,27 @@ impl SystemState {
                     if let Some(last) = e.errors.last() {
                         t.last_error = Some(last.clone());
                     }
+                    t.errors.clone_from(&e.errors);
                 }
             }
             Event::TaskCancelled(e) => {
                 self.counters.tasks_cancelled += 1;
                 self.set_status(e.task_id, TaskStatus::Cancelled);
+            }
+            Event::TaskInterrupted(e) => {
+                // Back to pending; the stopped attempt is not charged.
+                if let Some(t) = self.tasks.get_mut(&e.task_id) {
+                    if t.status == TaskStatus::Running {
+                        t.status = TaskStatus::Pending;
+                        t.attempts = e.attempt.saturating_sub(1);
+                        t.task.set_attempt(t.attempts);
+                    }
+                }
+                if let Some(a) = self.agents.get_mut(&e.agent_id) {
+                    if a.busy_with == Some(e.task_id) {
+                        a.busy_with = None;
+                    }
+                }
             }
             Event::AgentCreated(e) => {
                 self.counters.agents_created += 1;
