@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -81,20 +82,41 @@ pub async fn run_attempt<A: Agent>(
 ) -> AttemptOutcome {
     let start = Instant::now();
     let guarded = AssertUnwindSafe(agent.execute(task)).catch_unwind();
-    let caught = match timeout {
+    // A limit too large to add to the clock (`Duration::MAX`) is no limit.
+    let deadline = timeout.and_then(|limit| start.checked_add(limit).map(|d| (d, limit)));
+    let caught = match deadline {
         // Deadline from `start`: one clock read fewer than `timeout(limit, ..)`.
-        Some(limit) => match tokio::time::timeout_at(start + limit, guarded).await {
-            Ok(caught) => caught,
-            Err(_elapsed) => {
-                return AttemptOutcome {
-                    result: Err(AttemptFailure::new(
-                        FailureReason::Timeout,
-                        format!("attempt timed out after {limit:?}"),
-                    )),
-                    duration: start.elapsed(),
-                };
+        Some((deadline, limit)) => {
+            // Pinned in an Option so that a timed-out attempt is dropped here,
+            // under `catch_unwind`: a future that panics while being dropped
+            // must not unwind through the caller.
+            let mut slot = std::pin::pin!(Some(guarded));
+            let polled = tokio::time::timeout_at(
+                deadline,
+                std::future::poll_fn(|cx| match slot.as_mut().as_pin_mut() {
+                    Some(attempt) => attempt.poll(cx),
+                    None => std::task::Poll::Pending,
+                }),
+            )
+            .await;
+            match polled {
+                Ok(caught) => caught,
+                Err(_elapsed) => {
+                    let dropped = std::panic::catch_unwind(AssertUnwindSafe(|| slot.set(None)));
+                    let mut message = format!("attempt timed out after {limit:?}");
+                    if let Err(panic) = dropped {
+                        message.push_str(&format!(
+                            " and panicked while being stopped: {}",
+                            panic_message(&*panic)
+                        ));
+                    }
+                    return AttemptOutcome {
+                        result: Err(AttemptFailure::new(FailureReason::Timeout, message)),
+                        duration: start.elapsed(),
+                    };
+                }
             }
-        },
+        }
         None => guarded.await,
     };
     let result = match caught {

@@ -160,6 +160,8 @@ struct State<A> {
     agents: HashMap<AgentId, Slot<A>>,
     idle: BTreeSet<AgentId>,
     counts: PoolCounts,
+    // Agents whose capabilities are restricted (a non-empty list).
+    restricted: usize,
     next_id: u64,
     rng: SplitMix64,
     // Errors of tasks that failed and may run again, for `task:dead_lettered`.
@@ -167,7 +169,7 @@ struct State<A> {
     overloaded: bool,
 }
 
-impl<A> State<A> {
+impl<A: Agent> State<A> {
     fn set_state(&mut self, id: AgentId, to: AgentState) {
         let Some(slot) = self.agents.get_mut(&id) else {
             return;
@@ -187,10 +189,16 @@ impl<A> State<A> {
         let slot = self.agents.remove(&id)?;
         *count_of(&mut self.counts, slot.state) -= 1;
         self.idle.remove(&id);
+        if !slot.agent.capabilities().is_empty() {
+            self.restricted -= 1;
+        }
         Some(slot)
     }
 
     fn insert(&mut self, id: AgentId, agent: A, state: AgentState) {
+        if !agent.capabilities().is_empty() {
+            self.restricted += 1;
+        }
         self.agents.insert(
             id,
             Slot {
@@ -311,6 +319,7 @@ impl<F: AgentFactory> AgentPool<F> {
                     agents: HashMap::new(),
                     idle: BTreeSet::new(),
                     counts: PoolCounts::default(),
+                    restricted: 0,
                     next_id: 0,
                     rng: SplitMix64::new(config.seed),
                     histories: HashMap::new(),
@@ -392,6 +401,98 @@ impl<F: AgentFactory> AgentPool<F> {
     /// Like [`claim_idle`](Self::claim_idle), among agents that can run tasks of `kind`.
     pub fn claim_idle_for(&self, kind: &str) -> Option<AgentId> {
         self.claim_where(|agent| can_run(agent, kind))
+    }
+
+    /// Whether agent `id` is in the pool and can run tasks of `kind`.
+    pub fn can_run(&self, id: AgentId, kind: &str) -> bool {
+        let state = self.inner.state.lock();
+        state
+            .agents
+            .get(&id)
+            .is_some_and(|slot| can_run(&*slot.agent, kind))
+    }
+
+    /// Whether some agent of the pool (active or in reserve) can run tasks of
+    /// `kind`. `true` for an empty pool: its next agents may.
+    pub fn any_can_run(&self, kind: &str) -> bool {
+        let state = self.inner.state.lock();
+        state.restricted < state.agents.len()
+            || state.agents.is_empty()
+            || state
+                .agents
+                .values()
+                .any(|slot| can_run(&*slot.agent, kind))
+    }
+
+    /// The kinds agent `id` declares it can run (empty: every kind), or
+    /// `None` if it is not in the pool.
+    pub fn capabilities(&self, id: AgentId) -> Option<Vec<String>> {
+        let state = self.inner.state.lock();
+        state.agents.get(&id).map(|slot| {
+            slot.agent
+                .capabilities()
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect()
+        })
+    }
+
+    /// Whether some agent declares capabilities (when none does, every agent
+    /// runs every kind and callers can skip capability checks).
+    pub fn has_capabilities(&self) -> bool {
+        self.inner.state.lock().restricted > 0
+    }
+
+    /// The idle agents, lowest id first.
+    pub fn idle_agents(&self) -> Vec<AgentId> {
+        self.inner.state.lock().idle.iter().copied().collect()
+    }
+
+    /// Active agents that are working (claimed or busy) and can run `kind`,
+    /// lowest id first.
+    pub fn working_agents_for(&self, kind: &str) -> Vec<AgentId> {
+        let state = self.inner.state.lock();
+        let mut ids: Vec<AgentId> = state
+            .agents
+            .iter()
+            .filter(|(_, slot)| {
+                matches!(slot.state, AgentState::Claimed | AgentState::Busy)
+                    && can_run(&*slot.agent, kind)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether agent `id` is active (idle, claimed or busy; not in reserve).
+    pub fn is_active(&self, id: AgentId) -> bool {
+        let state = self.inner.state.lock();
+        state
+            .agents
+            .get(&id)
+            .is_some_and(|slot| slot.state != AgentState::Reserve)
+    }
+
+    /// Removes agent `id` whatever its state (`agent:removed` with `reason`),
+    /// for a caller that lost it (its task loop ended). Returns whether it was
+    /// in the pool.
+    pub fn remove_agent(&self, id: AgentId, reason: &str) -> bool {
+        let removed = {
+            let mut state = self.inner.state.lock();
+            let removed = state.remove(id).is_some();
+            if removed {
+                state.check_overload(self.inner.config.overload_threshold);
+            }
+            removed
+        };
+        if removed {
+            self.inner.bus.emit(AgentRemoved {
+                agent_id: id,
+                reason: reason.to_owned(),
+            });
+        }
+        removed
     }
 
     fn claim_where(&self, fits: impl Fn(&F::Agent) -> bool) -> Option<AgentId> {
