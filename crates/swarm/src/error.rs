@@ -1,8 +1,10 @@
 //! The facade's errors.
 
 use std::fmt;
+use std::sync::Arc;
 
 use swarm_core::{Task, TaskError, TaskId};
+use swarm_store::StoreError;
 
 /// Why [`SwarmBuilder::build`](crate::SwarmBuilder::build) failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,9 +19,12 @@ pub enum BuildError {
     /// The agent factory failed.
     #[error("could not create agents: {0}")]
     Agents(#[from] swarm_agents::CreateAgentError),
-    /// The metrics exporter could not start.
+    /// The metrics exporter could not start (its listener could not bind, ...).
     #[error("metrics exporter: {0}")]
-    Metrics(String),
+    Metrics(#[from] swarm_metrics::ExporterError),
+    /// The metrics recorder could not be attached to the bus.
+    #[error("metrics recorder: {0}")]
+    MetricsAttach(#[from] swarm_metrics::AttachError),
     /// `build` was called outside a tokio runtime.
     #[error(
         "swarm needs a tokio runtime: call `build().await` from inside one (with the `time` driver enabled)"
@@ -37,24 +42,40 @@ pub enum SubmitError {
     /// The swarm is shutting down and accepts no new tasks.
     #[error("the swarm is shutting down and accepts no new tasks")]
     ShuttingDown(Box<Task>),
-    /// A task with this id is already known (queued, running or finished).
-    #[error("task {} was already submitted: use a new id", .0.id())]
+    /// A live task (queued, running or waiting for a retry) has this id. The
+    /// id of a finished task may be used again: it names a new task.
+    #[error("task {} is already queued, running or waiting for a retry: use a new id", .0.id())]
     Duplicate(Box<Task>),
     /// The task is invalid (payload over the limit, ...).
     #[error(transparent)]
     Invalid(#[from] TaskError),
-    /// The store could not record the task durably; it was not accepted.
+    /// The store could not record the task, or failed earlier and records
+    /// nothing more; the task was not accepted.
     #[error("the event store could not record the task, so it was not accepted: {error}")]
     Store {
         /// The task.
         task: Box<Task>,
-        /// The store's error.
-        error: String,
+        /// The store's error (shared: every submit waiting on the failed
+        /// write gets the same one).
+        #[source]
+        error: Arc<StoreError>,
+    },
+    /// A batch of two or more tasks was refused as a whole: none of its tasks
+    /// was accepted. `reason` is what refused it (with the first offending
+    /// task, where the reason carries one); `tasks` is every task of the batch,
+    /// in order. [`into_tasks`](SubmitError::into_tasks) hands them back.
+    #[error("{reason} (the whole batch of {} tasks was refused)", .tasks.len())]
+    Batch {
+        /// Why the batch was refused.
+        reason: Box<SubmitError>,
+        /// Every task of the batch, in submission order.
+        tasks: Vec<Task>,
     },
 }
 
 impl SubmitError {
-    /// The rejected task, if the error carries one.
+    /// The rejected task, if the error carries one (for a refused batch, the
+    /// first offending task).
     pub fn into_task(self) -> Option<Task> {
         match self {
             SubmitError::QueueFull(t)
@@ -62,6 +83,25 @@ impl SubmitError {
             | SubmitError::Duplicate(t)
             | SubmitError::Store { task: t, .. } => Some(*t),
             SubmitError::Invalid(_) => None,
+            SubmitError::Batch { reason, .. } => reason.into_task(),
+        }
+    }
+
+    /// Every task the error hands back: all the tasks of a refused batch, in
+    /// order; else the one task, if the error carries it.
+    pub fn into_tasks(self) -> Vec<Task> {
+        match self {
+            SubmitError::Batch { tasks, .. } => tasks,
+            other => other.into_task().into_iter().collect(),
+        }
+    }
+
+    /// Why the submission was refused: for a refused batch its reason, else
+    /// the error itself. Match on this to handle single and batch refusals alike.
+    pub fn reason(&self) -> &SubmitError {
+        match self {
+            SubmitError::Batch { reason, .. } => reason,
+            other => other,
         }
     }
 }
@@ -78,6 +118,11 @@ impl fmt::Debug for SubmitError {
                 .debug_struct("Store")
                 .field("task", &task.id())
                 .field("error", error)
+                .finish(),
+            SubmitError::Batch { reason, tasks } => f
+                .debug_struct("Batch")
+                .field("reason", reason)
+                .field("tasks", &tasks.iter().map(Task::id).collect::<Vec<_>>())
                 .finish(),
         }
     }

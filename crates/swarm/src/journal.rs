@@ -12,21 +12,47 @@
 //! A store whose appends complete without waiting (the in-memory store) is
 //! appended to inline, from the handler, which keeps the hot path free of a
 //! channel hop and of a writer wake-up per burst of events.
+//!
+//! The first failed append latches: [`Journal::failure`] returns it from then
+//! on, and `submit` refuses new tasks with it, durable store or not, so a
+//! swarm whose log has stopped recording does not go on accepting work that
+//! it could not recover.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures::FutureExt;
+use parking_lot::Mutex;
 use swarm_core::{Event, EventBus, Subscription};
-use swarm_store::EventStore;
+use swarm_store::{EventStore, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::stats::Counters;
 
+/// A store error, shared by everything that waited on the failed write.
+pub(crate) type SharedStoreError = Arc<StoreError>;
+
 enum Message {
     Event(Event),
-    Barrier(oneshot::Sender<Result<(), String>>),
+    Barrier(oneshot::Sender<Result<(), SharedStoreError>>),
+}
+
+/// The first append failure, once there is one.
+#[derive(Default)]
+struct Latch(Mutex<Option<SharedStoreError>>);
+
+impl Latch {
+    fn set(&self, error: &SharedStoreError) {
+        let mut slot = self.0.lock();
+        if slot.is_none() {
+            *slot = Some(Arc::clone(error));
+        }
+    }
+
+    fn get(&self) -> Option<SharedStoreError> {
+        self.0.lock().clone()
+    }
 }
 
 /// Records the duration of each store append (swarm_store_append_duration_seconds).
@@ -34,6 +60,7 @@ pub(crate) type AppendObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 pub(crate) struct Journal {
     sender: mpsc::UnboundedSender<Message>,
+    failed: Arc<Latch>,
     _subscription: Subscription,
 }
 
@@ -48,12 +75,14 @@ impl Journal {
         inline: bool,
     ) -> Journal {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Message>();
+        let failed = Arc::new(Latch::default());
         let subscription = if inline {
             // A store whose append completes without waiting (MemoryStore):
             // append right here, in emit order, with no channel hop and no
             // writer wake-up on the hot path.
             let store = Arc::clone(&store);
             let counters = Arc::clone(&counters);
+            let failed = Arc::clone(&failed);
             bus.on_any(move |event| {
                 match store.append(vec![event.clone()], None).now_or_never() {
                     Some(Ok(_)) => {
@@ -62,10 +91,14 @@ impl Journal {
                     Some(Err(error)) => {
                         counters.store_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(%error, event = event.name(), "event store append failed; this event is not in the log");
+                        failed.set(&Arc::new(error));
                     }
                     None => {
                         counters.store_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(event = event.name(), "an inline event store did not append at once; this event is not in the log");
+                        failed.set(&Arc::new(StoreError::Poisoned(
+                            "an inline store did not complete an append at once".into(),
+                        )));
                     }
                 }
             })
@@ -78,6 +111,7 @@ impl Journal {
             })
         };
         // The writer task ends when the journal (its last sender) is dropped.
+        let latch = Arc::clone(&failed);
         tokio::spawn(async move {
             let mut inbox = Vec::with_capacity(BATCH);
             let mut events = Vec::with_capacity(BATCH);
@@ -108,7 +142,9 @@ impl Journal {
                         Err(error) => {
                             counters.store_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(%error, events = count, "event store append failed; these events are not in the log");
-                            Err(error.to_string())
+                            let error = Arc::new(error);
+                            latch.set(&error);
+                            Err(error)
                         }
                     }
                 };
@@ -119,17 +155,28 @@ impl Journal {
         });
         Journal {
             sender,
+            failed,
             _subscription: subscription,
         }
     }
 
-    /// Resolves once every event emitted before this call is in the store.
-    pub(crate) async fn barrier(&self) -> Result<(), String> {
+    /// Resolves once every event emitted before this call is in the store, or
+    /// with the error of the write that failed to put them there.
+    pub(crate) async fn barrier(&self) -> Result<(), SharedStoreError> {
+        if let Some(error) = self.failed.get() {
+            return Err(error);
+        }
         let (ack, done) = oneshot::channel();
+        let stopped = || Arc::new(StoreError::Closed);
         self.sender
             .send(Message::Barrier(ack))
-            .map_err(|_| "the event store writer has stopped".to_owned())?;
-        done.await
-            .map_err(|_| "the event store writer has stopped".to_owned())?
+            .map_err(|_| stopped())?;
+        done.await.map_err(|_| stopped())?
+    }
+
+    /// The first failed append, if one failed: nothing after it is recorded
+    /// for sure, so the swarm accepts no new task.
+    pub(crate) fn failure(&self) -> Option<SharedStoreError> {
+        self.failed.get()
     }
 }

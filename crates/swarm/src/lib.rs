@@ -91,5 +91,10 @@ pub use swarm_queue::{AgingPolicy, PriorityQueue};
 pub use swarm_steal::StealPool;
 #[doc(inline)]
 pub use swarm_store::{
-    Durability, EventStore, FileStore, FileStoreOptions, MemoryStore, SystemState, TaskStatus,
+    Durability, EventStore, FileStore, FileStoreOptions, MemoryStore, SeqRange, Snapshot,
+    StoreError, StoredEvent, SystemState, TaskStatus,
 };
+/// The result of an [`EventStore`] operation.
+pub type StoreResult<T> = swarm_store::Result<T>;
+/// A stream of stored events, as [`EventStore::read`] and [`EventStore::subscribe`] return.
+pub type StoredEventStream = swarm_store::EventStream;

@@ -34,13 +34,9 @@ impl MetricsWiring {
             Some(addr) => builder.listen_addr(addr),
             None => builder.without_listener(),
         };
-        let exporter = builder
-            .build()
-            .map_err(|e| BuildError::Metrics(e.to_string()))?;
+        let exporter = builder.build()?;
         let metrics = exporter.swarm_metrics();
-        let subscription = metrics
-            .attach(bus)
-            .map_err(|e| BuildError::Metrics(e.to_string()))?;
+        let subscription = metrics.attach(bus)?;
         if let Some(addr) = exporter.local_addr() {
             tracing::info!(%addr, "serving Prometheus metrics at /metrics");
         }

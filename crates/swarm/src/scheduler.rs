@@ -19,16 +19,18 @@
 //! `batch` tasks in FIFO order and runs them one after another.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::{AbortHandle, AbortRegistration, Abortable, Aborted};
 use parking_lot::Mutex;
 use swarm_agents::{AgentPool, BoxAgentFactory, ExecuteRefused, Executed, Next, RefusedReason};
 use swarm_core::event::{
-    QueueBacklog, QueueLocation, TaskAssigned, TaskCancelled, TaskCritical, TaskDequeued,
-    TaskEnqueued, WorkStolen,
+    FailureReason, QueueBacklog, QueueLocation, TaskAssigned, TaskCancelled, TaskCritical,
+    TaskDeadLettered, TaskDequeued, TaskEnqueued, TaskFailed, TaskInterrupted, WorkStolen,
 };
 use swarm_core::{AgentId, EventBus, Priority, Task, TaskId};
 use swarm_queue::PriorityQueue;
@@ -44,10 +46,12 @@ use crate::latency::LatencyWatch;
 use crate::stats::Counters;
 use crate::{SchedulerMode, SwarmStats};
 
-/// A task waiting in a queue, with the moment its wait began.
+/// A task waiting in a queue, with the moment its wait began and its place
+/// in the order of arrival (ties between queues go to the older task).
 pub(crate) struct Queued {
     task: Task,
     since: Instant,
+    order: u64,
 }
 
 pub(crate) struct Assignment {
@@ -64,6 +68,9 @@ enum Stop {
 struct Running {
     abort: AbortHandle,
     stop: Option<Stop>,
+    agent: AgentId,
+    /// The attempt's number, as `task:assigned` said.
+    attempt: u32,
 }
 
 struct Sched {
@@ -76,6 +83,38 @@ struct Sched {
     running: IdMap<TaskId, Running>,
     retrying: IdMap<TaskId, JoinHandle<()>>,
     backlog_high: bool,
+    next_order: u64,
+}
+
+impl Sched {
+    fn queued(&mut self, task: Task, since: Instant) -> Queued {
+        let order = self.next_order;
+        self.next_order += 1;
+        Queued { task, since, order }
+    }
+}
+
+/// An agent's inbox and the loop that sleeps on it.
+struct Inbox {
+    sender: mpsc::Sender<Assignment>,
+    agent_loop: Option<tokio::task::AbortHandle>,
+}
+
+/// Which kinds an agent can run, looked up once per decision.
+enum Fits {
+    /// Every kind (no agent of the pool declares capabilities, or this one declares none).
+    Any,
+    /// Only these kinds.
+    Kinds(Vec<String>),
+}
+
+impl Fits {
+    fn allows(&self, kind: &str) -> bool {
+        match self {
+            Fits::Any => true,
+            Fits::Kinds(kinds) => kinds.iter().any(|k| k == kind),
+        }
+    }
 }
 
 pub(crate) struct SchedConfig {
@@ -98,11 +137,13 @@ pub(crate) struct Core {
     local: StealPool<Queued>,
     /// Agent inboxes. Its own lock, never held while emitting, so handlers of
     /// pool events (which may run under `sched`) can take it.
-    inboxes: Mutex<IdMap<AgentId, mpsc::Sender<Assignment>>>,
+    inboxes: Mutex<IdMap<AgentId, Inbox>>,
     /// Tasks queued (global + local + fifo), readable without `sched`.
     queued: Arc<AtomicUsize>,
     accepting: AtomicBool,
     draining: AtomicBool,
+    /// Set when the swarm is dropped: no agent loop starts after it.
+    stopped: AtomicBool,
     /// Notified each time an attempt ends (shutdown waits on it).
     attempt_ended: Notify,
     latency: LatencyWatch,
@@ -132,12 +173,14 @@ impl Core {
                 running: IdMap::default(),
                 retrying: IdMap::default(),
                 backlog_high: false,
+                next_order: 0,
             }),
             local: StealPool::new(steal_threshold),
             inboxes: Mutex::new(IdMap::default()),
             queued: Arc::new(AtomicUsize::new(0)),
             accepting: AtomicBool::new(true),
             draining: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             attempt_ended: Notify::new(),
             latency,
             runtime,
@@ -156,12 +199,23 @@ impl Core {
         self.accepting.load(Ordering::Acquire)
     }
 
+    /// What `agent` can run.
+    fn fits(&self, agent: AgentId) -> Fits {
+        if !self.pool.has_capabilities() {
+            return Fits::Any;
+        }
+        match self.pool.capabilities(agent) {
+            Some(kinds) if !kinds.is_empty() => Fits::Kinds(kinds),
+            _ => Fits::Any,
+        }
+    }
+
     // ---------------------------------------------------------------- agents
 
     /// Starts the loop of a new agent (event mode). Safe to call from an event
     /// handler: takes only the inbox lock and spawns.
     pub(crate) fn start_agent(self: &Arc<Self>, agent: AgentId) {
-        if !self.is_event_mode() {
+        if !self.is_event_mode() || self.stopped.load(Ordering::Acquire) {
             return;
         }
         let (sender, inbox) = mpsc::channel(1);
@@ -170,11 +224,20 @@ impl Core {
             if inboxes.contains_key(&agent) {
                 return;
             }
-            inboxes.insert(agent, sender);
+            inboxes.insert(
+                agent,
+                Inbox {
+                    sender,
+                    agent_loop: None,
+                },
+            );
         }
         self.local.register(agent);
         let core = Arc::clone(self);
-        self.runtime.spawn(agent_loop(core, agent, inbox));
+        let handle = self.runtime.spawn(agent_loop(core, agent, inbox));
+        if let Some(entry) = self.inboxes.lock().get_mut(&agent) {
+            entry.agent_loop = Some(handle.abort_handle());
+        }
     }
 
     /// Forgets a removed agent: its loop ends, its local queue goes back to
@@ -203,10 +266,25 @@ impl Core {
         self.dispatch_idle(s);
     }
 
+    /// An agent whose loop ended unexpectedly (its inbox closed, or a panic
+    /// escaped its attempt): it leaves the pool, a replacement is made, and
+    /// its local queue goes back to the global queue. Never re-offered work.
+    fn lose_agent(&self, s: &mut Sched, agent: AgentId, why: &str) {
+        tracing::error!(agent = %agent, why, "agent loop ended; replacing the agent");
+        self.inboxes.lock().remove(&agent);
+        if self.pool.remove_agent(agent, why) {
+            if let Err(error) = self.pool.spawn_agents(1) {
+                tracing::warn!(agent = %agent, %error, "could not replace a lost agent; the pool is one agent smaller");
+            }
+        }
+        self.requeue_local_of(s, agent);
+    }
+
     // ---------------------------------------------------------------- submit
 
     /// Checks that `tasks` can be accepted and registers them as live, so a
-    /// duplicate id is refused. Returns the receivers of their outcomes.
+    /// duplicate id is refused. Returns the receivers of their outcomes. A
+    /// refusal names the first offending task (a copy; the caller keeps the batch).
     pub(crate) fn admit(
         &self,
         tasks: &[Task],
@@ -250,7 +328,11 @@ impl Core {
         let now = Instant::now();
         let mut s = self.sched.lock();
         for task in tasks {
-            let queued = Queued { task, since: now };
+            if !self.pool.any_can_run(task.kind()) {
+                self.dead_letter_unrunnable(&mut s, task);
+                continue;
+            }
+            let queued = s.queued(task, now);
             if self.is_event_mode() {
                 self.place_event(&mut s, queued);
             } else {
@@ -259,14 +341,19 @@ impl Core {
         }
     }
 
-    /// Re-queues recovered tasks (they keep their attempt counts).
+    /// Re-queues recovered tasks (they keep their attempt counts), in the
+    /// order given (most urgent first, then oldest).
     pub(crate) fn recover(self: &Arc<Self>, tasks: Vec<Task>) {
         let now = Instant::now();
         let mut s = self.sched.lock();
         for task in tasks {
             s.live.insert(task.id(), None);
             Counters::bump(&self.counters.recovered);
-            let queued = Queued { task, since: now };
+            if !self.pool.any_can_run(task.kind()) {
+                self.dead_letter_unrunnable(&mut s, task);
+                continue;
+            }
+            let queued = s.queued(task, now);
             if self.is_event_mode() {
                 self.push_global(&mut s, queued);
             } else {
@@ -278,9 +365,32 @@ impl Core {
         }
     }
 
+    /// A task whose kind no agent of the pool can run: dead-lettered at once,
+    /// with a reason that says so (it would otherwise wait for ever).
+    fn dead_letter_unrunnable(&self, s: &mut Sched, task: Task) {
+        let mut errors = self.pool.forget_history(task.id());
+        errors.push(format!(
+            "no agent of the pool can run tasks of kind {:?}: add an agent with that capability or fix the kind",
+            task.kind()
+        ));
+        self.bus.emit(TaskDeadLettered {
+            task_id: task.id(),
+            attempts: task.attempt(),
+            errors: errors.clone(),
+        });
+        Counters::bump(&self.counters.dead_lettered);
+        resolve(s, task.id(), TaskOutcome::DeadLettered { errors });
+    }
+
     fn place_event(self: &Arc<Self>, s: &mut Sched, queued: Queued) {
+        let restricted = self.pool.has_capabilities();
         if let Some(agent) = queued.task.affinity() {
-            if self.local.contains(agent) {
+            // Affinity holds only for an active agent that can run the task;
+            // a reserve agent's queue would wait for an agent nobody wakes.
+            let usable = self.local.contains(agent)
+                && self.pool.is_active(agent)
+                && (!restricted || self.pool.can_run(agent, queued.task.kind()));
+            if usable {
                 if self.local.local_len(agent) == 0 && self.pool.claim(agent).is_ok() {
                     let assignment = self.assign(s, agent, queued, None);
                     self.send(s, agent, assignment);
@@ -293,14 +403,25 @@ impl Core {
             }
         }
         if s.global.is_empty() {
-            if let Some(agent) = self.pool.claim_idle() {
+            let claimed = if restricted {
+                self.pool.claim_idle_for(queued.task.kind())
+            } else {
+                self.pool.claim_idle()
+            };
+            if let Some(agent) = claimed {
                 let assignment = self.assign(s, agent, queued, None);
                 self.send(s, agent, assignment);
                 return;
             }
         }
-        if self.config.prefetch > 0 {
-            if let Some(agent) = self.prefetch_target() {
+        // Prefetch only when no global task of the same or higher priority is
+        // waiting: an arrival must not overtake older work through a free slot.
+        let global_first = s
+            .global
+            .peek()
+            .is_some_and(|(_, p)| p >= queued.task.priority());
+        if self.config.prefetch > 0 && !global_first {
+            if let Some(agent) = self.prefetch_target(queued.task.kind()) {
                 self.push_local(s, agent, queued);
                 return;
             }
@@ -309,12 +430,16 @@ impl Core {
         self.dispatch_idle(s);
     }
 
-    /// The busy agent with the shortest local queue, if it is under the prefetch depth.
-    fn prefetch_target(&self) -> Option<AgentId> {
-        let inboxes = self.inboxes.lock();
-        inboxes
-            .keys()
-            .map(|id| (self.local.local_len(*id), *id))
+    /// The working (claimed or busy) active agent able to run `kind` with the
+    /// shortest local queue, if it is under the prefetch depth. Never a reserve
+    /// or idle agent: nobody would pop a reserve agent's queue, and an idle
+    /// agent takes work directly.
+    fn prefetch_target(&self, kind: &str) -> Option<AgentId> {
+        self.pool
+            .working_agents_for(kind)
+            .into_iter()
+            .filter(|id| self.local.contains(*id))
+            .map(|id| (self.local.local_len(id), id))
             .filter(|(len, _)| *len < self.config.prefetch)
             .min()
             .map(|(_, id)| id)
@@ -419,6 +544,10 @@ impl Core {
         if !self.is_event_mode() || self.draining.load(Ordering::Acquire) {
             return;
         }
+        if self.pool.has_capabilities() {
+            self.dispatch_idle_by_capability(s);
+            return;
+        }
         loop {
             if s.global.is_empty() && !self.has_stealable() {
                 return;
@@ -436,40 +565,96 @@ impl Core {
         }
     }
 
-    /// The next task for a claimed agent: the more urgent of its local head and
-    /// the global head; if both are empty, half of the busiest local queue.
-    fn pick(&self, s: &mut Sched, agent: AgentId) -> Option<Assignment> {
-        let local = self.local.peek_local(agent);
-        let global = s.global.peek().map(|(_, p)| p);
-        let from_local = match (local, global) {
-            (Some(l), Some(g)) => l >= g,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => {
-                let (stolen, task_ids) = self
-                    .local
-                    .steal_half_with(agent, |queued, _| queued.task.id())?;
-                Counters::bump(&self.counters.steals);
-                self.counters
-                    .stolen_tasks
-                    .fetch_add(stolen.count as u64, Ordering::Relaxed);
-                self.bus.emit(WorkStolen {
-                    from: stolen.from,
-                    to: stolen.to,
-                    count: u32::try_from(stolen.count).unwrap_or(u32::MAX),
-                    task_ids,
-                });
-                true
+    /// [`dispatch_idle`](Self::dispatch_idle) for a pool where some agents run
+    /// only some kinds: each idle agent is offered the most urgent task it can
+    /// run, and is claimed only if there is one (no claim/release churn).
+    fn dispatch_idle_by_capability(&self, s: &mut Sched) {
+        for agent in self.pool.idle_agents() {
+            if s.global.is_empty() && !self.has_stealable() {
+                return;
             }
-        };
-        let (queued, priority, location) = if from_local {
-            let (q, p) = self.local.pop_local(agent)?;
-            (q, p, QueueLocation::Local(agent))
-        } else {
-            let (q, p) = s.global.pop()?;
-            (q, p, QueueLocation::Global)
-        };
-        Some(self.assign(s, agent, queued, Some((priority, location))))
+            let fits = self.fits(agent);
+            let has_work = self.local.local_len(agent) > 0
+                || s.global.iter().any(|(q, _)| fits.allows(q.task.kind()))
+                || (matches!(fits, Fits::Any) && self.has_stealable());
+            if !has_work || self.pool.claim(agent).is_err() {
+                continue;
+            }
+            match self.pick(s, agent) {
+                Some(assignment) => self.send(s, agent, assignment),
+                None => self.pool.release(agent),
+            }
+        }
+    }
+
+    /// The next task for a claimed agent: the more urgent of its local head and
+    /// the global head (the older one on a tie); if both are empty, half of the
+    /// busiest local queue. With capabilities, only tasks the agent can run:
+    /// a local task it cannot run goes to the global queue, and the global
+    /// queue is searched past tasks of other kinds.
+    fn pick(&self, s: &mut Sched, agent: AgentId) -> Option<Assignment> {
+        let fits = self.fits(agent);
+        let mut stole = false;
+        loop {
+            // A local head this agent cannot run (stolen, or placed before a
+            // replacement) goes where a capable agent will find it.
+            while let Some(false) = self
+                .local
+                .peek_local_with(agent, |q, _| fits.allows(q.task.kind()))
+            {
+                if let Some((q, p)) = self.local.pop_local(agent) {
+                    self.note_dequeue(s, q.task.id(), p, QueueLocation::Local(agent));
+                    self.push_global(s, q);
+                }
+            }
+            let local = self.local.peek_local_with(agent, |q, p| (p, q.order));
+            let global = match fits {
+                Fits::Any => s.global.peek().map(|(q, p)| (p, q.order, q.task.id())),
+                Fits::Kinds(_) => s
+                    .global
+                    .iter()
+                    .find(|(q, _)| fits.allows(q.task.kind()))
+                    .map(|(q, p)| (p, q.order, q.task.id())),
+            };
+            let from_local = match (local, global) {
+                (Some((lp, lo)), Some((gp, go, _))) => lp > gp || (lp == gp && lo < go),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => {
+                    if stole {
+                        return None;
+                    }
+                    let (stolen, task_ids) = self
+                        .local
+                        .steal_half_with(agent, |queued, _| queued.task.id())?;
+                    stole = true;
+                    Counters::bump(&self.counters.steals);
+                    self.counters
+                        .stolen_tasks
+                        .fetch_add(stolen.count as u64, Ordering::Relaxed);
+                    self.bus.emit(WorkStolen {
+                        from: stolen.from,
+                        to: stolen.to,
+                        count: u32::try_from(stolen.count).unwrap_or(u32::MAX),
+                        task_ids,
+                    });
+                    continue;
+                }
+            };
+            let (queued, priority, location) = if from_local {
+                let (q, p) = self.local.pop_local(agent)?;
+                (q, p, QueueLocation::Local(agent))
+            } else {
+                let (q, p) = match (&fits, global) {
+                    (Fits::Kinds(_), Some((_, _, id))) => {
+                        s.global.remove_first(|q| q.task.id() == id)?
+                    }
+                    _ => s.global.pop()?,
+                };
+                (q, p, QueueLocation::Global)
+            };
+            return Some(self.assign(s, agent, queued, Some((priority, location))));
+        }
     }
 
     fn assign(
@@ -484,16 +669,25 @@ impl Core {
             self.note_dequeue(s, task_id, priority, location);
         }
         let queue_wait = queued.since.elapsed();
+        let attempt = queued.task.attempt() + 1;
         self.bus.emit(TaskAssigned {
             task_id,
             agent_id: agent,
-            attempt: queued.task.attempt() + 1,
+            attempt,
             priority: queued.task.priority(),
             queue_wait,
         });
         self.latency.record(queue_wait, &self.bus);
         let (abort, registration) = AbortHandle::new_pair();
-        s.running.insert(task_id, Running { abort, stop: None });
+        s.running.insert(
+            task_id,
+            Running {
+                abort,
+                stop: None,
+                agent,
+                attempt,
+            },
+        );
         Assignment {
             task: queued.task,
             registration,
@@ -501,27 +695,29 @@ impl Core {
     }
 
     fn send(&self, s: &mut Sched, agent: AgentId, assignment: Assignment) {
-        let sender = self.inboxes.lock().get(&agent).cloned();
-        let refused = match sender {
+        let sender = self.inboxes.lock().get(&agent).map(|i| i.sender.clone());
+        let (assignment, lost) = match sender {
             // Capacity 1 suffices: an agent is claimed before it is sent a
             // task, and a claimed agent gets exactly one.
-            Some(sender) => sender.try_send(assignment).err().map(|e| match e {
-                mpsc::error::TrySendError::Full(a) | mpsc::error::TrySendError::Closed(a) => a,
-            }),
-            None => Some(assignment),
+            Some(sender) => match sender.try_send(assignment) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(a)) => (a, false),
+                Err(mpsc::error::TrySendError::Closed(a)) => (a, true),
+            },
+            // In the pool but without a loop.
+            None => (assignment, true),
         };
-        if let Some(assignment) = refused {
-            // The agent went away between claim and send: back to the queue.
-            let task = assignment.task;
-            s.running.remove(&task.id());
+        // Back to the queue; the attempt never started.
+        let task = assignment.task;
+        s.running.remove(&task.id());
+        let queued = s.queued(task, Instant::now());
+        self.push_global(s, queued);
+        if lost {
+            // Its loop is gone: re-offering it work would spin for ever. Losing
+            // it dispatches the queue to the others.
+            self.lose_agent(s, agent, "its task loop ended");
+        } else {
             self.pool.release(agent);
-            self.push_global(
-                s,
-                Queued {
-                    task,
-                    since: Instant::now(),
-                },
-            );
         }
     }
 
@@ -529,12 +725,23 @@ impl Core {
 
     async fn run(&self, agent: AgentId, assignment: Assignment) -> Attempt {
         let task_id = assignment.task.id();
+        // `Abortable` checks for an abort before its first poll of the inner
+        // future: a cancel that lands before then means `execute` never ran
+        // (the agent is still only claimed, and the attempt never started).
+        let started = AtomicBool::new(false);
         let result = Abortable::new(
-            self.pool.execute(agent, assignment.task),
+            async {
+                started.store(true, Ordering::Relaxed);
+                self.pool.execute(agent, assignment.task).await
+            },
             assignment.registration,
         )
         .await;
-        Attempt { task_id, result }
+        Attempt {
+            task_id,
+            result,
+            started: started.load(Ordering::Relaxed),
+        }
     }
 
     /// Handles the end of an attempt; in event mode returns the agent's next task.
@@ -544,21 +751,37 @@ impl Core {
         let mut agent_gone = false;
         match attempt.result {
             Err(Aborted) => {
-                let stop = running.and_then(|r| r.stop);
+                if !attempt.started {
+                    // Never polled: the agent is claimed, not busy. Free it.
+                    self.pool.release(agent);
+                }
+                let stop = running.as_ref().and_then(|r| r.stop);
                 if stop == Some(Stop::Cancel) {
                     self.bus.emit(TaskCancelled {
                         task_id: attempt.task_id,
-                        was_running: true,
+                        was_running: attempt.started,
                     });
                     Counters::bump(&self.counters.cancelled);
+                    self.pool.forget_history(attempt.task_id);
                     resolve(
                         &mut s,
                         attempt.task_id,
-                        TaskOutcome::Cancelled { was_running: true },
+                        TaskOutcome::Cancelled {
+                            was_running: attempt.started,
+                        },
                     );
                 } else {
-                    // Shutdown: the task stays "running" in the log and is
-                    // re-queued by the next start.
+                    // Shutdown: the task goes back to pending, the attempt
+                    // uncharged, and the next start runs it again.
+                    if let Some(r) = &running {
+                        self.bus.emit(TaskInterrupted {
+                            task_id: attempt.task_id,
+                            agent_id: r.agent,
+                            attempt: r.attempt,
+                            was_running: attempt.started,
+                        });
+                    }
+                    self.pool.forget_history(attempt.task_id);
                     resolve(&mut s, attempt.task_id, TaskOutcome::Interrupted);
                 }
             }
@@ -583,6 +806,37 @@ impl Core {
         self.take_work(&mut s, agent)
     }
 
+    /// A panic escaped an attempt (outside the agent's own code, which the
+    /// pool guards): the task is dead-lettered with the panic as its error
+    /// (retrying would need the task, which unwound with the attempt), and
+    /// the agent is replaced. The swarm goes on.
+    fn attempt_panicked(&self, agent: AgentId, task_id: TaskId, message: String) {
+        let mut s = self.sched.lock();
+        let attempt = s.running.remove(&task_id).map_or(0, |r| r.attempt);
+        let error = format!("the attempt panicked outside the agent: {message}");
+        let mut errors = self.pool.forget_history(task_id);
+        errors.push(error.clone());
+        self.bus.emit(TaskFailed {
+            task_id,
+            agent_id: Some(agent),
+            attempt,
+            reason: FailureReason::Panic,
+            error,
+            will_retry: false,
+            retry_in: None,
+        });
+        self.bus.emit(TaskDeadLettered {
+            task_id,
+            attempts: attempt,
+            errors: errors.clone(),
+        });
+        Counters::bump(&self.counters.failed_attempts);
+        Counters::bump(&self.counters.dead_lettered);
+        resolve(&mut s, task_id, TaskOutcome::DeadLettered { errors });
+        self.lose_agent(&mut s, agent, "a panic escaped its attempt");
+        self.attempt_ended.notify_waiters();
+    }
+
     fn take_work(&self, s: &mut Sched, agent: AgentId) -> AfterAttempt {
         let has_work =
             !s.global.is_empty() || self.local.local_len(agent) > 0 || self.has_stealable();
@@ -600,11 +854,14 @@ impl Core {
 
     fn requeue_refused(&self, s: &mut Sched, agent: AgentId, refused: ExecuteRefused) {
         tracing::debug!(agent = %agent, reason = ?refused.reason, "agent refused a task; re-queueing it");
+        // Whatever the reason, the agent is not running it: never leave it claimed.
+        self.pool.release(agent);
         let task = refused.into_inner();
-        let queued = Queued {
-            task,
-            since: Instant::now(),
-        };
+        if !self.pool.any_can_run(task.kind()) {
+            self.dead_letter_unrunnable(s, task);
+            return;
+        }
+        let queued = s.queued(task, Instant::now());
         if self.is_event_mode() {
             self.push_global(s, queued);
         } else {
@@ -667,10 +924,7 @@ impl Core {
             if s.retrying.remove(&task_id).is_none() {
                 return; // cancelled meanwhile
             }
-            let queued = Queued {
-                task,
-                since: Instant::now(),
-            };
+            let queued = s.queued(task, Instant::now());
             if core.is_event_mode() {
                 core.push_global(&mut s, queued);
                 core.dispatch_idle(&mut s);
@@ -727,6 +981,7 @@ impl Core {
             was_running: false,
         });
         Counters::bump(&self.counters.cancelled);
+        self.pool.forget_history(task_id);
         resolve(s, task_id, TaskOutcome::Cancelled { was_running: false });
     }
 
@@ -757,21 +1012,22 @@ impl Core {
         }
     }
 
-    /// Drops the attempts still running (they stay recorded as running, and
-    /// resume on the next start), cancels retry timers and resolves every
-    /// waiter as interrupted.
+    /// Drops the attempts still running (each records `task:interrupted` as
+    /// it unwinds: pending again, uncharged), cancels retry timers and
+    /// resolves every waiter as interrupted.
     pub(crate) fn interrupt_all(&self) {
         let mut s = self.sched.lock();
         for running in s.running.values_mut() {
             running.stop = Some(Stop::Shutdown);
             running.abort.abort();
         }
-        for (_, timer) in s.retrying.drain() {
+        for (task_id, timer) in s.retrying.drain() {
             timer.abort();
+            self.pool.forget_history(task_id);
         }
-        let running: Vec<TaskId> = s.running.keys().copied().collect();
-        s.live.retain(|id, waiter| {
-            if running.contains(id) {
+        let Sched { live, running, .. } = &mut *s;
+        live.retain(|id, waiter| {
+            if running.contains_key(id) {
                 return true;
             }
             if let Some(w) = waiter.take() {
@@ -780,6 +1036,33 @@ impl Core {
             false
         });
         self.inboxes.lock().clear();
+    }
+
+    /// The swarm was dropped without a shutdown: stop every agent loop (their
+    /// running attempts are dropped with them), every retry timer, and start
+    /// nothing more. Waiters resolve as interrupted when the core goes away.
+    pub(crate) fn abandon(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.accepting.store(false, Ordering::Release);
+        self.draining.store(true, Ordering::Release);
+        let loops: Vec<tokio::task::AbortHandle> = self
+            .inboxes
+            .lock()
+            .drain()
+            .filter_map(|(_, inbox)| inbox.agent_loop)
+            .collect();
+        for handle in loops {
+            handle.abort();
+        }
+        let mut s = self.sched.lock();
+        for (_, timer) in s.retrying.drain() {
+            timer.abort();
+        }
+        for (_, waiter) in s.live.drain() {
+            if let Some(w) = waiter {
+                let _ = w.send(TaskOutcome::Interrupted);
+            }
+        }
     }
 
     // ---------------------------------------------------------------- stats
@@ -834,6 +1117,15 @@ impl Core {
             })
             .collect()
     }
+
+    /// Puts a task the polling loop took back at the front of its queue (no
+    /// agent could take it now).
+    fn return_to_fifo(&self, queued: Queued) {
+        let mut s = self.sched.lock();
+        let (task_id, priority) = (queued.task.id(), queued.task.priority());
+        s.fifo.push_front(queued);
+        self.after_push(&mut s, task_id, priority, QueueLocation::Global);
+    }
 }
 
 fn resolve(s: &mut Sched, task_id: TaskId, outcome: TaskOutcome) {
@@ -845,12 +1137,24 @@ fn resolve(s: &mut Sched, task_id: TaskId, outcome: TaskOutcome) {
 pub(crate) struct Attempt {
     task_id: TaskId,
     result: Result<Result<Executed, ExecuteRefused>, Aborted>,
+    /// Whether `execute` was polled at all.
+    started: bool,
 }
 
 enum AfterAttempt {
     Run(Assignment),
     Wait,
     Exit,
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
 }
 
 /// One agent's loop (event mode): sleeps on its inbox; after each attempt takes
@@ -875,7 +1179,19 @@ async fn agent_loop(core: Arc<Core>, agent: AgentId, mut inbox: mpsc::Receiver<A
                 None => return,
             },
         };
-        let attempt = core.run(agent, assignment).await;
+        let task_id = assignment.task.id();
+        // The pool guards the agent's own code; this guards the rest, so a
+        // bug cannot kill the loop and leave its inbox registered.
+        let attempt = match AssertUnwindSafe(core.run(agent, assignment))
+            .catch_unwind()
+            .await
+        {
+            Ok(attempt) => attempt,
+            Err(panic) => {
+                core.attempt_panicked(agent, task_id, panic_message(&*panic));
+                return;
+            }
+        };
         match core.finish(agent, attempt) {
             AfterAttempt::Run(a) => next = Some(a),
             AfterAttempt::Wait => {}
@@ -895,26 +1211,159 @@ pub(crate) async fn polling_loop(core: Arc<Core>, interval: Duration, batch: usi
         if core.draining.load(Ordering::Acquire) {
             return;
         }
-        for (queued, _priority) in core.take_batch(batch) {
+        let mut taken = core.take_batch(batch).into_iter();
+        while let Some((queued, _priority)) = taken.next() {
             if core.draining.load(Ordering::Acquire) {
                 // Shutdown began mid-batch: the rest stays pending in the log
                 // (dequeued, never started) and resumes on the next start.
                 break;
             }
-            let agent = loop {
-                if let Some(agent) = core.pool.claim_idle() {
-                    break agent;
+            let kind = queued.task.kind();
+            let claimed = if core.pool.has_capabilities() {
+                core.pool.claim_idle_for(kind)
+            } else {
+                core.pool.claim_idle()
+            };
+            let Some(agent) = claimed else {
+                // No agent can take it now (all being replaced, or none of
+                // this kind idle): it and the rest of the batch wait for the
+                // next tick, in order.
+                let mut back = vec![queued];
+                back.extend(taken.by_ref().map(|(q, _)| q));
+                for q in back.into_iter().rev() {
+                    core.return_to_fifo(q);
                 }
-                // Every agent is being replaced: wait for the next tick.
-                ticker.tick().await;
-                Counters::bump(&core.counters.wakeups);
+                break;
             };
             let assignment = {
                 let mut s = core.sched.lock();
                 core.assign(&mut s, agent, queued, None)
             };
-            let attempt = core.run(agent, assignment).await;
+            let task_id = assignment.task.id();
+            let attempt = match AssertUnwindSafe(core.run(agent, assignment))
+                .catch_unwind()
+                .await
+            {
+                Ok(attempt) => attempt,
+                Err(panic) => {
+                    core.attempt_panicked(agent, task_id, panic_message(&*panic));
+                    continue;
+                }
+            };
             let _ = core.finish(agent, attempt);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use swarm_agents::{Agent, ExecuteError, RetryPolicy, TaskOutput};
+    use swarm_core::{AgentId, Task};
+
+    use crate::{Swarm, TaskOutcome};
+
+    /// Fails kind "fail" (retryable), completes the rest.
+    #[derive(Clone)]
+    struct Flaky;
+
+    impl Agent for Flaky {
+        async fn execute(&self, task: &Task) -> Result<TaskOutput, ExecuteError> {
+            match task.kind() {
+                "fail" => Err(ExecuteError::retryable("flaky")),
+                _ => Ok(TaskOutput::from("ok")),
+            }
+        }
+    }
+
+    async fn flaky_swarm() -> Swarm {
+        Swarm::builder()
+            .agents(1)
+            .autoscale(false)
+            .agent_factory(|_| Flaky)
+            .retry(RetryPolicy {
+                max_attempts: 5,
+                base: Duration::from_secs(60),
+                cap: Duration::from_secs(60),
+            })
+            .build()
+            .await
+            .unwrap()
+    }
+
+    async fn waiting_retry(swarm: &Swarm) -> crate::TaskHandle {
+        let handle = swarm
+            .submit(Task::builder("fail").build().unwrap())
+            .await
+            .unwrap();
+        while swarm.stats().waiting_retry == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(swarm.core().pool.history(handle.id()), ["flaky"]);
+        handle
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_task_leaves_no_error_history() {
+        let swarm = flaky_swarm().await;
+        let handle = waiting_retry(&swarm).await;
+        let id = handle.id();
+        swarm.cancel(id).unwrap();
+        assert_eq!(handle.await, TaskOutcome::Cancelled { was_running: false });
+        assert!(swarm.core().pool.history(id).is_empty(), "history leaked");
+        swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupted_task_leaves_no_error_history() {
+        let swarm = flaky_swarm().await;
+        let handle = waiting_retry(&swarm).await;
+        let id = handle.id();
+        swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(handle.await, TaskOutcome::Interrupted);
+        assert!(swarm.core().pool.history(id).is_empty(), "history leaked");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_inbox_removes_the_agent_instead_of_re_offering_it() {
+        let swarm = Swarm::builder()
+            .agents(1)
+            .max_agents(1)
+            .autoscale(false)
+            .agent_factory(|_| Flaky)
+            .build()
+            .await
+            .unwrap();
+        let core = swarm.core();
+        let dead = AgentId::new(0);
+        // Its loop ends (its inbox closes) while the agent stays registered.
+        {
+            let (sender, receiver) = tokio::sync::mpsc::channel(1);
+            drop(receiver);
+            let mut inboxes = core.inboxes.lock();
+            let inbox = inboxes.get_mut(&dead).unwrap();
+            inbox.sender = sender;
+        }
+        tokio::task::yield_now().await;
+        let handle = swarm
+            .submit(Task::builder("ok").build().unwrap())
+            .await
+            .unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the task was re-offered to the dead agent for ever");
+        match outcome {
+            TaskOutcome::Completed { agent_id, .. } => assert_ne!(agent_id, dead),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            core.pool.agent(dead).is_none(),
+            "the dead agent stayed in the pool"
+        );
+        assert_eq!(core.pool.counts().active(), 1, "it was not replaced");
+        swarm.shutdown(Duration::from_secs(1)).await.unwrap();
     }
 }

@@ -40,8 +40,16 @@ use crate::{SchedulerMode, SwarmStats};
 /// # Delivery
 ///
 /// At-least-once: a task that was running when the process died runs again
-/// on the next start (its lost attempt counts against `max_attempts`). A task
+/// on the next start (its lost attempt counts against `max_attempts`; an
+/// attempt stopped by [`shutdown`](Swarm::shutdown) does not count). A task
 /// is never lost once `submit` returned `Ok` with a durable store.
+///
+/// # Task ids
+///
+/// [`SubmitError::Duplicate`] covers live tasks: queued, running or waiting
+/// for a retry, including those recovered from the log at start. The id of a
+/// finished (completed, dead-lettered or cancelled) task may be submitted
+/// again; it names a new task, recorded after the old one in the log.
 #[derive(Clone)]
 pub struct Swarm {
     inner: Arc<Inner>,
@@ -217,11 +225,16 @@ impl Swarm {
         };
 
         // Recovery: re-queue every task that was pending, queued, running or
-        // waiting for a retry. A running one lost its attempt: record that.
+        // waiting for a retry, most urgent first and in the order they were
+        // accepted. A running one lost its attempt (the process died while it
+        // ran; a graceful stop records `task:interrupted` instead): record that.
+        // Each keeps the errors of its earlier attempts for its dead letter.
+        let lost = "the process stopped while this attempt ran";
         let mut requeue = Vec::new();
-        for record in recovered.tasks().filter(|t| t.needs_requeue()) {
+        for record in recovered.records_to_requeue() {
             let mut task = record.task.clone();
             task.set_attempt(record.attempts);
+            let mut errors = record.errors.clone();
             if record.status == TaskStatus::Running {
                 let max = task.max_attempts().unwrap_or(b.retry.max_attempts);
                 let will_retry = record.attempts < max;
@@ -230,18 +243,22 @@ impl Swarm {
                     agent_id: record.agent,
                     attempt: record.attempts,
                     reason: FailureReason::Lost,
-                    error: "the process stopped while this attempt ran".into(),
+                    error: lost.into(),
                     will_retry,
                     retry_in: None,
                 });
+                errors.push(lost.to_owned());
                 if !will_retry {
                     bus.emit(TaskDeadLettered {
                         task_id: task.id(),
                         attempts: record.attempts,
-                        errors: vec!["the process stopped while this attempt ran".into()],
+                        errors,
                     });
                     continue;
                 }
+            }
+            if !errors.is_empty() {
+                pool.restore_history(task.id(), errors);
             }
             requeue.push(task);
         }
@@ -294,12 +311,41 @@ impl Swarm {
     }
 
     /// Accepts tasks all together or not at all: one durable write for the batch.
+    ///
+    /// A refused batch of two or more tasks is refused as a whole with
+    /// [`SubmitError::Batch`], which hands every task back in order
+    /// ([`SubmitError::into_tasks`]) and says why ([`SubmitError::reason`]).
+    /// A batch of one is refused like [`submit`](Swarm::submit).
     pub async fn submit_batch(&self, tasks: Vec<Task>) -> Result<Vec<TaskHandle>, SubmitError> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        match self.try_submit(&tasks).await {
+            Ok(receivers) => {
+                let handles = tasks
+                    .iter()
+                    .zip(receivers)
+                    .map(|(t, r)| TaskHandle::new(t.id(), r))
+                    .collect();
+                self.inner.core.place(tasks);
+                Ok(handles)
+            }
+            Err(reason) if tasks.len() == 1 => Err(reason),
+            Err(reason) => Err(SubmitError::Batch {
+                reason: Box::new(reason),
+                tasks,
+            }),
+        }
+    }
+
+    /// Checks, admits and records `tasks`; the caller places them once this
+    /// returns `Ok`. A refusal names the first offending task (a copy).
+    async fn try_submit(
+        &self,
+        tasks: &[Task],
+    ) -> Result<Vec<tokio::sync::oneshot::Receiver<crate::TaskOutcome>>, SubmitError> {
         let inner = &self.inner;
-        for task in &tasks {
+        for task in tasks {
             if task.payload().len() > inner.max_payload {
                 return Err(SubmitError::Invalid(TaskError::PayloadTooLarge {
                     size: task.payload().len(),
@@ -307,16 +353,21 @@ impl Swarm {
                 }));
             }
         }
-        let receivers = inner.core.admit(&tasks)?;
-        for task in &tasks {
+        // A log that failed to record earlier events records nothing for
+        // sure: accept nothing more (durable store or not).
+        if let Some(error) = inner.journal.failure() {
+            return Err(SubmitError::Store {
+                task: Box::new(tasks[0].clone()),
+                error,
+            });
+        }
+        let receivers = inner.core.admit(tasks)?;
+        for task in tasks {
             inner.bus.emit(TaskCreated { task: task.clone() });
         }
         if inner.durable_submit {
-            if let Some(polling) = inner.polling.lock().take() {
-                polling.abort();
-            }
             if let Err(error) = inner.journal.barrier().await {
-                inner.core.unadmit(&tasks);
+                inner.core.unadmit(tasks);
                 return Err(SubmitError::Store {
                     task: Box::new(tasks[0].clone()),
                     error,
@@ -328,13 +379,12 @@ impl Swarm {
             .counters
             .submitted
             .fetch_add(tasks.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let handles = tasks
-            .iter()
-            .zip(receivers)
-            .map(|(t, r)| TaskHandle::new(t.id(), r))
-            .collect();
-        inner.core.place(tasks);
-        Ok(handles)
+        Ok(receivers)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.inner.core
     }
 
     /// Cancels a task: a queued one is removed, a running one's attempt is
@@ -376,7 +426,8 @@ impl Swarm {
 
     /// Stops the swarm: records `system:shutdown`, accepts no new tasks, starts
     /// no queued ones, lets running attempts finish within `deadline` (then
-    /// drops them: they stay recorded as running and re-run on the next start),
+    /// drops them, recording `task:interrupted`: they are pending again, the
+    /// dropped attempt not charged, and run on the next start),
     /// flushes the store and writes a snapshot. Queued tasks stay recorded as
     /// pending and resume on the next start.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, ShutdownError> {
@@ -385,7 +436,10 @@ impl Swarm {
         let pending = inner.core.stop_accepting();
         inner.bus.emit(SystemShutdown { deadline, pending });
         // The polling loop sees `draining` and stops after its current attempt.
-        let finished_in_time = inner.core.wait_idle(started + deadline).await;
+        let finished_in_time = inner
+            .core
+            .wait_idle(saturating_deadline(started, deadline))
+            .await;
         let interrupted = inner.core.running_count();
         inner.core.interrupt_all();
         // Let dropped attempts unwind their agents before the final flush.
@@ -412,4 +466,29 @@ impl Swarm {
             pending,
         })
     }
+}
+
+impl Drop for Inner {
+    /// Dropping the last clone of a [`Swarm`] without
+    /// [`shutdown`](Swarm::shutdown) stops it at once, like a crash that the
+    /// log did not see coming: the agent loops and retry timers stop, running
+    /// attempts are dropped mid-way (recorded as running, so the next start
+    /// re-runs them and counts the lost attempt), queued tasks stay pending,
+    /// and every handle resolves as [`Interrupted`](crate::TaskOutcome::Interrupted).
+    /// Events already emitted still reach the store.
+    fn drop(&mut self) {
+        if let Some(polling) = self.polling.get_mut().take() {
+            polling.abort();
+        }
+        self.core.abandon();
+    }
+}
+
+/// `start + d`, or a deadline too far away to matter when that overflows.
+fn saturating_deadline(start: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    // Tokio's own "far future": about 30 years.
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    start
+        .checked_add(d)
+        .unwrap_or_else(|| start.checked_add(FAR).unwrap_or(start))
 }

@@ -32,12 +32,11 @@ async fn a_full_queue_hands_the_task_back_and_a_duplicate_id_is_refused() {
     }
     assert_eq!(swarm.stats().queued, 2);
 
-    // A batch over the bound is refused whole.
+    // A batch over the bound is refused whole, every task handed back.
     let batch = vec![task("e", Priority::Low), task("f", Priority::Low)];
-    assert!(matches!(
-        swarm.submit_batch(batch).await,
-        Err(SubmitError::QueueFull(_))
-    ));
+    let err = swarm.submit_batch(batch).await.unwrap_err();
+    assert!(matches!(err.reason(), SubmitError::QueueFull(_)), "{err:?}");
+    assert_eq!(err.into_tasks().len(), 2);
     assert_eq!(swarm.stats().submitted, 3);
 
     // The id of a live task cannot be reused.
@@ -88,4 +87,212 @@ async fn bad_configuration_is_refused_before_anything_starts() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("max_agents (4)"), "{err}");
+}
+
+// ------------------------------------------------ duplicates, batches, store errors
+
+#[tokio::test(start_paused = true)]
+async fn duplicate_covers_live_tasks_and_a_finished_id_may_be_submitted_again() {
+    let swarm = Swarm::builder()
+        .agents(1)
+        .autoscale(false)
+        .agent_factory(|_| support::ScriptedAgent)
+        .retry(swarm::RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(60),
+            cap: Duration::from_secs(60),
+        })
+        .build()
+        .await
+        .unwrap();
+    // Running, queued, and waiting for a retry: each refused as a duplicate.
+    let hang = swarm.submit(task("hang", Priority::Normal)).await.unwrap();
+    let queued = swarm.submit(task("ok", Priority::Low)).await.unwrap();
+    for live in [hang.id(), queued.id()] {
+        let again = Task::builder("ok").id(live).build().unwrap();
+        let err = swarm.submit(again).await.unwrap_err();
+        assert!(matches!(err, SubmitError::Duplicate(_)), "{err:?}");
+        // The message states the documented contract, nothing more.
+        assert!(
+            err.to_string()
+                .contains("queued, running or waiting for a retry"),
+            "{err}"
+        );
+    }
+    swarm.cancel(hang.id()).unwrap();
+    assert!(queued.await.is_completed());
+    let failing = swarm.submit(task("fail", Priority::Normal)).await.unwrap();
+    while swarm.stats().waiting_retry == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let err = swarm
+        .submit(Task::builder("ok").id(failing.id()).build().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::Duplicate(_)), "{err:?}");
+
+    // A finished task's id is free again: the new task runs.
+    let again = Task::builder("ok").id(hang.id()).build().unwrap();
+    assert!(swarm.submit(again).await.unwrap().await.is_completed());
+    swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_batch_hands_every_task_back_in_order() {
+    let swarm = Swarm::builder()
+        .agents(1)
+        .max_payload(16)
+        .build()
+        .await
+        .unwrap();
+    let live = swarm.submit(task("live", Priority::Normal)).await.unwrap();
+    // A duplicate in the middle.
+    let batch = vec![
+        task("one", Priority::Low),
+        Task::builder("dup").id(live.id()).build().unwrap(),
+        task("three", Priority::High),
+    ];
+    let ids: Vec<_> = batch.iter().map(Task::id).collect();
+    let err = swarm.submit_batch(batch).await.unwrap_err();
+    assert!(
+        matches!(err.reason(), SubmitError::Duplicate(t) if t.id() == live.id()),
+        "{err:?}"
+    );
+    let back: Vec<_> = err.into_tasks().iter().map(Task::id).collect();
+    assert_eq!(
+        back, ids,
+        "every task of the refused batch comes back, in order"
+    );
+
+    // An invalid task: the others and the invalid one come back too.
+    let batch = vec![
+        task("fine", Priority::Normal),
+        Task::builder("big").payload(vec![0u8; 17]).build().unwrap(),
+    ];
+    let err = swarm.submit_batch(batch).await.unwrap_err();
+    assert!(
+        matches!(
+            err.reason(),
+            SubmitError::Invalid(TaskError::PayloadTooLarge { .. })
+        ),
+        "{err:?}"
+    );
+    let kinds: Vec<String> = err
+        .into_tasks()
+        .iter()
+        .map(|t| t.kind().to_owned())
+        .collect();
+    assert_eq!(kinds, ["fine", "big"]);
+    assert_eq!(
+        swarm.stats().submitted,
+        1,
+        "a refused batch accepted nothing"
+    );
+    assert!(live.await.is_completed());
+    swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+/// A store whose appends fail once `fail` is set.
+#[derive(Debug, Default)]
+struct FailingStore {
+    inner: swarm::MemoryStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl swarm::EventStore for FailingStore {
+    fn append(
+        &self,
+        events: Vec<swarm::Event>,
+        expected: Option<u64>,
+    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<swarm::SeqRange>> {
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Box::pin(async { Err(swarm::StoreError::Closed) });
+        }
+        self.inner.append(events, expected)
+    }
+    fn read(&self, from_seq: u64) -> swarm::StoredEventStream {
+        self.inner.read(from_seq)
+    }
+    fn subscribe(&self, from_seq: u64) -> swarm::StoredEventStream {
+        self.inner.subscribe(from_seq)
+    }
+    fn last_seq(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<u64>> {
+        self.inner.last_seq()
+    }
+    fn save_snapshot(
+        &self,
+        snapshot: swarm::Snapshot,
+    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
+        self.inner.save_snapshot(snapshot)
+    }
+    fn latest_snapshot(
+        &self,
+        at_or_before: u64,
+    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<Option<swarm::Snapshot>>> {
+        self.inner.latest_snapshot(at_or_before)
+    }
+    fn flush(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
+        self.inner.flush()
+    }
+    fn close(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
+        self.inner.close()
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_reaches_submit_as_the_typed_store_error() {
+    let store = std::sync::Arc::new(FailingStore::default());
+    let swarm = Swarm::builder()
+        .agents(1)
+        .store(store.clone(), true)
+        .build()
+        .await
+        .unwrap();
+    store.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = swarm
+        .submit(task("lost?", Priority::Normal))
+        .await
+        .unwrap_err();
+    match &err {
+        SubmitError::Store { error, task } => {
+            assert!(matches!(**error, swarm::StoreError::Closed), "{error:?}");
+            assert_eq!(task.kind(), "lost?");
+        }
+        other => panic!("expected Store, got {other:?}"),
+    }
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the cause is kept"
+    );
+    assert_eq!(swarm.stats().submitted, 0);
+}
+
+#[tokio::test]
+async fn after_a_failed_append_a_non_durable_swarm_refuses_submits() {
+    let store = std::sync::Arc::new(FailingStore::default());
+    let swarm = Swarm::builder()
+        .agents(1)
+        .store(store.clone(), false)
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        swarm
+            .submit(task("fine", Priority::Normal))
+            .await
+            .unwrap()
+            .await
+            .is_completed()
+    );
+    store.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Not waited for: this one is accepted before the journal learns of the failure.
+    let _unrecorded = swarm.submit(task("first", Priority::Normal)).await;
+    while swarm.stats().store_errors == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let err = swarm
+        .submit(task("after", Priority::Normal))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::Store { .. }), "{err:?}");
 }
