@@ -6,6 +6,8 @@
 //! checked before anything runs: the first malformed line, unknown priority
 //! or duplicate id refuses it, naming the line.
 
+mod tail;
+
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use swarm::{Agent, ExecuteError, Priority, Task, TaskId, TaskOutput};
 
 use crate::error::CliError;
+use tail::{Tail, read_tail};
 
 /// The task kind of jobs in the event log.
 pub(crate) const JOB_KIND: &str = "job";
@@ -163,29 +166,46 @@ impl Agent for ShellAgent {
             // and (through its process group) whatever it started.
             .kill_on_drop(true)
             .process_group(0);
-        let child = command.spawn().map_err(|e| {
+        let mut child = command.spawn().map_err(|e| {
             ExecuteError::retryable(format!("job {:?}: could not start `sh`: {e}", job.id))
         })?;
         let mut group = GroupKill(child.id());
-        let output = child.wait_with_output().await.map_err(|e| {
+        // Both pipes are drained while the shell runs (a job that fills one
+        // must not block), each into a tail of bounded size.
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let (stdout, stderr, status) =
+            tokio::join!(read_pipe(stdout), read_pipe(stderr), child.wait());
+        let status = status.map_err(|e| {
             ExecuteError::retryable(format!("job {:?}: could not wait for `sh`: {e}", job.id))
         })?;
         // The shell was reaped: its group id may be reused from now on.
         group.0 = None;
-        if output.status.success() {
-            return Ok(TaskOutput::from(tail(&output.stdout)));
+        let read_failed = |e: std::io::Error| {
+            ExecuteError::retryable(format!("job {:?}: could not read its output: {e}", job.id))
+        };
+        let (stdout, stderr) = (stdout.map_err(read_failed)?, stderr.map_err(read_failed)?);
+        if status.success() {
+            return Ok(TaskOutput::from(stdout.to_string_lossy()));
         }
-        let status = match output.status.code() {
+        let status = match status.code() {
             Some(code) => format!("exit status {code}"),
             None => "killed by a signal".to_owned(),
         };
-        let stderr = tail(&output.stderr);
+        let stderr = stderr.to_string_lossy();
         let stderr = stderr.trim();
         Err(ExecuteError::retryable(if stderr.is_empty() {
             format!("job {:?} failed: {status}", job.id)
         } else {
             format!("job {:?} failed: {status}: {stderr}", job.id)
         }))
+    }
+}
+
+/// The last [`TAIL_BYTES`] of a child's pipe (nothing if it was not piped).
+async fn read_pipe<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> std::io::Result<Tail> {
+    match pipe {
+        Some(pipe) => read_tail(pipe, TAIL_BYTES).await,
+        None => Ok(Tail::new(TAIL_BYTES)),
     }
 }
 
@@ -213,12 +233,6 @@ impl Drop for GroupKill {
             );
         }
     }
-}
-
-/// The last [`TAIL_BYTES`] of `bytes`, as lossy UTF-8.
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(TAIL_BYTES);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
 #[cfg(test)]
