@@ -5,10 +5,17 @@
 //! `id` and `cmd` are required. Blank lines are skipped. The whole file is
 //! checked before anything runs: the first malformed line, unknown priority
 //! or duplicate id refuses it, naming the line.
+//!
+//! A job runs with `sh -c` in the directory `swarm run` was started from when
+//! the job was first submitted: that directory is in the job's payload, so a
+//! resume from elsewhere runs the command in the same place. Payloads written
+//! before the directory was recorded have none; such jobs run in the current
+//! directory of the resuming `swarm run`.
 
 mod tail;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -46,6 +53,19 @@ pub(crate) struct JobPayload {
     pub(crate) id: String,
     /// The shell command.
     pub(crate) cmd: String,
+    /// The directory the command runs in: where `swarm run` was started when
+    /// the job was first submitted. Absent in logs written before it was
+    /// recorded; such a job runs in the current directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cwd: Option<PathBuf>,
+}
+
+impl JobPayload {
+    /// Whether two payloads describe the same job (id and command), wherever
+    /// they were submitted from.
+    pub(crate) fn same_job(&self, other: &JobPayload) -> bool {
+        self.id == other.id && self.cmd == other.cmd
+    }
 }
 
 /// A checked job.
@@ -61,14 +81,15 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    /// The task that runs this job.
-    pub(crate) fn to_task(&self) -> Result<Task, CliError> {
+    /// The task that runs this job in `cwd`.
+    pub(crate) fn to_task(&self, cwd: &Path) -> Result<Task, CliError> {
         let mut builder = Task::builder(JOB_KIND)
             .id(self.task_id)
             .priority(self.priority)
             .json(&JobPayload {
                 id: self.id.clone(),
                 cmd: self.cmd.clone(),
+                cwd: Some(cwd.to_path_buf()),
             })
             .map_err(|e| CliError::BadInput(format!("line {}: {e}", self.line)))?;
         if let Some(max) = self.max_attempts {
@@ -166,8 +187,18 @@ impl Agent for ShellAgent {
             // and (through its process group) whatever it started.
             .kill_on_drop(true)
             .process_group(0);
+        if let Some(dir) = &job.cwd {
+            command.current_dir(dir);
+        }
         let mut child = command.spawn().map_err(|e| {
-            ExecuteError::retryable(format!("job {:?}: could not start `sh`: {e}", job.id))
+            ExecuteError::retryable(match &job.cwd {
+                Some(dir) => format!(
+                    "job {:?}: could not start `sh` in {}: {e}",
+                    job.id,
+                    dir.display()
+                ),
+                None => format!("job {:?}: could not start `sh`: {e}", job.id),
+            })
         })?;
         let mut group = GroupKill(child.id());
         // Both pipes are drained while the shell runs (a job that fills one
@@ -250,11 +281,41 @@ mod tests {
         assert_eq!(jobs[1].priority, Priority::High);
         assert_eq!(jobs[1].max_attempts, Some(2));
         assert_eq!(jobs[1].timeout, Some(Duration::from_millis(5)));
-        let task = jobs[1].to_task().unwrap();
+        let task = jobs[1].to_task(Path::new("/somewhere")).unwrap();
         assert_eq!(task.id(), TaskId::from_name("b"));
         assert_eq!(task.max_attempts(), Some(2));
         let payload: JobPayload = task.payload().to_json().unwrap();
         assert_eq!(payload.cmd, "false");
+        assert_eq!(payload.cwd.as_deref(), Some(Path::new("/somewhere")));
+    }
+
+    #[tokio::test]
+    async fn a_payload_without_a_directory_runs_in_the_current_one() {
+        // As written by `swarm run` before the directory was recorded.
+        let task = Task::builder(JOB_KIND)
+            .payload(br#"{"id":"old","cmd":"pwd -P"}"#.to_vec())
+            .build()
+            .unwrap();
+        let payload: JobPayload = task.payload().to_json().unwrap();
+        assert_eq!(payload.cwd, None);
+        let output = ShellAgent.execute(&task).await.unwrap();
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(
+            output.as_str(),
+            Some(format!("{}\n", here.display()).as_str())
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        let there = tmp.path().canonicalize().unwrap();
+        let job = &parse_jobs("jobs", "{\"id\":\"new\",\"cmd\":\"pwd -P\"}").unwrap()[0];
+        let output = ShellAgent
+            .execute(&job.to_task(&there).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            output.as_str(),
+            Some(format!("{}\n", there.display()).as_str())
+        );
     }
 
     #[test]
