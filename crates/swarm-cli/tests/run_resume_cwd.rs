@@ -2,22 +2,15 @@
 //! another directory runs it there again: the log records the directory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/processes.rs"]
+mod processes;
 mod support;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
+use processes::wait_until;
 use support::{code, json, stderr, swarm, write_jobs};
-
-/// Polls `done` until it holds, failing after a generous minute.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
