@@ -5,8 +5,17 @@
 //! `id` and `cmd` are required. Blank lines are skipped. The whole file is
 //! checked before anything runs: the first malformed line, unknown priority
 //! or duplicate id refuses it, naming the line.
+//!
+//! A job runs with `sh -c` in the directory `swarm run` was started from when
+//! the job was first submitted: that directory is in the job's payload, so a
+//! resume from elsewhere runs the command in the same place. Payloads written
+//! before the directory was recorded have none; such jobs run in the current
+//! directory of the resuming `swarm run`.
+
+mod tail;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use swarm::{Agent, ExecuteError, Priority, Task, TaskId, TaskOutput};
 
 use crate::error::CliError;
+use tail::{Tail, read_tail};
 
 /// The task kind of jobs in the event log.
 pub(crate) const JOB_KIND: &str = "job";
@@ -43,6 +53,19 @@ pub(crate) struct JobPayload {
     pub(crate) id: String,
     /// The shell command.
     pub(crate) cmd: String,
+    /// The directory the command runs in: where `swarm run` was started when
+    /// the job was first submitted. Absent in logs written before it was
+    /// recorded; such a job runs in the current directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cwd: Option<PathBuf>,
+}
+
+impl JobPayload {
+    /// Whether two payloads describe the same job (id and command), wherever
+    /// they were submitted from.
+    pub(crate) fn same_job(&self, other: &JobPayload) -> bool {
+        self.id == other.id && self.cmd == other.cmd
+    }
 }
 
 /// A checked job.
@@ -58,14 +81,15 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    /// The task that runs this job.
-    pub(crate) fn to_task(&self) -> Result<Task, CliError> {
+    /// The task that runs this job in `cwd`.
+    pub(crate) fn to_task(&self, cwd: &Path) -> Result<Task, CliError> {
         let mut builder = Task::builder(JOB_KIND)
             .id(self.task_id)
             .priority(self.priority)
             .json(&JobPayload {
                 id: self.id.clone(),
                 cmd: self.cmd.clone(),
+                cwd: Some(cwd.to_path_buf()),
             })
             .map_err(|e| CliError::BadInput(format!("line {}: {e}", self.line)))?;
         if let Some(max) = self.max_attempts {
@@ -163,29 +187,56 @@ impl Agent for ShellAgent {
             // and (through its process group) whatever it started.
             .kill_on_drop(true)
             .process_group(0);
-        let child = command.spawn().map_err(|e| {
-            ExecuteError::retryable(format!("job {:?}: could not start `sh`: {e}", job.id))
+        if let Some(dir) = &job.cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|e| {
+            ExecuteError::retryable(match &job.cwd {
+                Some(dir) => format!(
+                    "job {:?}: could not start `sh` in {}: {e}",
+                    job.id,
+                    dir.display()
+                ),
+                None => format!("job {:?}: could not start `sh`: {e}", job.id),
+            })
         })?;
         let mut group = GroupKill(child.id());
-        let output = child.wait_with_output().await.map_err(|e| {
+        // Both pipes are drained while the shell runs (a job that fills one
+        // must not block), each into a tail of bounded size.
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let (stdout, stderr, status) =
+            tokio::join!(read_pipe(stdout), read_pipe(stderr), child.wait());
+        let status = status.map_err(|e| {
             ExecuteError::retryable(format!("job {:?}: could not wait for `sh`: {e}", job.id))
         })?;
         // The shell was reaped: its group id may be reused from now on.
         group.0 = None;
-        if output.status.success() {
-            return Ok(TaskOutput::from(tail(&output.stdout)));
+        let read_failed = |e: std::io::Error| {
+            ExecuteError::retryable(format!("job {:?}: could not read its output: {e}", job.id))
+        };
+        let (stdout, stderr) = (stdout.map_err(read_failed)?, stderr.map_err(read_failed)?);
+        if status.success() {
+            return Ok(TaskOutput::from(stdout.to_string_lossy()));
         }
-        let status = match output.status.code() {
+        let status = match status.code() {
             Some(code) => format!("exit status {code}"),
             None => "killed by a signal".to_owned(),
         };
-        let stderr = tail(&output.stderr);
+        let stderr = stderr.to_string_lossy();
         let stderr = stderr.trim();
         Err(ExecuteError::retryable(if stderr.is_empty() {
             format!("job {:?} failed: {status}", job.id)
         } else {
             format!("job {:?} failed: {status}: {stderr}", job.id)
         }))
+    }
+}
+
+/// The last [`TAIL_BYTES`] of a child's pipe (nothing if it was not piped).
+async fn read_pipe<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> std::io::Result<Tail> {
+    match pipe {
+        Some(pipe) => read_tail(pipe, TAIL_BYTES).await,
+        None => Ok(Tail::new(TAIL_BYTES)),
     }
 }
 
@@ -215,12 +266,6 @@ impl Drop for GroupKill {
     }
 }
 
-/// The last [`TAIL_BYTES`] of `bytes`, as lossy UTF-8.
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(TAIL_BYTES);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -236,11 +281,41 @@ mod tests {
         assert_eq!(jobs[1].priority, Priority::High);
         assert_eq!(jobs[1].max_attempts, Some(2));
         assert_eq!(jobs[1].timeout, Some(Duration::from_millis(5)));
-        let task = jobs[1].to_task().unwrap();
+        let task = jobs[1].to_task(Path::new("/somewhere")).unwrap();
         assert_eq!(task.id(), TaskId::from_name("b"));
         assert_eq!(task.max_attempts(), Some(2));
         let payload: JobPayload = task.payload().to_json().unwrap();
         assert_eq!(payload.cmd, "false");
+        assert_eq!(payload.cwd.as_deref(), Some(Path::new("/somewhere")));
+    }
+
+    #[tokio::test]
+    async fn a_payload_without_a_directory_runs_in_the_current_one() {
+        // As written by `swarm run` before the directory was recorded.
+        let task = Task::builder(JOB_KIND)
+            .payload(br#"{"id":"old","cmd":"pwd -P"}"#.to_vec())
+            .build()
+            .unwrap();
+        let payload: JobPayload = task.payload().to_json().unwrap();
+        assert_eq!(payload.cwd, None);
+        let output = ShellAgent.execute(&task).await.unwrap();
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(
+            output.as_str(),
+            Some(format!("{}\n", here.display()).as_str())
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        let there = tmp.path().canonicalize().unwrap();
+        let job = &parse_jobs("jobs", "{\"id\":\"new\",\"cmd\":\"pwd -P\"}").unwrap()[0];
+        let output = ShellAgent
+            .execute(&job.to_task(&there).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            output.as_str(),
+            Some(format!("{}\n", there.display()).as_str())
+        );
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! if it was pending, queued, waiting for a retry or running when the last run
 //! stopped, the swarm re-queues it on start (a job that was running runs
 //! again: at-least-once).
+//!
+//! A job runs in the directory of the `swarm run` that first submitted it
+//! (recorded in its payload), whichever directory a resume starts from.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,7 +21,7 @@ use tokio::sync::Notify;
 
 use crate::RunArgs;
 use crate::error::CliError;
-use crate::jobs::{ShellAgent, parse_jobs};
+use crate::jobs::{JobPayload, ShellAgent, parse_jobs};
 use crate::output::{print_json, print_stdout, progress_bar};
 use crate::store_lock::StoreLock;
 
@@ -41,9 +44,16 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::BadInput(format!("cannot read the jobs file {name}: {e}")))?;
     // The whole file is checked before the store is even opened.
     let jobs = parse_jobs(&name, &text)?;
+    // New jobs run where this `swarm run` started; the directory goes into
+    // their payload, so a resume from elsewhere runs them here again.
+    let cwd = std::env::current_dir().map_err(|e| {
+        CliError::Runtime(format!(
+            "cannot tell the current directory (new jobs run in it): {e}"
+        ))
+    })?;
     let tasks = jobs
         .iter()
-        .map(|j| j.to_task())
+        .map(|j| j.to_task(&cwd))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Terminal events, recorded from before the swarm starts: recovered jobs
@@ -95,7 +105,16 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         match state.task(job.task_id) {
             None => to_submit.push(task),
             Some(record) => {
-                if record.task.payload() != task.payload() {
+                let same = match (
+                    record.task.payload().to_json::<JobPayload>(),
+                    task.payload().to_json::<JobPayload>(),
+                ) {
+                    // The store's directory stands too: it is where the job
+                    // was submitted, wherever this run started.
+                    (Ok(stored), Ok(now)) => stored.same_job(&now),
+                    _ => false,
+                };
+                if !same {
                     tracing::warn!(
                         job = %job.id,
                         line = job.line,

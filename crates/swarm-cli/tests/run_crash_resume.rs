@@ -4,13 +4,15 @@
 //! completion was not yet durable).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/processes.rs"]
+mod processes;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
+use processes::{mark, wait_until, wait_until_gone};
 use support::{code, json, run, stderr, swarm, write_jobs};
 
 const JOBS: usize = 24;
@@ -56,26 +58,28 @@ fn a_killed_run_resumes_and_only_interrupted_jobs_run_twice() {
         "--json",
     ];
 
-    let mut child = swarm()
+    // The killed run and its jobs' shells carry this mark.
+    let first_run = dir.display().to_string();
+    let mut child = swarm();
+    mark(&mut child, &first_run);
+    let mut child = child
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while marks(&markers, "end").len() < JOBS / 4 {
-        assert!(Instant::now() < deadline, "no progress");
+    wait_until("a quarter of the jobs to end", || {
         assert!(
             child.try_wait().unwrap().is_none(),
             "exited before the kill"
         );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        marks(&markers, "end").len() >= JOBS / 4
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    // Shells started before the kill write their `start` line at once and
-    // finish on their own; wait for them before taking stock.
-    std::thread::sleep(Duration::from_millis(500));
+    // Shells started before the kill finish on their own (their `start` line
+    // may not be written yet): take stock once the last of them has exited.
+    wait_until_gone(&first_run);
     let started_before: BTreeSet<String> = marks(&markers, "start").into_keys().collect();
 
     // What the log says at the kill (read-only: `replay` does not repair).

@@ -2,10 +2,13 @@
 //! re-running skips what completed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/processes.rs"]
+mod processes;
 mod support;
 
 use std::collections::BTreeSet;
 
+use processes::{mark, wait_until, wait_until_gone};
 use support::{assert_fails, code, job, json, run, stderr, write_jobs};
 
 #[test]
@@ -152,17 +155,25 @@ fn a_job_over_its_timeout_fails_and_its_processes_are_killed() {
     ];
     let jobs = dir.join("jobs.jsonl");
     write_jobs(&jobs, &lines);
-    let out = run(&[
-        "run",
-        jobs.to_str().unwrap(),
-        "--store",
-        dir.join("store").to_str().unwrap(),
-    ]);
+    // The run and every process of the job carry this mark.
+    let this_run = dir.display().to_string();
+    let mut swarm = support::swarm();
+    mark(&mut swarm, &this_run);
+    let out = swarm
+        .args([
+            "run",
+            jobs.to_str().unwrap(),
+            "--store",
+            dir.join("store").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     // Exit 1: the attempt was cut off and the job dead-lettered.
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("dead-lettered"), "{}", stderr(&out));
-    // The shell's `sleep` was killed with it: nothing touches the file later.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Once no process of the job is left, nothing can touch the file: it was
+    // either killed with the shell, or it ran to the end and touched it.
+    wait_until_gone(&this_run);
     assert!(!late.exists(), "the timed-out job kept running");
 }
 
@@ -191,12 +202,18 @@ fn a_store_in_use_by_another_swarm_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let started = dir.join("started");
+    // The first run's job holds the store until the test creates this.
+    let release = dir.join("release");
     let jobs = dir.join("jobs.jsonl");
     write_jobs(
         &jobs,
         &[job(
             "wait",
-            &format!("touch {}; sleep 2", started.display()),
+            &format!(
+                "touch {}; while [ ! -e {r} ]; do sleep 0.01; done",
+                started.display(),
+                r = release.display()
+            ),
         )],
     );
     let store = dir.join("store");
@@ -212,16 +229,10 @@ fn a_store_in_use_by_another_swarm_is_refused() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !started.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first run never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until("the first run's job to start", || started.exists());
     let out = run(&args);
     assert_fails(&out, 2, &["in use by process", &first.id().to_string()]);
+    std::fs::write(&release, "").unwrap();
     assert_eq!(first.wait().unwrap().code(), Some(0));
     // Once it is done, the store is free again.
     let out = run(&args);

@@ -254,3 +254,83 @@ fn bad_buckets_are_refused() {
         0.0
     );
 }
+
+/// A client that opens a connection and sends a request head one byte every
+/// 200 ms, never finishing it: returns how many bytes it got out before the
+/// server hung up (all of them if it never did).
+fn trickle(addr: std::net::SocketAddr, connected: std::sync::mpsc::Sender<()>) -> (usize, bool) {
+    use std::io::Write;
+    let head = format!("GET /metrics HTTP/1.1\r\nX-Slow: {}", "a".repeat(80));
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    for (sent, byte) in head.bytes().enumerate() {
+        if stream.write_all(&[byte]).is_err() {
+            return (sent, true);
+        }
+        if sent == 0 {
+            connected.send(()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (head.len(), false)
+}
+
+/// A GET that waits as long as it takes (the helper's 10 s read timeout would
+/// hide the order this test is about).
+fn patient_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn a_trickling_client_neither_blocks_scrapes_nor_holds_its_connection() {
+    let exporter = ephemeral();
+    let addr = exporter.local_addr().unwrap();
+    let (connected, is_connected) = std::sync::mpsc::channel();
+    // Connected (and so accepted) before the scrape: a listener that serves
+    // one connection at a time is busy with it when the scrape arrives.
+    let trickler = std::thread::spawn(move || trickle(addr, connected));
+    is_connected.recv().unwrap();
+
+    let response = patient_get(addr, "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        !trickler.is_finished(),
+        "the scrape was answered only after the trickling client gave up"
+    );
+    // The server hangs up on the trickler at its request deadline, long
+    // before the trickler would have finished (it needs over 20 s).
+    let (sent, cut_off) = trickler.join().unwrap();
+    assert!(
+        cut_off,
+        "the trickling client sent all {sent} bytes of its head"
+    );
+}
+
+#[test]
+fn drop_does_not_wait_for_a_trickling_client() {
+    let exporter = ephemeral();
+    let addr = exporter.local_addr().unwrap();
+    let (connected, is_connected) = std::sync::mpsc::channel();
+    let trickler = std::thread::spawn(move || trickle(addr, connected));
+    is_connected.recv().unwrap();
+    drop(exporter);
+    assert!(
+        !trickler.is_finished(),
+        "dropping the exporter waited for the trickling client to finish"
+    );
+    // The port is free again (the listener is gone).
+    let again = PrometheusExporter::builder()
+        .listen_addr(addr)
+        .build()
+        .unwrap();
+    assert_eq!(http_get(addr, "/health").2, "OK\n");
+    drop(again);
+    let _ = trickler.join().unwrap();
+}

@@ -1,25 +1,33 @@
-//! A minimal HTTP/1.1 server for `/metrics`, on a std thread.
+//! A minimal HTTP/1.1 server for `/metrics`, on std threads.
 //!
-//! Scrapes come every few seconds from one or two Prometheus servers, so one
-//! thread that answers connections one at a time is plenty; each connection has
-//! read and write timeouts, so a stuck client delays the next scrape by at most
-//! [`IO_TIMEOUT`] and never hangs the server. We serve this ourselves rather than
-//! through metrics-exporter-prometheus's listener because that one needs a tokio
+//! One thread accepts connections and hands each to a short-lived thread of
+//! its own (at most [`MAX_CONNECTIONS`] at once), so a slow client never delays
+//! another's scrape. Each connection has a whole-request deadline: its request
+//! head must arrive within [`REQUEST_DEADLINE`] and its answer be taken within
+//! [`RESPONSE_DEADLINE`], however slowly it trickles bytes, so no client holds a
+//! thread longer than that. We serve this ourselves rather than through
+//! metrics-exporter-prometheus's listener because that one needs a tokio
 //! runtime and cannot report the port it bound (port 0 in tests), nor stop.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::error::ExporterError;
 
-/// How long one connection may take to send its request or read the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may take to send its whole request head, counted
+/// from its accept (not per read: a byte every few seconds does not extend it).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a connection may take to read the whole answer.
+const RESPONSE_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once; more are closed at once (a scraper retries on
+/// its next interval). Each one lasts at most the two deadlines.
+const MAX_CONNECTIONS: usize = 16;
 /// The largest request head read; scrapes send a few hundred bytes.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// The exposition format's content type.
@@ -62,6 +70,9 @@ impl HttpServer {
 }
 
 impl Drop for HttpServer {
+    /// Stops accepting and waits for the accept thread only, which never
+    /// blocks on a client. Connections being served finish on their own
+    /// threads, within their deadlines.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept with a connection of our own.
@@ -74,7 +85,7 @@ impl Drop for HttpServer {
             }
             _ => self.addr,
         };
-        if TcpStream::connect_timeout(&wake, IO_TIMEOUT).is_ok() {
+        if TcpStream::connect_timeout(&wake, REQUEST_DEADLINE).is_ok() {
             if let Some(thread) = self.thread.take() {
                 let _ = thread.join();
             }
@@ -83,30 +94,71 @@ impl Drop for HttpServer {
     }
 }
 
+/// Counts a connection as served until dropped (also if its thread panics).
+struct Active(Arc<AtomicUsize>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn serve(listener: &TcpListener, handle: &PrometheusHandle, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        match stream {
-            Ok(stream) => {
-                if let Err(error) = respond(stream, handle) {
-                    tracing::debug!(%error, "metrics scrape connection failed");
-                }
-            }
+        let stream = match stream {
+            Ok(stream) => stream,
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(%error, "cannot accept a metrics scrape connection");
                 thread::sleep(Duration::from_millis(50));
+                continue;
             }
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            tracing::debug!(
+                max = MAX_CONNECTIONS,
+                "too many metrics connections at once; closing a new one"
+            );
+            continue;
+        }
+        let guard = Active(Arc::clone(&active));
+        let handle = handle.clone();
+        let spawned = thread::Builder::new()
+            .name("swarm-metrics-conn".into())
+            .spawn(move || {
+                let _guard = guard;
+                if let Err(error) = respond(stream, &handle, Instant::now()) {
+                    tracing::debug!(%error, "metrics scrape connection failed");
+                }
+            });
+        if let Err(error) = spawned {
+            // The closure, with the stream and the guard, is dropped.
+            tracing::warn!(%error, "cannot start a thread for a metrics scrape connection");
         }
     }
 }
 
-fn respond(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let head = read_head(&mut stream)?;
+fn respond(mut stream: TcpStream, handle: &PrometheusHandle, accepted: Instant) -> io::Result<()> {
+    let head = match read_head(&mut stream, accepted + REQUEST_DEADLINE) {
+        Ok(head) => head,
+        Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+            // Best effort: the client may not be reading either.
+            let answer =
+                "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            let _ = write_by(
+                &mut stream,
+                answer.as_bytes(),
+                Instant::now() + Duration::from_millis(100),
+            );
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     let mut parts = head.split_whitespace();
     let method = parts.next().unwrap_or("");
     let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
@@ -135,16 +187,49 @@ fn respond(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
     if method != "HEAD" {
         response.push_str(&body);
     }
-    stream.write_all(response.as_bytes())?;
-    stream.flush()
+    write_by(
+        &mut stream,
+        response.as_bytes(),
+        Instant::now() + RESPONSE_DEADLINE,
+    )
 }
 
-/// Reads up to the end of the request head and returns its first line.
-fn read_head(stream: &mut TcpStream) -> io::Result<String> {
+/// The time left until `deadline`, or a `TimedOut` error once it has passed.
+fn time_left(deadline: Instant, what: &str) -> io::Result<Duration> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client did not {what} in time"),
+        )),
+    }
+}
+
+/// Whether an I/O error is a socket timeout (`WouldBlock` on Unix).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads up to the end of the request head, all of it by `deadline`, and
+/// returns its first line.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> io::Result<String> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     loop {
-        let n = stream.read(&mut buf)?;
+        // Each read waits only for what is left of the whole request's time.
+        stream.set_read_timeout(Some(time_left(deadline, "send its request")?))?;
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => {
+                time_left(deadline, "send its request")?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
@@ -158,4 +243,21 @@ fn read_head(stream: &mut TcpStream) -> io::Result<String> {
     }
     let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
     Ok(String::from_utf8_lossy(line).trim().to_owned())
+}
+
+/// Writes all of `bytes` by `deadline`, then flushes.
+fn write_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.set_write_timeout(Some(time_left(deadline, "read the answer")?))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => {
+                time_left(deadline, "read the answer")?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    stream.flush()
 }

@@ -3,19 +3,19 @@
 mod error;
 #[cfg(feature = "http-listener")]
 mod http;
+mod upkeep;
 
 use std::fmt;
 use std::net::SocketAddr;
 #[cfg(feature = "http-listener")]
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::recorder::SwarmMetrics;
+use upkeep::{Upkeep, UpkeepRecorder};
 
 pub use error::ExporterError;
 
@@ -56,10 +56,13 @@ pub const DEFAULT_BUCKETS: [f64; 26] = [
     300.0,
 ];
 
-/// How often histogram samples are folded into their buckets between scrapes.
+/// How long recorded histogram samples wait before they are folded into their
+/// buckets, when no scrape folds them first.
 ///
 /// Until then each sample is kept (8 bytes), so this bounds the memory a busy
 /// swarm holds between scrapes: at a million samples a second, about 8 MB.
+/// The upkeep thread sleeps until a histogram sample is recorded and folds
+/// this long after it; with nothing recorded it never wakes.
 pub const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A Prometheus exporter for the swarm metrics (metrics-exporter-prometheus).
@@ -75,6 +78,11 @@ pub const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// [`PrometheusExporter::install_global`] also makes it the process's global
 /// `metrics` recorder, for other code's `metrics::counter!` calls; that works
 /// once per process.
+///
+/// Histogram samples are folded into their buckets at each scrape and, when
+/// nobody scrapes, one upkeep interval after they were recorded (see
+/// [`DEFAULT_UPKEEP_INTERVAL`]): the upkeep thread wakes only for samples, so
+/// an idle process has no timer running here.
 ///
 /// Dropping the exporter stops its listener and upkeep threads; recorded
 /// handles keep working but nobody serves them.
@@ -99,6 +107,9 @@ pub const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// ```
 pub struct PrometheusExporter {
     recorder: Arc<PrometheusRecorder>,
+    /// `recorder` with histograms that wake the upkeep thread: what the swarm
+    /// metrics and the global install record through.
+    waking: Arc<UpkeepRecorder>,
     handle: PrometheusHandle,
     metrics: SwarmMetrics,
     #[cfg(feature = "http-listener")]
@@ -140,6 +151,11 @@ impl PrometheusExporter {
 
     /// The recorder, to register other metrics on it without installing it
     /// globally (`metrics::with_local_recorder(exporter.recorder(), ..)`).
+    ///
+    /// Histograms registered directly on it do not wake the upkeep thread:
+    /// their samples are folded at each scrape and whenever upkeep runs for the
+    /// exporter's own histograms. Recording through the global install
+    /// ([`install_global`](Self::install_global)) wakes it.
     pub fn recorder(&self) -> &PrometheusRecorder {
         &self.recorder
     }
@@ -164,7 +180,7 @@ impl PrometheusExporter {
     /// [`ExporterError::GlobalRecorderTaken`] if a global recorder is already
     /// installed (there can be one per process).
     pub fn install_global(&self) -> Result<(), ExporterError> {
-        metrics::set_global_recorder(Arc::clone(&self.recorder))
+        metrics::set_global_recorder(Arc::clone(&self.waking))
             .map_err(|_| ExporterError::GlobalRecorderTaken)
     }
 }
@@ -224,8 +240,9 @@ impl PrometheusExporterBuilder {
         self
     }
 
-    /// How often histogram samples are folded into buckets between scrapes
-    /// (default [`DEFAULT_UPKEEP_INTERVAL`]); bounds their memory when nobody scrapes.
+    /// How long histogram samples wait to be folded into buckets when no
+    /// scrape comes first (default [`DEFAULT_UPKEEP_INTERVAL`]); bounds their
+    /// memory when nobody scrapes. Upkeep runs only after samples are recorded.
     pub fn upkeep_interval(mut self, interval: Duration) -> Self {
         self.upkeep_interval = interval;
         self
@@ -238,7 +255,8 @@ impl PrometheusExporterBuilder {
     }
 
     /// Builds the recorder, registers the swarm metric set on it, and starts
-    /// the listener (if configured) and the upkeep thread. Installs nothing globally.
+    /// the listener (if configured) and the upkeep thread (asleep until a
+    /// histogram sample is recorded). Installs nothing globally.
     ///
     /// # Errors
     ///
@@ -263,8 +281,9 @@ impl PrometheusExporterBuilder {
         }
         let recorder = Arc::new(builder.build_recorder());
         let handle = recorder.handle();
-        let metrics = SwarmMetrics::register(&*recorder);
-        let upkeep = Upkeep::start(handle.clone(), self.upkeep_interval)?;
+        let (upkeep, waking) = Upkeep::start(Arc::clone(&recorder), self.upkeep_interval)?;
+        let waking = Arc::new(waking);
+        let metrics = SwarmMetrics::register(&*waking);
         #[cfg(feature = "http-listener")]
         let server = match self.listen {
             Some(addr) => Some(http::HttpServer::start(addr, handle.clone())?),
@@ -272,6 +291,7 @@ impl PrometheusExporterBuilder {
         };
         Ok(PrometheusExporter {
             recorder,
+            waking,
             handle,
             metrics,
             #[cfg(feature = "http-listener")]
@@ -289,42 +309,5 @@ impl PrometheusExporterBuilder {
         let exporter = self.build()?;
         exporter.install_global()?;
         Ok(exporter)
-    }
-}
-
-/// Runs the recorder's upkeep on a timer until dropped.
-struct Upkeep {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Upkeep {
-    fn start(handle: PrometheusHandle, interval: Duration) -> Result<Self, ExporterError> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = thread::Builder::new()
-            .name("swarm-metrics-upkeep".into())
-            .spawn(move || {
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                    handle.run_upkeep();
-                }
-            })
-            .map_err(|source| ExporterError::Spawn {
-                what: "upkeep",
-                source,
-            })?;
-        Ok(Upkeep {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Upkeep {
-    fn drop(&mut self) {
-        // Disconnecting the channel ends the thread's wait at once.
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
