@@ -63,6 +63,9 @@ struct Inner {
     snapshotter: Mutex<Option<Snapshotter>>,
     polling: Mutex<Option<JoinHandle<()>>>,
     durable_submit: bool,
+    /// The swarm opened a file store itself: it closes it at shutdown, which
+    /// releases the directory's lock.
+    owns_store: bool,
     max_payload: usize,
     metrics: MetricsWiring,
     _subscriptions: Vec<Subscription>,
@@ -290,6 +293,7 @@ impl Swarm {
                 snapshotter: Mutex::new(snapshotter),
                 polling: Mutex::new(polling),
                 durable_submit,
+                owns_store: matches!(b.store, StoreSpec::File { .. }),
                 max_payload: b.max_payload,
                 metrics,
                 _subscriptions: subscriptions,
@@ -428,8 +432,10 @@ impl Swarm {
     /// no queued ones, lets running attempts finish within `deadline` (then
     /// drops them, recording `task:interrupted`: they are pending again, the
     /// dropped attempt not charged, and run on the next start),
-    /// flushes the store and writes a snapshot. Queued tasks stay recorded as
-    /// pending and resume on the next start.
+    /// flushes the store, writes a snapshot and closes a file store the swarm
+    /// opened itself (releasing its directory; a store handed to
+    /// [`SwarmBuilder::store`](crate::SwarmBuilder::store) stays open). Queued tasks stay recorded as pending and resume on the
+    /// next start.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, ShutdownError> {
         let inner = &self.inner;
         let started = tokio::time::Instant::now();
@@ -459,6 +465,9 @@ impl Swarm {
             if let Err(error) = snapshotter.stop().await {
                 tracing::warn!(%error, "could not write the shutdown snapshot");
             }
+        }
+        if inner.owns_store {
+            inner.store.close().await?;
         }
         Ok(ShutdownReport {
             finished_in_time,
