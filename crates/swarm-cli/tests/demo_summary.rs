@@ -165,3 +165,63 @@ fn demo_json_with_failures_on_a_file_store_then_inspect_it() {
     let out = run(&["replay", "--store", store, "--json", "--to", "1"]);
     assert_eq!(json(&out)["last_seq"].as_u64().unwrap(), 1);
 }
+
+/// `swarm demo` in both modes on its default store (`./swarm-data` in the
+/// working directory): polling mode on a durable store used to hang for ever.
+#[test]
+fn demo_json_both_modes_on_the_default_store_account_for_every_task() {
+    for mode in ["polling", "event"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let child = support::swarm()
+            .current_dir(tmp.path())
+            .args([
+                "demo",
+                "--json",
+                "--mode",
+                mode,
+                "--poll-interval-ms",
+                "5",
+                "--agents",
+                "4",
+                "--tasks",
+                "60",
+                "--rate",
+                "0",
+                "--duration-ms",
+                "0..1",
+                "--fail-rate",
+                "0.2",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_or_kill(child, std::time::Duration::from_secs(120), mode);
+        assert_eq!(code(&out), 0, "{mode}: {}", stderr(&out));
+        let v = json(&out);
+        check_summary(&v, 60);
+        assert_eq!(v["mode"], mode);
+        assert!(
+            tmp.path().join("swarm-data").is_dir(),
+            "{mode}: no default store"
+        );
+    }
+}
+
+/// Waits for `child`, killing it (and failing) after `limit`.
+fn wait_or_kill(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{what}: the demo hung; stderr:\n{}", stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
