@@ -1,0 +1,336 @@
+//! The scheduler: queues, dispatch, the agent loops, retries, cancellation.
+//!
+//! One mutex (`Sched`) guards the queues and the bookkeeping of live tasks.
+//! Scheduler events (`task:enqueued`, `task:dequeued`, `task:assigned`, ...)
+//! are emitted while it is held, so the bus (and through the journal, the
+//! store) sees every task's transitions in the order they happened. The agent
+//! pool emits its own events (`agent:busy`, `task:completed`, `task:failed`, ...)
+//! from the agent's task, always after the `task:assigned` that preceded them.
+//!
+//! Event mode: every agent has a loop task that sleeps on its inbox. `submit`
+//! claims an idle agent and sends the task straight to it; an agent that
+//! finishes takes its next task itself (its local queue or the global queue,
+//! whichever head is more urgent; else it steals half of the busiest local
+//! queue). Nothing runs while the system is idle: no loop polls and no timer
+//! exists except a retry back-off (while a task waits on it) and an attempt's
+//! timeout (while it runs).
+//!
+//! Polling mode (the baseline): one loop wakes every `interval`, takes up to
+//! `batch` tasks in FIFO order and runs them one after another.
+//!
+//! Where a task's life is decided:
+//! - `admission`: accepted or refused (duplicates, the queue bound), where an
+//!   accepted or recovered task enters, dead-lettered if no agent can run it;
+//! - `placement`: which agent gets it, from which queue (idle agent, affinity,
+//!   prefetch, local vs global head, stealing, capabilities);
+//! - `attempt`: running it, and what the attempt's end decides (completed,
+//!   retry back-off, dead letter, cancelled, interrupted);
+//! - `cancel`, `shutdown`: stopping it by request, or with the swarm;
+//! - `membership`: agents' loops starting and ending with the pool;
+//! - `polling`: the baseline's loop and queue;
+//! - this module: the shared state, and the one place the mode is decided.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{AbortHandle, AbortRegistration, Abortable, Aborted};
+use parking_lot::Mutex;
+use swarm_agents::{AgentPool, BoxAgentFactory, ExecuteRefused, Executed, Next, RefusedReason};
+use swarm_core::event::{
+    FailureReason, QueueBacklog, QueueLocation, TaskAssigned, TaskCancelled, TaskCritical,
+    TaskDeadLettered, TaskDequeued, TaskEnqueued, TaskFailed, TaskInterrupted, WorkStolen,
+};
+use swarm_core::{AgentId, EventBus, Priority, Task, TaskId};
+use swarm_queue::PriorityQueue;
+use swarm_steal::StealPool;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::{CancelError, SubmitError};
+use crate::handle::TaskOutcome;
+use crate::idmap::{IdMap, IdSet};
+use crate::latency::LatencyWatch;
+use crate::stats::Counters;
+use crate::{SchedulerMode, SwarmStats};
+
+/// A task waiting in a queue, with the moment its wait began and its place
+/// in the order of arrival (ties between queues go to the older task).
+pub(crate) struct Queued {
+    task: Task,
+    since: Instant,
+    order: u64,
+}
+
+pub(crate) struct Assignment {
+    task: Task,
+    registration: AbortRegistration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancel,
+    Shutdown,
+}
+
+struct Running {
+    abort: AbortHandle,
+    stop: Option<Stop>,
+    agent: AgentId,
+    /// The attempt's number, as `task:assigned` said.
+    attempt: u32,
+}
+
+struct Sched {
+    /// Event mode's shared queue.
+    global: PriorityQueue<Queued>,
+    /// Polling mode's queue: FIFO, priorities ignored (the seed's "before").
+    fifo: VecDeque<Queued>,
+    /// Live tasks (queued, waiting for a retry, or running) and their waiters.
+    live: IdMap<TaskId, Option<oneshot::Sender<TaskOutcome>>>,
+    running: IdMap<TaskId, Running>,
+    retrying: IdMap<TaskId, JoinHandle<()>>,
+    backlog_high: bool,
+    next_order: u64,
+}
+
+impl Sched {
+    fn queued(&mut self, task: Task, since: Instant) -> Queued {
+        let order = self.next_order;
+        self.next_order += 1;
+        Queued { task, since, order }
+    }
+}
+
+/// An agent's inbox and the loop that sleeps on it.
+struct Inbox {
+    sender: mpsc::Sender<Assignment>,
+    agent_loop: Option<tokio::task::AbortHandle>,
+}
+
+/// Which kinds an agent can run, looked up once per decision.
+enum Fits {
+    /// Every kind (no agent of the pool declares capabilities, or this one declares none).
+    Any,
+    /// Only these kinds.
+    Kinds(Vec<String>),
+}
+
+impl Fits {
+    fn allows(&self, kind: &str) -> bool {
+        match self {
+            Fits::Any => true,
+            Fits::Kinds(kinds) => kinds.iter().any(|k| k == kind),
+        }
+    }
+}
+
+pub(crate) struct SchedConfig {
+    pub(crate) mode: SchedulerMode,
+    pub(crate) steal_threshold: usize,
+    pub(crate) latency: LatencyWatch,
+    pub(crate) prefetch: usize,
+    pub(crate) backlog_threshold: usize,
+    pub(crate) queue_bound: Option<usize>,
+}
+
+pub(crate) struct Core {
+    pub(crate) bus: EventBus,
+    pub(crate) pool: AgentPool<BoxAgentFactory>,
+    pub(crate) counters: Arc<Counters>,
+    config: SchedConfig,
+    sched: Mutex<Sched>,
+    /// Local queues (affinity, prefetch) and stealing. Internally locked; only
+    /// touched with `sched` held, so the two stay consistent.
+    local: StealPool<Queued>,
+    /// Agent inboxes. Its own lock, never held while emitting, so handlers of
+    /// pool events (which may run under `sched`) can take it.
+    inboxes: Mutex<IdMap<AgentId, Inbox>>,
+    /// Tasks queued (global + local + fifo), readable without `sched`.
+    queued: Arc<AtomicUsize>,
+    accepting: AtomicBool,
+    draining: AtomicBool,
+    /// Set when the swarm is dropped: no agent loop starts after it.
+    stopped: AtomicBool,
+    /// Notified each time an attempt ends (shutdown waits on it).
+    attempt_ended: Notify,
+    latency: LatencyWatch,
+    runtime: tokio::runtime::Handle,
+}
+
+mod admission;
+mod attempt;
+mod cancel;
+mod membership;
+mod placement;
+mod polling;
+mod shutdown;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use polling::polling_loop;
+
+impl Core {
+    pub(crate) fn new(
+        bus: EventBus,
+        pool: AgentPool<BoxAgentFactory>,
+        counters: Arc<Counters>,
+        mut config: SchedConfig,
+        global: PriorityQueue<Queued>,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Core> {
+        let latency = std::mem::replace(&mut config.latency, LatencyWatch::new(None));
+        let steal_threshold = config.steal_threshold;
+        Arc::new(Core {
+            bus,
+            pool,
+            counters,
+            config,
+            sched: Mutex::new(Sched {
+                global,
+                fifo: VecDeque::new(),
+                live: IdMap::default(),
+                running: IdMap::default(),
+                retrying: IdMap::default(),
+                backlog_high: false,
+                next_order: 0,
+            }),
+            local: StealPool::new(steal_threshold),
+            inboxes: Mutex::new(IdMap::default()),
+            queued: Arc::new(AtomicUsize::new(0)),
+            accepting: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            attempt_ended: Notify::new(),
+            latency,
+            runtime,
+        })
+    }
+
+    pub(crate) fn queued_counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.queued)
+    }
+
+    // ------------------------------------------------ how work reaches agents
+    //
+    // The one place the scheduling mode is decided; every other path is
+    // shared by both modes or belongs to one of them.
+
+    /// Places a task just accepted: event mode hands it to an idle agent or
+    /// queues it (`placement`); polling mode queues it FIFO for the next poll.
+    fn enqueue_new(self: &Arc<Self>, s: &mut Sched, queued: Queued) {
+        match self.config.mode {
+            SchedulerMode::Event => self.place_event(s, queued),
+            SchedulerMode::Polling { .. } => self.push_fifo(s, queued),
+        }
+    }
+
+    /// Queues a task again (recovered, retry due, refused by its agent): event
+    /// mode offers the global queue to idle agents at once.
+    fn requeue(&self, s: &mut Sched, queued: Queued) {
+        match self.config.mode {
+            SchedulerMode::Event => {
+                self.push_global(s, queued);
+                self.dispatch_idle(s);
+            }
+            SchedulerMode::Polling { .. } => self.push_fifo(s, queued),
+        }
+    }
+
+    /// Whether each agent runs a loop of its own (event mode); in polling mode
+    /// the polling loop drives the agents.
+    fn agents_have_loops(&self) -> bool {
+        matches!(self.config.mode, SchedulerMode::Event)
+    }
+
+    /// What an agent does once its attempt ended: in event mode it takes its
+    /// next task itself; in polling mode the polling loop decides.
+    fn after_attempt(&self, s: &mut Sched, agent: AgentId) -> AfterAttempt {
+        match self.config.mode {
+            SchedulerMode::Event => self.take_work(s, agent),
+            SchedulerMode::Polling { .. } => AfterAttempt::Wait,
+        }
+    }
+
+    pub(crate) fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// What `agent` can run.
+    fn fits(&self, agent: AgentId) -> Fits {
+        if !self.pool.has_capabilities() {
+            return Fits::Any;
+        }
+        match self.pool.capabilities(agent) {
+            Some(kinds) if !kinds.is_empty() => Fits::Kinds(kinds),
+            _ => Fits::Any,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> SwarmStats {
+        use crate::stats::load;
+        let (queued, waiting_retry, running) = {
+            let s = self.sched.lock();
+            (
+                (s.global.len() + s.fifo.len() + self.local.total_len()) as u64,
+                s.retrying.len() as u64,
+                s.running.len() as u64,
+            )
+        };
+        let agents = self.pool.counts();
+        let c = &self.counters;
+        SwarmStats {
+            submitted: load(&c.submitted),
+            recovered: load(&c.recovered),
+            completed: load(&c.completed),
+            failed_attempts: load(&c.failed_attempts),
+            retries: load(&c.retries),
+            dead_lettered: load(&c.dead_lettered),
+            cancelled: load(&c.cancelled),
+            queued,
+            waiting_retry,
+            running,
+            steals: load(&c.steals),
+            stolen_tasks: load(&c.stolen_tasks),
+            idle_agents: agents.idle as u64,
+            busy_agents: (agents.busy + agents.claimed) as u64,
+            reserve_agents: agents.reserve as u64,
+            wakeups: load(&c.wakeups),
+            events_stored: load(&c.events_stored),
+            store_errors: load(&c.store_errors),
+        }
+    }
+}
+
+fn resolve(s: &mut Sched, task_id: TaskId, outcome: TaskOutcome) {
+    if let Some(Some(waiter)) = s.live.remove(&task_id) {
+        let _ = waiter.send(outcome);
+    }
+}
+
+pub(crate) struct Attempt {
+    task_id: TaskId,
+    result: Result<Result<Executed, ExecuteRefused>, Aborted>,
+    /// Whether `execute` was polled at all.
+    started: bool,
+}
+
+enum AfterAttempt {
+    Run(Assignment),
+    Wait,
+    Exit,
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}
