@@ -234,13 +234,17 @@ impl SwarmBuilder {
     }
 
     /// Serves Prometheus metrics on `addr` (for example `127.0.0.1:9464`).
+    /// Needs the `prometheus` feature (on by default); without it `build`
+    /// refuses the address with [`BuildError::Config`].
     pub fn metrics(mut self, addr: SocketAddr) -> Self {
         self.metrics_addr = Some(addr);
         self
     }
 
-    /// Records metrics through the `metrics` facade (default on). Without an
-    /// exporter or another recorder installed, recording costs next to nothing.
+    /// Records metrics into the swarm's own Prometheus exporter (default on;
+    /// read them with [`Swarm::render_metrics`](crate::Swarm::render_metrics)).
+    /// Off, and without [`metrics`](Self::metrics), no exporter is made. Without
+    /// the `prometheus` feature nothing is ever recorded.
     pub fn record_metrics(mut self, on: bool) -> Self {
         self.record_metrics = on;
         self

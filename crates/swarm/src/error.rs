@@ -20,9 +20,13 @@ pub enum BuildError {
     #[error("could not create agents: {0}")]
     Agents(#[from] swarm_agents::CreateAgentError),
     /// The metrics exporter could not start (its listener could not bind, ...).
+    #[cfg(feature = "prometheus")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
     #[error("metrics exporter: {0}")]
     Metrics(#[from] swarm_metrics::ExporterError),
     /// The metrics recorder could not be attached to the bus.
+    #[cfg(feature = "prometheus")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
     #[error("metrics recorder: {0}")]
     MetricsAttach(#[from] swarm_metrics::AttachError),
     /// `build` was called outside a tokio runtime.

@@ -83,6 +83,8 @@ pub use swarm_core::{
     AgentId, CatalogEvent, Event, EventBus, EventKind, EventStream, Payload, Priority, Task,
     TaskBuilder, TaskError, TaskId, event,
 };
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 #[doc(inline)]
 pub use swarm_metrics::{EventMonitor, PrometheusExporter};
 #[doc(inline)]

@@ -1,19 +1,21 @@
-//! Wiring swarm-metrics to the swarm's bus and store.
+//! Wiring swarm-metrics to the swarm's bus and store (feature `prometheus`;
+//! without it, nothing is recorded and no exporter runs).
 
 use std::net::SocketAddr;
 
-use swarm_core::{EventBus, Subscription};
-use swarm_metrics::{PrometheusExporter, SwarmMetrics};
+use swarm_core::EventBus;
 
 use crate::error::BuildError;
 use crate::journal::AppendObserver;
 
+#[cfg(feature = "prometheus")]
 pub(crate) struct MetricsWiring {
-    exporter: Option<PrometheusExporter>,
-    metrics: Option<SwarmMetrics>,
-    _subscription: Option<Subscription>,
+    exporter: Option<swarm_metrics::PrometheusExporter>,
+    metrics: Option<swarm_metrics::SwarmMetrics>,
+    _subscription: Option<swarm_core::Subscription>,
 }
 
+#[cfg(feature = "prometheus")]
 impl MetricsWiring {
     /// With `addr`, serves `/metrics` there; with `record` alone, records into
     /// an exporter without a listener (for `render`).
@@ -22,6 +24,7 @@ impl MetricsWiring {
         record: bool,
         addr: Option<SocketAddr>,
     ) -> Result<MetricsWiring, BuildError> {
+        use swarm_metrics::PrometheusExporter;
         if !record && addr.is_none() {
             return Ok(MetricsWiring {
                 exporter: None,
@@ -55,12 +58,47 @@ impl MetricsWiring {
     }
 
     pub(crate) fn render(&self) -> Option<String> {
-        self.exporter.as_ref().map(PrometheusExporter::render)
+        self.exporter
+            .as_ref()
+            .map(swarm_metrics::PrometheusExporter::render)
     }
 
     pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
         self.exporter
             .as_ref()
-            .and_then(PrometheusExporter::local_addr)
+            .and_then(swarm_metrics::PrometheusExporter::local_addr)
+    }
+}
+
+/// Without the `prometheus` feature: records nothing, serves nothing.
+#[cfg(not(feature = "prometheus"))]
+pub(crate) struct MetricsWiring;
+
+#[cfg(not(feature = "prometheus"))]
+impl MetricsWiring {
+    /// Refuses an exporter address: there is no exporter in this build.
+    pub(crate) fn attach(
+        _bus: &EventBus,
+        _record: bool,
+        addr: Option<SocketAddr>,
+    ) -> Result<MetricsWiring, BuildError> {
+        match addr {
+            Some(addr) => Err(BuildError::Config(format!(
+                "metrics({addr}) needs the `prometheus` feature of swarm (on by default)"
+            ))),
+            None => Ok(MetricsWiring),
+        }
+    }
+
+    pub(crate) fn append_observer(&self) -> Option<AppendObserver> {
+        None
+    }
+
+    pub(crate) fn render(&self) -> Option<String> {
+        None
+    }
+
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        None
     }
 }
