@@ -12,7 +12,6 @@ use swarm::{Priority, SchedulerMode, SimConfig, Swarm, Task, TaskHandle, TaskOut
 
 use crate::error::CliError;
 use crate::output::{ms, print_json, print_stdout, progress_bar};
-use crate::store_lock::StoreLock;
 use crate::{DemoArgs, ModeArg};
 
 /// Queue waits per priority level, in microseconds.
@@ -130,11 +129,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         .mode(mode)
         .prefetch(args.prefetch)
         .seed(args.seed);
-    let _lock;
     builder = if args.memory {
         builder.memory_store()
     } else {
-        _lock = StoreLock::acquire(&args.store)?;
         builder.file_store(&args.store)
     };
     if let Some(addr) = args.metrics {

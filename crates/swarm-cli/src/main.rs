@@ -22,7 +22,6 @@ mod jobs;
 mod log;
 mod output;
 mod run;
-mod store_lock;
 #[cfg(feature = "nats")]
 mod worker;
 

@@ -23,7 +23,6 @@ use crate::RunArgs;
 use crate::error::CliError;
 use crate::jobs::{JobPayload, ShellAgent, parse_jobs};
 use crate::output::{print_json, print_stdout, progress_bar};
-use crate::store_lock::StoreLock;
 
 /// How a job ended, as far as this run knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +76,6 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     let (f, n) = (Arc::clone(&finished), Arc::clone(&notify));
     let _cancelled = bus.on::<TaskCancelled>(move |e| record(&f, &n, e.task_id, Ended::Cancelled));
 
-    let _lock = StoreLock::acquire(&args.store)?;
     let agents = args.agents as usize;
     let mut builder = Swarm::builder()
         .agents(agents)

@@ -231,7 +231,12 @@ fn a_store_in_use_by_another_swarm_is_refused() {
         .unwrap();
     wait_until("the first run's job to start", || started.exists());
     let out = run(&args);
-    assert_fails(&out, 2, &["in use by process", &first.id().to_string()]);
+    // The store's own lock refuses the second writer, naming the directory.
+    assert_fails(
+        &out,
+        2,
+        &["is in use", "another process", store.to_str().unwrap()],
+    );
     std::fs::write(&release, "").unwrap();
     assert_eq!(first.wait().unwrap().code(), Some(0));
     // Once it is done, the store is free again.

@@ -63,6 +63,16 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// Another [`FileStore`](crate::FileStore) holds the directory's lock: a
+    /// directory has one writer at a time.
+    #[error(
+        "the event store {} is in use: another process (or another open store in this process) holds its lock; wait for it to finish or use another directory",
+        dir.display()
+    )]
+    Locked {
+        /// The store's directory.
+        dir: PathBuf,
+    },
     /// The store was closed (or its writer stopped) and takes no more appends.
     #[error("the event store is closed: open it again to append")]
     Closed,
@@ -91,6 +101,11 @@ impl StoreError {
     /// Whether this is an append [`Conflict`](StoreError::Conflict).
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// Whether another store holds the directory ([`Locked`](StoreError::Locked)).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StoreError::Locked { .. })
     }
 
     /// Whether this reports damage to the log ([`Corrupt`](StoreError::Corrupt)).

@@ -11,6 +11,7 @@
 //! - Snapshots written atomically, the newest K kept.
 
 pub mod format;
+mod lock;
 mod options;
 mod reader;
 mod recovery;
@@ -43,8 +44,13 @@ use writer::{Pending, Shared};
 ///
 /// Cheap to clone; clones share the log. The log is closed when
 /// [`close`](EventStore::close) is called or the last clone is dropped (then
-/// appends already acknowledged are written, but nobody waits for it).
-/// One process at a time may open a directory.
+/// the appends already queued are written before the drop returns).
+///
+/// One store at a time may have a directory open: [`open`](FileStore::open)
+/// takes an OS advisory lock on a file in it, held until the store is closed
+/// or dropped (or its process dies), and a second open, from this process or
+/// another, fails with [`StoreError::Locked`]. Reading the files without
+/// opening the store (as `swarm events` does) takes no lock.
 ///
 /// ```
 /// use swarm_core::event::AgentAvailable;
@@ -72,12 +78,20 @@ pub struct FileStore {
 struct Handle {
     shared: Arc<Shared>,
     report: OpenReport,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.pending.lock().closing = true;
         self.shared.wake.notify_one();
+        // Wait for the last write (one write and sync at most): once the store
+        // is dropped its directory is free for the next open.
+        if let Some(writer) = self.writer.lock().take() {
+            if writer.join().is_err() {
+                tracing::error!(dir = %self.shared.dir.display(), "the event store's writer thread panicked");
+            }
+        }
     }
 }
 
@@ -101,8 +115,14 @@ impl FileStore {
     }
 
     /// Opens (or creates) the store in `dir` with `options`.
+    ///
+    /// Fails with [`StoreError::Locked`] if another open store (of this
+    /// process or another) holds the directory.
     pub fn open_with(dir: impl AsRef<Path>, options: FileStoreOptions) -> Result<FileStore> {
         let dir = dir.as_ref().to_path_buf();
+        recovery::create_dir(&dir)?;
+        // Before recovery, which writes (it cuts a torn tail).
+        let lock = lock::lock_dir(&dir)?;
         let recovered = recovery::recover(&dir, &options)?;
         let tail = recovered.segments.last().cloned().ok_or_else(|| {
             StoreError::io(&dir, std::io::Error::other("no segment after recovery"))
@@ -128,15 +148,16 @@ impl FileStore {
         });
         let writer_shared = Arc::clone(&shared);
         let tail_len = recovered.tail_len;
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("swarm-store-writer".into())
-            .spawn(move || writer::run(writer_shared, file, tail_len))
+            .spawn(move || writer::run(writer_shared, file, tail_len, lock))
             .map_err(|e| StoreError::io(&dir, e))?;
         tracing::debug!(dir = %dir.display(), last_seq = recovered.report.last_seq, "event store opened");
         Ok(FileStore {
             handle: Arc::new(Handle {
                 shared: Arc::clone(&shared),
                 report: recovered.report,
+                writer: Mutex::new(Some(writer)),
             }),
             shared,
         })

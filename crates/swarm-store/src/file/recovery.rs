@@ -53,6 +53,11 @@ fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
     Ok(segments)
 }
 
+/// Creates the store's directory (and its parents) if it does not exist.
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -103,7 +108,6 @@ fn valid_record_follows(data: &[u8], at: usize, next_seq: u64) -> bool {
 /// Opens the directory's log: checks every segment, cuts a torn tail of the
 /// last one, and refuses damage before it unless `options.repair` is set.
 pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovered> {
-    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let mut segments = list_segments(dir)?;
     let mut report = OpenReport::default();
     let mut expected = 1u64;

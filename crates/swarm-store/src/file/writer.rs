@@ -72,8 +72,9 @@ pub(crate) fn open_tail(segment: &SegmentMeta) -> Result<File> {
         .map_err(|e| StoreError::io(&segment.path, e))
 }
 
-/// Runs the writer until the store closes.
-pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64) {
+/// Runs the writer until the store closes; `lock` (the directory's lock) is
+/// released before the close is acknowledged.
+pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, lock: File) {
     let durability = shared.options.durability;
     let segment_size = shared.options.segment_size;
     let mut batch: Vec<u8> = Vec::new();
@@ -166,6 +167,9 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64) {
             p.live = None;
             let closes = mem::take(&mut p.closes);
             drop(p);
+            // Free the directory before anyone hears that the store is closed.
+            drop(file);
+            drop(lock);
             ack_all(closes, &result);
             return;
         }
