@@ -72,6 +72,22 @@ pub(crate) fn open_tail(segment: &SegmentMeta) -> Result<File> {
         .map_err(|e| StoreError::io(&segment.path, e))
 }
 
+/// Cuts the segment back to `len`, where a failed batch started, and syncs
+/// it: records that reached the file before a write failed (`ENOSPC` after a
+/// short write) belong to appends that are told they failed, and must not
+/// come back when the log is reopened.
+fn cut_back(file: &File, path: &std::path::Path, len: u64) {
+    match file.set_len(len).and_then(|()| file.sync_data()) {
+        Ok(()) => {
+            tracing::warn!(file = %path.display(), offset = len, "cut the failed batch off the event log");
+        }
+        Err(e) => {
+            // Recovery on the next open may then find some of its records.
+            tracing::error!(file = %path.display(), offset = len, error = %e, "could not cut the failed batch off the event log");
+        }
+    }
+}
+
 /// Runs the writer until the store closes; `lock` (the directory's lock) is
 /// released before the close is acknowledged.
 pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, lock: File) {
@@ -116,16 +132,28 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
                         file = new_file;
                         segment_len = super::format::SEGMENT_HEADER_LEN as u64;
                     }
-                    file.write_all(&batch)
-                        .map_err(|e| StoreError::io(&path, e))?;
-                    segment_len += batch.len() as u64;
                 }
-                if durability == Durability::Fsync && !batch.is_empty()
-                    || !flushes.is_empty()
-                    || closing
-                {
-                    file.sync_data().map_err(|e| StoreError::io(&path, e))?;
+                // Where this batch starts: a failed write or sync cuts back to it.
+                let batch_at = segment_len;
+                let written = (|| {
+                    if !batch.is_empty() {
+                        file.write_all(&batch)?;
+                    }
+                    if durability == Durability::Fsync && !batch.is_empty()
+                        || !flushes.is_empty()
+                        || closing
+                    {
+                        file.sync_data()?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = written {
+                    if !batch.is_empty() {
+                        cut_back(&file, &path, batch_at);
+                    }
+                    return Err(StoreError::io(&path, e));
                 }
+                segment_len += batch.len() as u64;
                 Ok(())
             })()
             .map_err(|e| e.to_string()),
