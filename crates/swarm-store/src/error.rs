@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why an operation on an event store failed.
 ///
@@ -76,9 +77,18 @@ pub enum StoreError {
     /// The store was closed (or its writer stopped) and takes no more appends.
     #[error("the event store is closed: open it again to append")]
     Closed,
-    /// An earlier write failed; the store refuses further appends.
-    #[error("the event store stopped after a failed write ({0}): fix the cause and open it again")]
-    Poisoned(String),
+    /// A write failed (this append's or an earlier one); the store refuses
+    /// every append from then on, whatever its durability policy, until it is
+    /// opened again. [`EventStore::is_poisoned`](crate::EventStore::is_poisoned)
+    /// says so without appending.
+    #[error(
+        "the event store stopped after a failed write ({source}): fix the cause and open it again"
+    )]
+    Poisoned {
+        /// The failure that stopped the store (usually an [`Io`](StoreError::Io)
+        /// error), shared by every append it refuses.
+        source: Arc<StoreError>,
+    },
     /// An I/O error on a file of the store.
     #[error("i/o error on {}: {source}", path.display())]
     Io {
@@ -95,6 +105,59 @@ impl StoreError {
         StoreError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Whether the store refuses appends after a failed write
+    /// ([`Poisoned`](StoreError::Poisoned)).
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self, StoreError::Poisoned { .. })
+    }
+
+    /// A copy of this error for a second caller (`io::Error` is not `Clone`:
+    /// an i/o error is copied by kind and message).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Conflict { expected, actual } => StoreError::Conflict {
+                expected: *expected,
+                actual: *actual,
+            },
+            StoreError::Corrupt {
+                file,
+                offset,
+                reason,
+            } => StoreError::Corrupt {
+                file: file.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            StoreError::UnsupportedVersion {
+                file,
+                found,
+                supported,
+            } => StoreError::UnsupportedVersion {
+                file: file.clone(),
+                found: *found,
+                supported: *supported,
+            },
+            StoreError::Encode { what, message } => StoreError::Encode {
+                what,
+                message: message.clone(),
+            },
+            StoreError::BadSnapshot { seq, message } => StoreError::BadSnapshot {
+                seq: *seq,
+                message: message.clone(),
+            },
+            StoreError::Locked { dir } => StoreError::Locked { dir: dir.clone() },
+            StoreError::Closed => StoreError::Closed,
+            StoreError::Poisoned { source } => StoreError::Poisoned {
+                source: Arc::clone(source),
+            },
+            StoreError::Io { path, source } => StoreError::Io {
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
         }
     }
 

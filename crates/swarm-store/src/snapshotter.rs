@@ -94,9 +94,10 @@ impl Snapshotter {
         }
         match (&mut self.task).await {
             Ok(result) => result,
-            Err(e) => Err(crate::StoreError::Poisoned(format!(
-                "snapshotter task failed: {e}"
-            ))),
+            Err(e) => Err(crate::StoreError::io(
+                std::path::PathBuf::new(),
+                std::io::Error::other(format!("the snapshotter task failed: {e}")),
+            )),
         }
     }
 }

@@ -143,6 +143,24 @@ pub trait EventStore: Send + Sync + fmt::Debug {
 
     /// Flushes and stops taking appends; live subscriptions end.
     fn close(&self) -> BoxFuture<'_, Result<()>>;
+
+    /// Whether the store has stopped taking appends after a failed write:
+    /// every append now fails with [`StoreError::Poisoned`]. Cheap (an atomic
+    /// load for [`FileStore`](crate::FileStore)), so a caller that does not
+    /// wait for its appends (a non-durable submit) can check it each time.
+    ///
+    /// The default, for stores that never poison, is `false`.
+    fn is_poisoned(&self) -> bool {
+        self.poisoned().is_some()
+    }
+
+    /// The [`StoreError::Poisoned`] that appends get now, with the failure
+    /// that stopped the store as its source; `None` while appends are taken.
+    ///
+    /// The default, for stores that never poison, is `None`.
+    fn poisoned(&self) -> Option<StoreError> {
+        None
+    }
 }
 
 impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
@@ -169,6 +187,12 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     }
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         (**self).close()
+    }
+    fn is_poisoned(&self) -> bool {
+        (**self).is_poisoned()
+    }
+    fn poisoned(&self) -> Option<StoreError> {
+        (**self).poisoned()
     }
 }
 

@@ -14,7 +14,7 @@ use std::process::Command;
 use futures::StreamExt;
 use swarm_core::AgentId;
 use swarm_core::event::AgentRemoved;
-use swarm_store::{EventStore, FileStore, FileStoreOptions};
+use swarm_store::{EventStore, FileStore, FileStoreOptions, StoreError};
 
 /// A tmpfs mounted on a directory, unmounted on drop.
 struct Tmpfs {
@@ -89,8 +89,13 @@ async fn a_batch_refused_by_a_full_disk_leaves_no_record_behind() {
         let (b, e) = refused.expect("a 64 KiB disk never filled up");
         eprintln!("batch {b} refused: {e}");
         // Once refused, the store refuses everything after it.
+        assert!(e.is_poisoned(), "{e:?}");
+        assert!(store.is_poisoned());
         let again = store.append(vec![event(999, 0)], None).await;
-        assert!(again.is_err(), "an append after the failure was accepted");
+        assert!(
+            matches!(&again, Err(StoreError::Poisoned { .. })),
+            "an append after the failure: {again:?}"
+        );
         let _ = store.close().await;
         b
     };

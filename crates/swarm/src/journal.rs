@@ -96,9 +96,14 @@ impl Journal {
                     None => {
                         counters.store_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(event = event.name(), "an inline event store did not append at once; this event is not in the log");
-                        failed.set(&Arc::new(StoreError::Poisoned(
-                            "an inline store did not complete an append at once".into(),
-                        )));
+                        failed.set(&Arc::new(StoreError::Poisoned {
+                            source: Arc::new(StoreError::Io {
+                                path: std::path::PathBuf::new(),
+                                source: std::io::Error::other(
+                                    "an inline store did not complete an append at once",
+                                ),
+                            }),
+                        }));
                     }
                 }
             })

@@ -145,6 +145,8 @@ impl FileStore {
             poisoned: AtomicBool::new(false),
             segments: RwLock::new(recovered.segments),
             snapshot_lock: Mutex::new(()),
+            #[cfg(test)]
+            hooks: writer::TestHooks::default(),
         });
         let writer_shared = Arc::clone(&shared);
         let tail_len = recovered.tail_len;
@@ -195,7 +197,10 @@ impl FileStore {
         &self,
         events: Vec<Event>,
         expected: Option<u64>,
-    ) -> Result<(SeqRange, Option<oneshot::Receiver<Result<(), String>>>)> {
+    ) -> Result<(
+        SeqRange,
+        Option<oneshot::Receiver<Result<(), Arc<StoreError>>>>,
+    )> {
         // Encode before taking the lock: appenders encode in parallel.
         let mut buf = Vec::with_capacity(events.len() * 160);
         for event in &events {
@@ -203,8 +208,10 @@ impl FileStore {
         }
         let count = events.len() as u64;
         let mut p = self.shared.pending.lock();
-        if let Some(message) = &p.poisoned {
-            return Err(StoreError::Poisoned(message.clone()));
+        if let Some(cause) = &p.poisoned {
+            return Err(StoreError::Poisoned {
+                source: Arc::clone(cause),
+            });
         }
         if p.closing || p.stopped {
             return Err(StoreError::Closed);
@@ -255,15 +262,15 @@ impl FileStore {
         Ok((range, rx))
     }
 
-    async fn wait_writer(rx: oneshot::Receiver<Result<(), String>>) -> Result<()> {
+    async fn wait_writer(rx: oneshot::Receiver<Result<(), Arc<StoreError>>>) -> Result<()> {
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StoreError::Poisoned(message)),
+            Ok(Err(cause)) => Err(StoreError::Poisoned { source: cause }),
             Err(_) => Err(StoreError::Closed),
         }
     }
 
-    fn request(&self, close: bool) -> Option<oneshot::Receiver<Result<(), String>>> {
+    fn request(&self, close: bool) -> Option<oneshot::Receiver<Result<(), Arc<StoreError>>>> {
         let mut p = self.shared.pending.lock();
         if p.stopped {
             return None;
@@ -377,6 +384,20 @@ impl EventStore for FileStore {
             }
         })
     }
+
+    fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    fn poisoned(&self) -> Option<StoreError> {
+        if !self.is_poisoned() {
+            return None;
+        }
+        let p = self.shared.pending.lock();
+        p.poisoned.as_ref().map(|cause| StoreError::Poisoned {
+            source: Arc::clone(cause),
+        })
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -386,5 +407,106 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
             PathBuf::new(),
             std::io::Error::other(format!("store task failed: {e}")),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::error::Error as _;
+
+    use swarm_core::AgentId;
+    use swarm_core::event::AgentRemoved;
+
+    use super::*;
+
+    fn event(n: u64) -> Event {
+        AgentRemoved {
+            agent_id: AgentId::new(n),
+            reason: "r".repeat(100),
+        }
+        .into()
+    }
+
+    fn events(from: u64, count: u64) -> Vec<Event> {
+        (from..from + count).map(event).collect()
+    }
+
+    /// Waits until the writer has written everything appended so far.
+    async fn written(store: &FileStore) {
+        let _ = store.read(u64::MAX).collect::<Vec<_>>().await;
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_store_refuses_every_append_with_its_cause_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        store.append(events(1, 3), None).await.unwrap();
+
+        // ENOSPC after a short write: two whole records and a piece reach the file.
+        *store.shared.hooks.fail_write_after.lock() = Some(300);
+        let err = store.append(events(4, 5), None).await.unwrap_err();
+        // The cause is in the error's source chain, and typed in the variant.
+        let cause = err
+            .source()
+            .unwrap_or_else(|| panic!("a poisoned append's error has no source: {err:?}"));
+        assert!(cause.to_string().contains("no space left"), "{cause}");
+        let StoreError::Poisoned { source } = &err else {
+            panic!("not poisoned: {err:?}")
+        };
+        let StoreError::Io { source: io, .. } = &**source else {
+            panic!("the cause is not the i/o error: {err:?}")
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::StorageFull);
+        assert!(matches!(err, StoreError::Poisoned { .. }), "{err:?}");
+        assert!(store.is_poisoned());
+        assert!(matches!(
+            store.poisoned(),
+            Some(StoreError::Poisoned { .. })
+        ));
+
+        // Every later append is refused the same way, whatever the policy.
+        let again = store.append(events(9, 1), None).await.unwrap_err();
+        assert!(matches!(again, StoreError::Poisoned { .. }), "{again:?}");
+        assert!(again.to_string().contains("no space left"), "{again}");
+        drop(store);
+
+        // The refused batch is not in the log after reopening.
+        let store = FileStore::open(dir.path()).unwrap();
+        assert_eq!(store.open_report().last_seq, 3);
+        assert!(!store.is_poisoned());
+    }
+
+    #[tokio::test]
+    async fn durability_none_syncs_rolled_segments_on_flush_and_on_close() {
+        for close in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = FileStoreOptions::default()
+                .durability(Durability::None)
+                .segment_size(256);
+            let store = FileStore::open_with(dir.path(), options).unwrap();
+            for i in 0..4 {
+                store.append(events(i * 2 + 1, 2), None).await.unwrap();
+                written(&store).await;
+            }
+            let segments = store.segment_paths();
+            assert!(segments.len() >= 3, "no segment rolled: {segments:?}");
+            let shared = Arc::clone(&store.shared);
+            if close {
+                store.close().await.unwrap();
+            } else {
+                store.flush().await.unwrap();
+            }
+            let synced = shared.hooks.synced.lock().clone();
+            for segment in &segments {
+                assert!(
+                    synced.contains(segment),
+                    "{} was never synced by {} (synced: {synced:?})",
+                    segment.display(),
+                    if close { "close" } else { "flush" }
+                );
+            }
+        }
     }
 }

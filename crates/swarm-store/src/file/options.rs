@@ -16,7 +16,8 @@ pub enum Durability {
     Buffered,
     /// `append` returns as soon as its records are queued for the writer: a
     /// crash of the process may lose the latest appends. Synced only on
-    /// `flush` and on close.
+    /// `flush` and on close, which sync every segment written since the last
+    /// flush (those rolled in between too).
     None,
 }
 

@@ -18,8 +18,8 @@ use crate::error::{Result, StoreError};
 use crate::live::LiveBatch;
 use crate::store::{SeqRange, StoredEvent};
 
-/// Completes an append (or flush/close) with `Ok` or the writer's error message.
-pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
+/// Completes an append (or flush/close) with `Ok` or the failure that stopped the writer.
+pub(crate) type Ack = oneshot::Sender<Result<(), Arc<StoreError>>>;
 
 /// Appends waiting for the writer, and the store's lifecycle flags.
 #[derive(Debug, Default)]
@@ -40,7 +40,8 @@ pub(crate) struct Pending {
     pub(crate) live: Option<broadcast::Sender<Arc<LiveBatch>>>,
     pub(crate) closing: bool,
     pub(crate) stopped: bool,
-    pub(crate) poisoned: Option<String>,
+    /// The failure that poisoned the store, shared by every append it refuses.
+    pub(crate) poisoned: Option<Arc<StoreError>>,
 }
 
 /// State shared by the store handles, the writer thread and readers.
@@ -56,9 +57,45 @@ pub(crate) struct Shared {
     pub(crate) segments: RwLock<Vec<SegmentMeta>>,
     /// Serializes snapshot writes and pruning.
     pub(crate) snapshot_lock: Mutex<()>,
+    /// Faults to inject into, and syncs seen from, the writer.
+    #[cfg(test)]
+    pub(crate) hooks: TestHooks,
 }
 
-fn ack_all(acks: Vec<Ack>, result: &Result<(), String>) {
+/// A seam for unit tests: fail a write part-way, see which files were synced.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct TestHooks {
+    /// Every segment the writer `fdatasync`ed, in order.
+    pub(crate) synced: Mutex<Vec<PathBuf>>,
+    /// Makes the next batch write stop after this many bytes with `ENOSPC`.
+    pub(crate) fail_write_after: Mutex<Option<usize>>,
+}
+
+/// Writes a batch (where tests may make it fail after a short write).
+#[cfg_attr(not(test), allow(unused_variables))]
+fn write_batch(shared: &Shared, file: &mut File, batch: &[u8]) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Some(after) = shared.hooks.fail_write_after.lock().take() {
+        file.write_all(&batch[..after.min(batch.len())])?;
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "no space left on device (injected by a test)",
+        ));
+    }
+    file.write_all(batch)
+}
+
+/// `fdatasync`s a segment (and lets tests see that it did).
+#[cfg_attr(not(test), allow(unused_variables))]
+fn sync_segment(shared: &Shared, file: &File, path: &std::path::Path) -> std::io::Result<()> {
+    file.sync_data()?;
+    #[cfg(test)]
+    shared.hooks.synced.lock().push(path.to_path_buf());
+    Ok(())
+}
+
+fn ack_all(acks: Vec<Ack>, result: &Result<(), Arc<StoreError>>) {
     for ack in acks {
         // An appender that stopped waiting is fine: its append is done regardless.
         let _ = ack.send(result.clone());
@@ -94,6 +131,9 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
     let durability = shared.options.durability;
     let segment_size = shared.options.segment_size;
     let mut batch: Vec<u8> = Vec::new();
+    // Under `Durability::None`, segments rolled since the last flush: they are
+    // synced by the next flush or close, not at the roll.
+    let mut rolled: Vec<(PathBuf, File)> = Vec::new();
     loop {
         let mut p = shared.pending.lock();
         while p.buf.is_empty() && p.flushes.is_empty() && !p.closing {
@@ -116,20 +156,24 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
             .last()
             .map(|s| s.path.clone())
             .unwrap_or_default();
-        let result: Result<(), String> = match poisoned {
-            Some(message) => Err(message),
+        let result: Result<(), Arc<StoreError>> = match poisoned {
+            Some(cause) => Err(cause),
             None => (|| -> Result<()> {
                 if !batch.is_empty() {
                     if segment_len >= segment_size {
                         // Roll: the old segment is complete; make it durable first.
                         if durability != Durability::None {
-                            file.sync_data().map_err(|e| StoreError::io(&path, e))?;
+                            sync_segment(&shared, &file, &path)
+                                .map_err(|e| StoreError::io(&path, e))?;
                         }
                         let (meta, new_file) = recovery::create_segment(&shared.dir, range.start)?;
                         recovery::sync_dir(&shared.dir)?;
-                        path = meta.path.clone();
+                        let old_path = mem::replace(&mut path, meta.path.clone());
                         shared.segments.write().push(meta);
-                        file = new_file;
+                        let old_file = mem::replace(&mut file, new_file);
+                        if durability == Durability::None {
+                            rolled.push((old_path, old_file));
+                        }
                         segment_len = super::format::SEGMENT_HEADER_LEN as u64;
                     }
                 }
@@ -137,16 +181,25 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
                 let batch_at = segment_len;
                 let written = (|| {
                     if !batch.is_empty() {
-                        file.write_all(&batch)?;
+                        write_batch(&shared, &mut file, &batch)?;
                     }
                     if durability == Durability::Fsync && !batch.is_empty()
                         || !flushes.is_empty()
                         || closing
                     {
-                        file.sync_data()?;
+                        sync_segment(&shared, &file, &path)?;
                     }
                     Ok(())
                 })();
+                if written.is_ok() && (!flushes.is_empty() || closing) {
+                    // A flush or close makes every append durable, including
+                    // those in segments rolled since the last one.
+                    for (rolled_path, rolled_file) in &rolled {
+                        sync_segment(&shared, rolled_file, rolled_path)
+                            .map_err(|e| StoreError::io(rolled_path, e))?;
+                    }
+                    rolled.clear();
+                }
                 if let Err(e) = written {
                     if !batch.is_empty() {
                         cut_back(&file, &path, batch_at);
@@ -156,7 +209,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
                 segment_len += batch.len() as u64;
                 Ok(())
             })()
-            .map_err(|e| e.to_string()),
+            .map_err(Arc::new),
         };
 
         match &result {
@@ -171,11 +224,11 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
                     }
                 }
             }
-            Err(message) => {
-                tracing::error!(error = %message, "event log write failed; the store refuses further appends");
+            Err(cause) => {
+                tracing::error!(error = %cause, "event log write failed; the store refuses further appends");
                 let mut p = shared.pending.lock();
                 if p.poisoned.is_none() {
-                    p.poisoned = Some(message.clone());
+                    p.poisoned = Some(Arc::clone(cause));
                 }
                 // Sequences handed to appends that failed are given back.
                 p.next_seq = *shared.visible.borrow() + 1;
@@ -197,6 +250,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
             drop(p);
             // Free the directory before anyone hears that the store is closed.
             drop(file);
+            drop(rolled);
             drop(lock);
             ack_all(closes, &result);
             return;

@@ -421,13 +421,7 @@ fn actual_of(e: &PublishError) -> Option<u64> {
 }
 
 fn clone_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Io { path, source } => StoreError::Io {
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        other => StoreError::Poisoned(other.to_string()),
-    }
+    e.duplicate()
 }
 
 fn fail_all(queue: &mut VecDeque<Request>, e: &StoreError) {
