@@ -29,9 +29,11 @@ pub const AGENTS: &str = "swarm_agents";
 pub const WORK_STOLEN_TASKS_TOTAL: &str = "swarm_work_stolen_tasks_total";
 /// Histogram, seconds: one event store append, as the caller saw it.
 pub const STORE_APPEND_DURATION_SECONDS: &str = "swarm_store_append_duration_seconds";
+/// Counter: snapshot attempts that failed (each is retried with back-off).
+pub const SNAPSHOT_FAILURES_TOTAL: &str = "swarm_snapshot_failures_total";
 
 /// Every metric name this crate exports.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     EVENTS_TOTAL,
     EVENT_HANDLER_DURATION_SECONDS,
     EVENT_HANDLER_PANICS_TOTAL,
@@ -44,4 +46,5 @@ pub const ALL: [&str; 12] = [
     AGENTS,
     WORK_STOLEN_TASKS_TOTAL,
     STORE_APPEND_DURATION_SECONDS,
+    SNAPSHOT_FAILURES_TOTAL,
 ];

@@ -359,3 +359,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn snapshot_failures_are_counted_from_zero() {
+    let (exporter, metrics, _bus) = setup();
+    let text = exporter.render();
+    assert!(
+        support::samples(&text).contains_key("swarm_snapshot_failures_total"),
+        "swarm_snapshot_failures_total is not exported at start:\n{text}"
+    );
+    assert_eq!(value(&text, "swarm_snapshot_failures_total"), 0.0);
+    metrics.record_snapshot_failure();
+    metrics.record_snapshot_failure();
+    assert_eq!(
+        value(&exporter.render(), "swarm_snapshot_failures_total"),
+        2.0
+    );
+}

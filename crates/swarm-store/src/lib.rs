@@ -71,6 +71,9 @@ pub use nats::{NatsAuth, NatsStore, NatsStoreOptions, NatsTls};
 pub use projection::{
     AgentPerformance, AgentStats, Projection, TaskCompletion, UNKNOWN_KIND, project,
 };
-pub use snapshotter::{DEFAULT_SNAPSHOT_EVERY, Snapshotter};
+pub use snapshotter::{
+    DEFAULT_SNAPSHOT_EVERY, SNAPSHOT_RETRY_MAX, SNAPSHOT_RETRY_MIN, SnapshotFailureHook,
+    Snapshotter,
+};
 pub use state::{AgentRecord, Counters, SystemState, TaskRecord, TaskStatus};
 pub use store::{EventStore, EventStream, SeqRange, Snapshot, StoredEvent};

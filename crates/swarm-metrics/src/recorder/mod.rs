@@ -49,6 +49,7 @@ const DEAD_LETTERED: usize = 2;
 /// | `swarm_agents{state}` | the agent events, see [`AgentState`] and below |
 /// | `swarm_work_stolen_tasks_total` | `work:stolen` (`count`) |
 /// | `swarm_store_append_duration_seconds` | [`SwarmMetrics::record_store_append`] (no event carries it) |
+/// | `swarm_snapshot_failures_total` | [`SwarmMetrics::record_snapshot_failure`] (no event carries it) |
 ///
 /// # Agent states
 ///
@@ -104,6 +105,7 @@ struct Handles {
     agents: [Gauge; 4],
     stolen: Counter,
     store_append: Histogram,
+    snapshot_failures: Counter,
     agent_states: AgentStates,
 }
 
@@ -166,6 +168,7 @@ impl SwarmMetrics {
                     .map(|state| metrics::gauge!(names::AGENTS, "state" => state.as_str())),
                 stolen: metrics::counter!(names::WORK_STOLEN_TASKS_TOTAL),
                 store_append: metrics::histogram!(names::STORE_APPEND_DURATION_SECONDS),
+                snapshot_failures: metrics::counter!(names::SNAPSHOT_FAILURES_TOTAL),
                 agent_states: AgentStates::new(),
             }),
         }
@@ -230,6 +233,13 @@ impl SwarmMetrics {
     #[inline]
     pub fn record_store_append(&self, elapsed: Duration) {
         self.inner.store_append.record(elapsed.as_secs_f64());
+    }
+
+    /// Records one failed snapshot attempt (`swarm_snapshot_failures_total`),
+    /// for example from the failure hook of `swarm_store::Snapshotter::spawn_with`.
+    #[inline]
+    pub fn record_snapshot_failure(&self) {
+        self.inner.snapshot_failures.increment(1);
     }
 
     /// The `swarm_store_append_duration_seconds` handle itself, for code that
@@ -355,5 +365,9 @@ fn describe() {
         names::STORE_APPEND_DURATION_SECONDS,
         Unit::Seconds,
         "Duration of one event store append, as its caller saw it."
+    );
+    describe_counter!(
+        names::SNAPSHOT_FAILURES_TOTAL,
+        "Snapshot attempts that failed; each is retried with back-off."
     );
 }
