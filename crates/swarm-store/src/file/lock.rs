@@ -6,7 +6,7 @@
 //! dies (a SIGKILLed run can be resumed at once). The file itself is never
 //! deleted, since deleting it would let two processes lock two different files.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::Path;
 
 use crate::error::{Result, StoreError};
@@ -18,7 +18,7 @@ pub(crate) const LOCK_FILE: &str = "swarm.lock";
 /// fails with [`StoreError::Locked`] if another open store holds it.
 pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
+    let file = super::recovery::private_file()
         .read(true)
         .write(true)
         .create(true)

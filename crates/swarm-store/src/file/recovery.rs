@@ -53,9 +53,24 @@ fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
     Ok(segments)
 }
 
-/// Creates the store's directory (and its parents) if it does not exist.
+/// Creates the store's directory (and its missing parents) if it does not
+/// exist: 0700 on unix, since the log holds every task's payload. An existing
+/// directory keeps its mode.
 pub(crate) fn create_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| StoreError::io(dir, e))
+}
+
+/// Options that create a store file readable and writable by its owner only
+/// (0600 on unix; the process umask may only narrow it).
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
@@ -66,7 +81,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 pub(crate) fn create_segment(dir: &Path, first_seq: u64) -> Result<(SegmentMeta, File)> {
     let path = segment_path(dir, first_seq);
-    let mut file = OpenOptions::new()
+    let mut file = private_file()
         .create(true)
         .truncate(true)
         .write(true)

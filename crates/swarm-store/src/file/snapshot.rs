@@ -4,7 +4,7 @@
 //! Layout: magic `SWRMSNAP` (8), version (4), sequence (8), data length (8),
 //! CRC32C of the data (4), then the data.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,11 @@ pub(crate) fn save(dir: &Path, snapshot: &Snapshot, keep: usize) -> Result<()> {
     header[20..28].copy_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
     header[28..32].copy_from_slice(&crc32c::crc32c(&snapshot.data).to_le_bytes());
     let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        let mut f = super::recovery::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&header)?;
         f.write_all(&snapshot.data)?;
         f.sync_all()
