@@ -172,10 +172,10 @@ impl<S: EventStore + 'static> Follower<S> {
                 }
             }
         }
-        if state.last_seq() > saved {
-            if let Err(e) = self.save(&state).await {
-                self.failed("save the final snapshot", &e);
-            }
+        if state.last_seq() > saved
+            && let Err(e) = self.save(&state).await
+        {
+            self.failed("save the final snapshot", &e);
         }
         Ok(state)
     }

@@ -248,10 +248,10 @@ impl SystemState {
             }
             Event::TaskEnqueued(e) => self.set_status(e.task_id, TaskStatus::Queued),
             Event::TaskDequeued(e) => {
-                if let Some(t) = self.tasks.get_mut(&e.task_id) {
-                    if t.status == TaskStatus::Queued {
-                        t.status = TaskStatus::Pending;
-                    }
+                if let Some(t) = self.tasks.get_mut(&e.task_id)
+                    && t.status == TaskStatus::Queued
+                {
+                    t.status = TaskStatus::Pending;
                 }
             }
             Event::TaskAssigned(e) => {
@@ -313,17 +313,17 @@ impl SystemState {
             }
             Event::TaskInterrupted(e) => {
                 // Back to pending; the stopped attempt is not charged.
-                if let Some(t) = self.tasks.get_mut(&e.task_id) {
-                    if t.status == TaskStatus::Running {
-                        t.status = TaskStatus::Pending;
-                        t.attempts = e.attempt.saturating_sub(1);
-                        t.task.set_attempt(t.attempts);
-                    }
+                if let Some(t) = self.tasks.get_mut(&e.task_id)
+                    && t.status == TaskStatus::Running
+                {
+                    t.status = TaskStatus::Pending;
+                    t.attempts = e.attempt.saturating_sub(1);
+                    t.task.set_attempt(t.attempts);
                 }
-                if let Some(a) = self.agents.get_mut(&e.agent_id) {
-                    if a.busy_with == Some(e.task_id) {
-                        a.busy_with = None;
-                    }
+                if let Some(a) = self.agents.get_mut(&e.agent_id)
+                    && a.busy_with == Some(e.task_id)
+                {
+                    a.busy_with = None;
                 }
             }
             Event::AgentCreated(e) => {

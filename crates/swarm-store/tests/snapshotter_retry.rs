@@ -100,10 +100,10 @@ fn events(from: u64, count: u64) -> Vec<swarm_core::Event> {
 async fn wait_for_snapshot(store: &FlakySnapshots, seq: u64) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        if let Some(s) = store.inner.latest_snapshot(u64::MAX).await.unwrap() {
-            if s.seq >= seq {
-                return;
-            }
+        if let Some(s) = store.inner.latest_snapshot(u64::MAX).await.unwrap()
+            && s.seq >= seq
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,

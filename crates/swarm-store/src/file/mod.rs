@@ -87,10 +87,10 @@ impl Drop for Handle {
         self.shared.wake.notify_one();
         // Wait for the last write (one write and sync at most): once the store
         // is dropped its directory is free for the next open.
-        if let Some(writer) = self.writer.lock().take() {
-            if writer.join().is_err() {
-                tracing::error!(dir = %self.shared.dir.display(), "the event store's writer thread panicked");
-            }
+        if let Some(writer) = self.writer.lock().take()
+            && writer.join().is_err()
+        {
+            tracing::error!(dir = %self.shared.dir.display(), "the event store's writer thread panicked");
         }
     }
 }

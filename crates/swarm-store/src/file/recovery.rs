@@ -38,15 +38,14 @@ fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
         let entry = entry.map_err(|e| StoreError::io(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(stem) = name.strip_suffix(".log") {
-            if stem.len() == 20 {
-                if let Ok(first_seq) = stem.parse::<u64>() {
-                    segments.push(SegmentMeta {
-                        first_seq,
-                        path: entry.path(),
-                    });
-                }
-            }
+        if let Some(stem) = name.strip_suffix(".log")
+            && stem.len() == 20
+            && let Ok(first_seq) = stem.parse::<u64>()
+        {
+            segments.push(SegmentMeta {
+                first_seq,
+                path: entry.path(),
+            });
         }
     }
     segments.sort_by_key(|s| s.first_seq);

@@ -159,23 +159,21 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
         let result: Result<(), Arc<StoreError>> = match poisoned {
             Some(cause) => Err(cause),
             None => (|| -> Result<()> {
-                if !batch.is_empty() {
-                    if segment_len >= segment_size {
-                        // Roll: the old segment is complete; make it durable first.
-                        if durability != Durability::None {
-                            sync_segment(&shared, &file, &path)
-                                .map_err(|e| StoreError::io(&path, e))?;
-                        }
-                        let (meta, new_file) = recovery::create_segment(&shared.dir, range.start)?;
-                        recovery::sync_dir(&shared.dir)?;
-                        let old_path = mem::replace(&mut path, meta.path.clone());
-                        shared.segments.write().push(meta);
-                        let old_file = mem::replace(&mut file, new_file);
-                        if durability == Durability::None {
-                            rolled.push((old_path, old_file));
-                        }
-                        segment_len = super::format::SEGMENT_HEADER_LEN as u64;
+                if !batch.is_empty() && segment_len >= segment_size {
+                    // Roll: the old segment is complete; make it durable first.
+                    if durability != Durability::None {
+                        sync_segment(&shared, &file, &path)
+                            .map_err(|e| StoreError::io(&path, e))?;
                     }
+                    let (meta, new_file) = recovery::create_segment(&shared.dir, range.start)?;
+                    recovery::sync_dir(&shared.dir)?;
+                    let old_path = mem::replace(&mut path, meta.path.clone());
+                    shared.segments.write().push(meta);
+                    let old_file = mem::replace(&mut file, new_file);
+                    if durability == Durability::None {
+                        rolled.push((old_path, old_file));
+                    }
+                    segment_len = super::format::SEGMENT_HEADER_LEN as u64;
                 }
                 // Where this batch starts: a failed write or sync cuts back to it.
                 let batch_at = segment_len;

@@ -469,11 +469,11 @@ impl Reader {
                 Err(e) => return self.fail(e),
             }
         }
-        if let Until::Seq(Some(to)) = self.until {
-            if self.next > to {
-                self.done = true;
-                return None;
-            }
+        if let Until::Seq(Some(to)) = self.until
+            && self.next > to
+        {
+            self.done = true;
+            return None;
         }
         if self.messages.is_none() {
             let consumer = self
@@ -554,11 +554,13 @@ impl EventStore for NatsStore {
         Box::pin(async move {
             let mut encoded = self.encode(&events)?;
             let shared = self.inner.options.shared_writers;
-            if shared && expected.is_none() && encoded.len() == 1 {
-                if let Some(one) = encoded.pop() {
-                    let _shared = self.inner.order.read().await;
-                    return self.append_unfenced(one).await;
-                }
+            if shared
+                && expected.is_none()
+                && encoded.len() == 1
+                && let Some(one) = encoded.pop()
+            {
+                let _shared = self.inner.order.read().await;
+                return self.append_unfenced(one).await;
             }
             let _exclusive = if shared {
                 Some(self.inner.order.write().await)

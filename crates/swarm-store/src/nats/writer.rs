@@ -137,10 +137,11 @@ impl Writer {
         let mut messages = 0usize;
         let mut refreshed = false;
         while let Some(request) = queue.front() {
-            if let Request::Append { events, .. } = request {
-                if messages > 0 && messages + events.len() > self.max_in_flight {
-                    break;
-                }
+            if let Request::Append { events, .. } = request
+                && messages > 0
+                && messages + events.len() > self.max_in_flight
+            {
+                break;
             }
             let Some(request) = queue.pop_front() else {
                 break;
@@ -153,29 +154,29 @@ impl Writer {
                     reply,
                 } => {
                     let planned_last = next_seq - 1;
-                    if let Some(expected) = expected {
-                        if expected != planned_last {
-                            // Our view may be stale (another process appended):
-                            // ask the server before calling it a conflict.
-                            let actual = if planned.is_empty() && !refreshed {
-                                refreshed = true;
-                                match self.refresh_last().await {
-                                    Ok(last) => {
-                                        next_seq = last + 1;
-                                        last
-                                    }
-                                    Err(e) => {
-                                        let _ = reply.send(Err(e));
-                                        continue;
-                                    }
+                    if let Some(expected) = expected
+                        && expected != planned_last
+                    {
+                        // Our view may be stale (another process appended):
+                        // ask the server before calling it a conflict.
+                        let actual = if planned.is_empty() && !refreshed {
+                            refreshed = true;
+                            match self.refresh_last().await {
+                                Ok(last) => {
+                                    next_seq = last + 1;
+                                    last
                                 }
-                            } else {
-                                planned_last
-                            };
-                            if expected != actual {
-                                let _ = reply.send(Err(StoreError::Conflict { expected, actual }));
-                                continue;
+                                Err(e) => {
+                                    let _ = reply.send(Err(e));
+                                    continue;
+                                }
                             }
+                        } else {
+                            planned_last
+                        };
+                        if expected != actual {
+                            let _ = reply.send(Err(StoreError::Conflict { expected, actual }));
+                            continue;
                         }
                     }
                     let len = events.len() as u64;
