@@ -479,6 +479,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_poisoned_store_refuses_appends_that_would_not_wait_too() {
+        for durability in [Durability::Buffered, Durability::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = FileStoreOptions::default().durability(durability);
+            let store = FileStore::open_with(dir.path(), options).unwrap();
+            assert!(!store.is_poisoned());
+            assert!(store.poisoned().is_none());
+            *store.shared.hooks.fail_write_after.lock() = Some(0);
+            // Under None the failing append itself returns at once; the next
+            // flush reports the failure and every later append is refused.
+            let first = store.append(events(1, 2), None).await;
+            let flushed = store.flush().await;
+            assert!(
+                first.is_err() || flushed.is_err(),
+                "{durability:?}: nothing reported the failed write"
+            );
+            assert!(store.is_poisoned(), "{durability:?}");
+            let again = store.append(events(3, 1), None).await.unwrap_err();
+            assert!(again.is_poisoned(), "{durability:?}: {again:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn durability_none_syncs_rolled_segments_on_flush_and_on_close() {
         for close in [false, true] {
             let dir = tempfile::tempdir().unwrap();
