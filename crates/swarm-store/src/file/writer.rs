@@ -177,32 +177,36 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
                 }
                 // Where this batch starts: a failed write or sync cuts back to it.
                 let batch_at = segment_len;
-                let written = (|| {
+                let written = (|| -> Result<()> {
                     if !batch.is_empty() {
-                        write_batch(&shared, &mut file, &batch)?;
+                        write_batch(&shared, &mut file, &batch)
+                            .map_err(|e| StoreError::io(&path, e))?;
+                    }
+                    if !flushes.is_empty() || closing {
+                        // A flush or close makes every append durable, those
+                        // in segments rolled since the last one included.
+                        for (rolled_path, rolled_file) in &rolled {
+                            sync_segment(&shared, rolled_file, rolled_path)
+                                .map_err(|e| StoreError::io(rolled_path, e))?;
+                        }
                     }
                     if durability == Durability::Fsync && !batch.is_empty()
                         || !flushes.is_empty()
                         || closing
                     {
-                        sync_segment(&shared, &file, &path)?;
+                        sync_segment(&shared, &file, &path)
+                            .map_err(|e| StoreError::io(&path, e))?;
                     }
                     Ok(())
                 })();
-                if written.is_ok() && (!flushes.is_empty() || closing) {
-                    // A flush or close makes every append durable, including
-                    // those in segments rolled since the last one.
-                    for (rolled_path, rolled_file) in &rolled {
-                        sync_segment(&shared, rolled_file, rolled_path)
-                            .map_err(|e| StoreError::io(rolled_path, e))?;
-                    }
-                    rolled.clear();
-                }
                 if let Err(e) = written {
                     if !batch.is_empty() {
                         cut_back(&file, &path, batch_at);
                     }
-                    return Err(StoreError::io(&path, e));
+                    return Err(e);
+                }
+                if !flushes.is_empty() || closing {
+                    rolled.clear();
                 }
                 segment_len += batch.len() as u64;
                 Ok(())
