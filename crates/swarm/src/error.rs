@@ -80,6 +80,7 @@ pub enum SubmitError {
 impl SubmitError {
     /// The rejected task, if the error carries one (for a refused batch, the
     /// first offending task).
+    #[must_use]
     pub fn into_task(self) -> Option<Task> {
         match self {
             SubmitError::QueueFull(t)
@@ -93,6 +94,7 @@ impl SubmitError {
 
     /// Every task the error hands back: all the tasks of a refused batch, in
     /// order; else the one task, if the error carries it.
+    #[must_use]
     pub fn into_tasks(self) -> Vec<Task> {
         match self {
             SubmitError::Batch { tasks, .. } => tasks,
@@ -102,6 +104,7 @@ impl SubmitError {
 
     /// Why the submission was refused: for a refused batch its reason, else
     /// the error itself. Match on this to handle single and batch refusals alike.
+    #[must_use]
     pub fn reason(&self) -> &SubmitError {
         match self {
             SubmitError::Batch { reason, .. } => reason,

@@ -2,6 +2,7 @@
 //! without it, nothing is recorded and no exporter runs).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use swarm_core::EventBus;
 
@@ -52,9 +53,15 @@ impl MetricsWiring {
 
     pub(crate) fn append_observer(&self) -> Option<AppendObserver> {
         let metrics = self.metrics.clone()?;
-        Some(std::sync::Arc::new(move |elapsed| {
+        Some(Arc::new(move |elapsed| {
             metrics.record_store_append(elapsed)
         }))
+    }
+
+    /// Counts a failed snapshot (`swarm_snapshot_failures_total`).
+    pub(crate) fn snapshot_failure_counter(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
+        let metrics = self.metrics.clone()?;
+        Some(Arc::new(move || metrics.record_snapshot_failure()))
     }
 
     pub(crate) fn render(&self) -> Option<String> {
@@ -91,6 +98,10 @@ impl MetricsWiring {
     }
 
     pub(crate) fn append_observer(&self) -> Option<AppendObserver> {
+        None
+    }
+
+    pub(crate) fn snapshot_failure_counter(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
         None
     }
 

@@ -17,6 +17,7 @@ pub(crate) struct Counters {
     pub(crate) wakeups: AtomicU64,
     pub(crate) events_stored: AtomicU64,
     pub(crate) store_errors: AtomicU64,
+    pub(crate) snapshot_failures: AtomicU64,
 }
 
 impl Counters {
@@ -66,6 +67,8 @@ pub struct SwarmStats {
     pub events_stored: u64,
     /// Store appends that failed.
     pub store_errors: u64,
+    /// Snapshot attempts that failed (each is logged and retried with back-off).
+    pub snapshot_failures: u64,
 }
 
 impl SwarmStats {

@@ -281,8 +281,18 @@ impl Swarm {
         };
         // A snapshot serializes the whole state: worth it only for a store that
         // outlives the process.
-        let snapshotter = (!matches!(b.store, StoreSpec::Memory))
-            .then(|| Snapshotter::spawn(Arc::new(Arc::clone(&store)), b.snapshot_every));
+        let snapshotter = (!matches!(b.store, StoreSpec::Memory)).then(|| {
+            let counters = Arc::clone(&counters);
+            let metrics = metrics.snapshot_failure_counter();
+            let on_failure: swarm_store::SnapshotFailureHook = Arc::new(move |_error| {
+                // The snapshotter logs the error and retries with back-off.
+                Counters::bump(&counters.snapshot_failures);
+                if let Some(record) = &metrics {
+                    record();
+                }
+            });
+            Snapshotter::spawn_with(Arc::new(Arc::clone(&store)), b.snapshot_every, on_failure)
+        });
 
         Ok(Swarm {
             inner: Arc::new(Inner {
@@ -359,7 +369,11 @@ impl Swarm {
         }
         // A log that failed to record earlier events records nothing for
         // sure: accept nothing more (durable store or not).
-        if let Some(error) = inner.journal.failure() {
+        let failed = inner
+            .journal
+            .failure()
+            .or_else(|| inner.store.poisoned().map(Arc::new));
+        if let Some(error) = failed {
             return Err(SubmitError::Store {
                 task: Box::new(tasks[0].clone()),
                 error,
@@ -399,6 +413,7 @@ impl Swarm {
 
     /// Every event from now on, as an async stream (a slow consumer is told
     /// how many events it missed).
+    #[must_use]
     pub fn events(&self) -> EventStream {
         self.inner.bus.subscribe()
     }
@@ -414,11 +429,13 @@ impl Swarm {
     }
 
     /// Counters and current load.
+    #[must_use]
     pub fn stats(&self) -> SwarmStats {
         self.inner.core.stats()
     }
 
     /// The Prometheus exposition text, when metrics are recorded.
+    #[must_use]
     pub fn render_metrics(&self) -> Option<String> {
         self.inner.metrics.render()
     }

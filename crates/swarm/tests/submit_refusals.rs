@@ -296,3 +296,97 @@ async fn after_a_failed_append_a_non_durable_swarm_refuses_submits() {
         .unwrap_err();
     assert!(matches!(err, SubmitError::Store { .. }), "{err:?}");
 }
+
+/// A store whose first `save_snapshot` calls fail.
+#[derive(Debug, Default)]
+struct FlakySnapshots {
+    inner: swarm::MemoryStore,
+    failures_left: std::sync::atomic::AtomicU32,
+}
+
+impl swarm::EventStore for FlakySnapshots {
+    fn append(
+        &self,
+        events: Vec<swarm::Event>,
+        expected: Option<u64>,
+    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<swarm::SeqRange>> {
+        self.inner.append(events, expected)
+    }
+    fn read(&self, from_seq: u64) -> swarm::StoredEventStream {
+        self.inner.read(from_seq)
+    }
+    fn subscribe(&self, from_seq: u64) -> swarm::StoredEventStream {
+        self.inner.subscribe(from_seq)
+    }
+    fn last_seq(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<u64>> {
+        self.inner.last_seq()
+    }
+    fn save_snapshot(
+        &self,
+        snapshot: swarm::Snapshot,
+    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures_left.load(Ordering::Relaxed);
+        if left > 0 {
+            self.failures_left.store(left - 1, Ordering::Relaxed);
+            return Box::pin(async { Err(swarm::StoreError::Closed) });
+        }
+        self.inner.save_snapshot(snapshot)
+    }
+    fn latest_snapshot(
+        &self,
+        at_or_before: u64,
+    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<Option<swarm::Snapshot>>> {
+        self.inner.latest_snapshot(at_or_before)
+    }
+    fn flush(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
+        self.inner.flush()
+    }
+    fn close(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
+        self.inner.close()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_snapshots_are_counted_exported_and_retried() {
+    let store = std::sync::Arc::new(FlakySnapshots::default());
+    store
+        .failures_left
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    let swarm = Swarm::builder()
+        .agents(2)
+        .store(store.clone(), false)
+        .snapshot_every(10)
+        .build()
+        .await
+        .unwrap();
+    let handles = swarm
+        .submit_batch((0..20).map(|_| task("work", Priority::Normal)).collect())
+        .await
+        .unwrap();
+    for h in handles {
+        assert!(h.await.is_completed());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let saved = swarm::EventStore::latest_snapshot(&*store, u64::MAX)
+            .await
+            .unwrap();
+        if swarm.stats().snapshot_failures >= 2 && saved.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot after the failures: {:?}",
+            swarm.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = swarm.render_metrics().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("swarm_snapshot_failures_total") && l.ends_with(" 2")),
+        "{text}"
+    );
+    swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+}

@@ -302,6 +302,7 @@ impl Core {
             wakeups: load(&c.wakeups),
             events_stored: load(&c.events_stored),
             store_errors: load(&c.store_errors),
+            snapshot_failures: load(&c.snapshot_failures),
         }
     }
 }
