@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_core::event::{
-    AgentAvailable, AgentBusy, AgentError, AgentHealth, AgentRemoved, TaskCompleted,
-    TaskDeadLettered, TaskFailed,
+    AgentAvailable, AgentBusy, AgentError, AgentHealth, TaskCompleted, TaskDeadLettered, TaskFailed,
 };
 use swarm_core::{AgentId, Task, TaskId};
 
@@ -249,10 +248,7 @@ impl<F: AgentFactory> AgentPool<F> {
         }
         let mut replaced_by = None;
         if unhealthy {
-            bus.emit(AgentRemoved {
-                agent_id,
-                reason: "unhealthy".into(),
-            });
+            self.announce_removed(agent_id, "unhealthy");
             if config.replace_unhealthy {
                 match self.spawn_agents(1) {
                     Ok(ids) => replaced_by = ids.first().copied(),

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -37,6 +37,7 @@ mod state;
 mod tests;
 
 pub use execute::{Executed, Next};
+pub use membership::MembershipObserver;
 use state::State;
 pub use state::{AgentInfo, AgentState, PoolCounts};
 
@@ -84,6 +85,8 @@ struct Inner<F: AgentFactory> {
     bus: EventBus,
     config: PoolConfig,
     state: Mutex<State<F::Agent>>,
+    // Set once by the scheduler; told of every membership change.
+    observer: OnceLock<Arc<dyn MembershipObserver>>,
 }
 
 /// A pool of agents: runs attempts safely and says what to do after each.
@@ -119,6 +122,11 @@ struct Inner<F: AgentFactory> {
 /// permanent errors), and either `agent:available` or, for an agent that
 /// became unhealthy, `agent:removed` then `agent:created` + `agent:available`
 /// for its replacement.
+///
+/// Membership changes also reach the [`MembershipObserver`] set with
+/// [`set_membership_observer`](Self::set_membership_observer), by a direct
+/// call right after `agent:created` / `agent:removed` (see the trait for the
+/// order). A scheduler follows membership there, never on the bus.
 pub struct AgentPool<F: AgentFactory> {
     inner: Arc<Inner<F>>,
 }
@@ -161,6 +169,7 @@ impl<F: AgentFactory> AgentPool<F> {
                     histories: HashMap::new(),
                     overloaded: false,
                 }),
+                observer: OnceLock::new(),
             }),
         };
         pool.spawn_agents(config.initial_agents)?;
