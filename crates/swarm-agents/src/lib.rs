@@ -67,7 +67,6 @@ mod error;
 mod health;
 mod pool;
 mod retry;
-mod rng;
 mod scaling;
 mod sim;
 
@@ -84,6 +83,6 @@ pub use pool::{
 pub use retry::{
     DEFAULT_MAX_ATTEMPTS, RetryDecision, RetryHandle, RetryPolicy, retry_after, schedule_retry,
 };
-pub use rng::SplitMix64;
 pub use scaling::{LoadObservation, ScalingConfig, ScalingDecision, ScalingPolicy};
 pub use sim::{DurationDist, SimAgent, SimAgentFactory, SimConfig};
+pub use swarm_core::rng::SplitMix64;

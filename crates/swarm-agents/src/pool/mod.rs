@@ -26,8 +26,8 @@ use crate::agent::AgentFactory;
 use crate::error::CreateAgentError;
 use crate::health::HealthPolicy;
 use crate::retry::RetryPolicy;
-use crate::rng::SplitMix64;
 use crate::scaling::LoadObservation;
+use swarm_core::rng::SplitMix64;
 
 mod claim;
 mod execute;

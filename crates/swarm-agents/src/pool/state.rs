@@ -9,7 +9,7 @@ use swarm_core::{AgentId, TaskId};
 
 use crate::agent::Agent;
 use crate::health::HealthTracker;
-use crate::rng::SplitMix64;
+use swarm_core::rng::SplitMix64;
 
 /// Where an agent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
