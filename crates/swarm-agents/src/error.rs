@@ -132,3 +132,29 @@ pub enum RefusedReason {
     #[error("{0} cannot run tasks of this kind: pick an agent whose capabilities include it")]
     Incapable(AgentId),
 }
+
+/// [`AgentPool::set_membership_observer`](crate::AgentPool::set_membership_observer)
+/// was called on a pool that already has an observer: the new one is handed
+/// back and the first stays.
+pub struct ObserverAlreadySet(pub(crate) std::sync::Arc<dyn crate::MembershipObserver>);
+
+impl ObserverAlreadySet {
+    /// The observer that was not set.
+    pub fn into_inner(self) -> std::sync::Arc<dyn crate::MembershipObserver> {
+        self.0
+    }
+}
+
+impl fmt::Debug for ObserverAlreadySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ObserverAlreadySet(..)")
+    }
+}
+
+impl fmt::Display for ObserverAlreadySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the pool already has a membership observer; it can be set once")
+    }
+}
+
+impl std::error::Error for ObserverAlreadySet {}

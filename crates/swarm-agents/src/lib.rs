@@ -15,7 +15,8 @@
 //!   once on a panic or timeout.
 //! - [`AgentPool`]: owns the agents, runs attempts, emits the agent and failure
 //!   events, replaces unhealthy agents. It owns no queue: the `swarm` facade
-//!   pairs it with one.
+//!   pairs it with one, and learns of membership changes through a
+//!   [`MembershipObserver`] (a direct call; the bus is an output only).
 //! - [`ScalingPolicy`]: a pure decision from load to grow / activate reserve /
 //!   retire / hold, with a cool-down; [`Autoscaler`] feeds it from events.
 //! - [`SimAgent`]: seeded simulated agents for tests, benches and demos.
@@ -66,19 +67,22 @@ mod error;
 mod health;
 mod pool;
 mod retry;
-mod rng;
 mod scaling;
 mod sim;
 
 pub use agent::{Agent, AgentFactory, BoxAgent, BoxAgentFactory, DynAgent, TaskOutput};
 pub use attempt::{AttemptFailure, AttemptOutcome, run_attempt};
 pub use autoscaler::Autoscaler;
-pub use error::{CreateAgentError, ExecuteError, ExecuteRefused, RefusedReason};
+pub use error::{
+    CreateAgentError, ExecuteError, ExecuteRefused, ObserverAlreadySet, RefusedReason,
+};
 pub use health::{HealthPolicy, HealthTracker};
-pub use pool::{AgentInfo, AgentPool, AgentState, Executed, Next, PoolConfig, PoolCounts};
+pub use pool::{
+    AgentInfo, AgentPool, AgentState, Executed, MembershipObserver, Next, PoolConfig, PoolCounts,
+};
 pub use retry::{
     DEFAULT_MAX_ATTEMPTS, RetryDecision, RetryHandle, RetryPolicy, retry_after, schedule_retry,
 };
-pub use rng::SplitMix64;
 pub use scaling::{LoadObservation, ScalingConfig, ScalingDecision, ScalingPolicy};
 pub use sim::{DurationDist, SimAgent, SimAgentFactory, SimConfig};
+pub use swarm_core::rng::SplitMix64;

@@ -10,7 +10,7 @@ use swarm_core::Task;
 use tokio::task::JoinHandle;
 
 use crate::attempt::AttemptFailure;
-use crate::rng::unit_f64;
+use swarm_core::rng::unit_f64;
 
 /// The default number of attempts of a task (the first one included).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

@@ -7,7 +7,7 @@ use swarm_core::{AgentId, Task};
 
 use crate::agent::{Agent, AgentFactory, TaskOutput};
 use crate::error::{CreateAgentError, ExecuteError};
-use crate::rng::AtomicSplitMix64;
+use swarm_core::rng::AtomicSplitMix64;
 
 /// How long a simulated attempt takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -253,8 +253,7 @@ impl AgentFactory for SimAgentFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{SplitMix64, unit_f64};
-    use rand::RngCore;
+    use swarm_core::rng::{SplitMix64, unit_f64};
 
     #[test]
     fn distributions_stay_in_range() {

@@ -11,26 +11,15 @@
 //!
 //! `unsafe` is used for two libc calls (`getrusage`, `sysconf`) in `sys.rs`.
 
+mod scenario_names;
 mod scenarios;
 mod sys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use scenario_names::SCENARIOS;
 use serde_json::{Map, Value, json};
-
-/// Every scenario, in the order a full run goes through them.
-pub(crate) const SCENARIOS: &[&str] = &[
-    "seed_comparison",
-    "throughput",
-    "dispatch_latency",
-    "priority",
-    "idle_cpu",
-    "work_stealing",
-    "store",
-    "memory",
-    "distributed",
-];
 
 /// Options shared by all scenarios.
 #[derive(Debug, Clone)]

@@ -1,7 +1,9 @@
 //! What the process costs: CPU time from `getrusage`, resident memory from
-//! `/proc/self/statm`, and a small seeded random stream.
+//! `/proc/self/statm`, and exponential draws from the shared seeded stream.
 
 use std::time::Duration;
+
+use swarm_core::rng::SplitMix64;
 
 /// CPU time (user + system) the whole process has used so far.
 pub(crate) fn cpu_time() -> Duration {
@@ -58,32 +60,9 @@ impl CpuMeter {
     }
 }
 
-/// SplitMix64: a tiny seeded stream for arrival times and priorities.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Exponential with this mean.
-    pub(crate) fn exp(&mut self, mean: Duration) -> Duration {
-        mean.mul_f64(-(1.0 - self.unit()).ln())
-    }
+/// An exponential draw with this mean (arrival gaps of a Poisson process).
+pub(crate) fn exp(rng: &mut SplitMix64, mean: Duration) -> Duration {
+    mean.mul_f64(-(1.0 - rng.next_f64()).ln())
 }
 
 /// Median of a small sample (sorts it).

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use swarm::event::TaskAssigned;
 use swarm::{Priority, SchedulerMode, SimConfig, Swarm, Task, TaskHandle, TaskOutcome};
+use swarm_core::rng::SplitMix64;
 
 use crate::error::CliError;
 use crate::output::{ms, print_json, print_stdout, progress_bar};
@@ -27,14 +28,6 @@ pub(crate) fn priority_of(draw: u64) -> Priority {
     }
 }
 
-pub(crate) fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 pub(crate) const KINDS: [&str; 4] = ["summarize", "classify", "translate", "extract"];
 
 /// The tasks of the generated workload due by now at `args.rate` (all at once
@@ -43,7 +36,7 @@ pub(crate) fn due_batch(
     args: &DemoArgs,
     started: Instant,
     submitted: u64,
-    rng: &mut u64,
+    rng: &mut SplitMix64,
 ) -> Result<Vec<Task>, CliError> {
     let due = if args.rate == 0.0 {
         args.tasks
@@ -55,7 +48,7 @@ pub(crate) fn due_batch(
     let count = due.saturating_sub(submitted).min(5000);
     (submitted..submitted + count)
         .map(|i| {
-            let draw = splitmix64(rng);
+            let draw = rng.next_u64();
             Task::builder(KINDS[(draw >> 32) as usize % KINDS.len()])
                 .priority(priority_of(draw))
                 .payload(format!("demo task {i}"))
@@ -170,7 +163,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let mut pending: FuturesUnordered<TaskHandle> = FuturesUnordered::new();
     let mut outcomes = Outcomes::default();
-    let mut rng = args.seed ^ 0x5eed;
+    let mut rng = SplitMix64::new(args.seed ^ 0x5eed);
     let mut submitted = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

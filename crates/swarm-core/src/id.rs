@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::rng::SplitMix64;
+
 /// Identifies one task for its whole life, across retries, processes and replays.
 ///
 /// A `TaskId` is a 64-bit number. [`TaskId::generate`] hands out ids that are
@@ -61,11 +63,8 @@ fn seed() -> u64 {
 }
 
 // A bijection on u64, so distinct counter values give distinct ids.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+fn splitmix64(z: u64) -> u64 {
+    SplitMix64::new(z).next_u64()
 }
 
 impl fmt::Display for TaskId {
@@ -168,6 +167,11 @@ mod tests {
     fn named_ids_are_stable() {
         assert_eq!(TaskId::from_name("job-1"), TaskId::from_name("job-1"));
         assert_ne!(TaskId::from_name("job-1"), TaskId::from_name("job-2"));
+        // Pinned: a jobs file keeps its ids across versions.
+        assert_eq!(
+            TaskId::from_name("job-1").to_string(),
+            "task-35f71382f65a0b4a"
+        );
     }
 
     #[test]

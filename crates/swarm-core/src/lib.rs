@@ -14,6 +14,7 @@
 //! | `json` | JSON helpers on payloads ([`Payload::json`], [`TaskBuilder::json`]) |
 //! | `test-util` | [`testing::EventRecorder`], to assert on emitted events in tests |
 //! | `proptest` | `testing::strategy`, proptest strategies for tasks and events |
+//! | `rand` | `rand::RngCore` for [`rng::SplitMix64`] |
 //!
 //! # Example
 //!
@@ -47,6 +48,7 @@ pub mod bus;
 pub mod event;
 mod id;
 mod priority;
+pub mod rng;
 mod task;
 pub mod testing;
 pub mod time;

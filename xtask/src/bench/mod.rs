@@ -10,20 +10,14 @@ use std::process::Command;
 
 use serde_json::{Map, Value, json};
 
-/// Every scenario, in run order (kept in step with `crates/swarm-bench`).
-pub(crate) const SCENARIOS: &[&str] = &[
-    "seed_comparison",
-    "throughput",
-    "dispatch_latency",
-    "priority",
-    "idle_cpu",
-    "work_stealing",
-    "store",
-    "memory",
-    "distributed",
-];
+// `SCENARIOS`: every scenario, in run order. The list lives in the bench
+// crate; including the file keeps one list without depending on that crate.
+include!("../../../crates/swarm-bench/src/scenario_names.rs");
 
-pub(crate) const HELP: &str = "\
+/// The help text of `cargo xtask bench`, with the scenario list.
+pub(crate) fn help() -> String {
+    format!(
+        "\
 usage: cargo xtask bench [--quick] [--scenario NAME]...
 
 Builds crates/swarm-bench in release, runs each scenario in its own process,
@@ -34,12 +28,14 @@ options:
   --scenario NAME    run only NAME (repeatable); default: all of them
   -h, --help         this text
 
-scenarios: seed_comparison, throughput, dispatch_latency, priority, idle_cpu,
-           work_stealing, store, memory, distributed
+scenarios: {}
 
 `distributed` needs a nats-server with JetStream at $SWARM_NATS_URL (default
 nats://127.0.0.1:4222); without one it is reported as skipped.
-";
+",
+        SCENARIOS.join(", ")
+    )
+}
 
 struct Args {
     quick: bool,
@@ -59,7 +55,10 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
                     .next()
                     .ok_or("--scenario needs a name (see the list below)")?;
                 if !SCENARIOS.contains(&name.as_str()) {
-                    return Err(format!("unknown scenario {name:?}"));
+                    return Err(format!(
+                        "unknown scenario {name:?}; the scenarios are: {}",
+                        SCENARIOS.join(", ")
+                    ));
                 }
                 if !scenarios.contains(name) {
                     scenarios.push(name.clone());
@@ -78,10 +77,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let args = match parse(args) {
         Ok(Some(args)) => args,
         Ok(None) => {
-            print!("{HELP}");
+            print!("{}", help());
             return Ok(());
         }
-        Err(message) => return Err(format!("{message}\n\n{HELP}")),
+        Err(message) => return Err(format!("{message}\n\n{}", help())),
     };
     let root = workspace_root()?;
     let target = target_dir(&root);
@@ -257,20 +256,19 @@ mod tests {
     }
 
     #[test]
-    fn the_scenario_list_matches_swarm_bench() {
-        let bench = include_str!("../../../crates/swarm-bench/src/main.rs");
-        let start = bench.find("pub(crate) const SCENARIOS").unwrap();
-        let end = start + bench[start..].find("];").unwrap();
-        let listed: Vec<&str> = bench[start..end]
-            .lines()
-            .skip(1)
-            .map(|l| l.trim().trim_end_matches(',').trim_matches('"'))
-            .filter(|l| !l.is_empty())
-            .collect();
-        assert_eq!(listed, SCENARIOS);
+    fn every_scenario_is_accepted_and_listed_in_the_help() {
         for name in SCENARIOS {
-            assert!(HELP.contains(name), "{name} missing from the help text");
+            let parsed = parse(&args(&["--scenario", name])).unwrap().unwrap();
+            assert_eq!(parsed.scenarios, [*name]);
+            assert!(help().contains(name), "{name} missing from the help text");
         }
+    }
+
+    #[test]
+    fn an_unknown_scenario_is_named_and_the_valid_ones_listed() {
+        let message = parse(&args(&["--scenario", "nope"])).err().unwrap();
+        assert!(message.contains("unknown scenario \"nope\""), "{message}");
+        assert!(message.contains(&SCENARIOS.join(", ")), "{message}");
     }
 
     #[test]

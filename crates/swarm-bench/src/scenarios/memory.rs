@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use swarm::{Payload, Priority, SimConfig, Swarm, Task};
+use swarm_core::rng::SplitMix64;
 use swarm_queue::PriorityQueue;
 
 use super::Result;
-use crate::sys::{Rng, r3, rss_bytes};
+use crate::sys::{r3, rss_bytes};
 use crate::{Options, Outcome};
 
 const PAYLOAD: usize = 16;
@@ -29,7 +30,7 @@ const PAYLOAD: usize = 16;
 pub(crate) fn run(options: &Options) -> Result<Outcome> {
     let tasks: usize = if options.quick { 1_000_000 } else { 10_000_000 };
     let kind: Arc<str> = Arc::from("queued");
-    let mut rng = Rng::new(5);
+    let mut rng = SplitMix64::new(5);
     let mut queue: PriorityQueue<(Task, tokio::time::Instant)> = PriorityQueue::new();
     // Creating the runtime clock and the allocator's first arenas before the
     // baseline reading keeps them out of the delta.

@@ -23,18 +23,29 @@ use crate::{Options, Outcome};
 pub(crate) type Result<T> = std::result::Result<T, String>;
 
 pub(crate) fn run(name: &str, options: &Options) -> Result<Outcome> {
-    match name {
-        "seed_comparison" => block_on(seed_comparison::run(options)),
-        "throughput" => block_on(throughput::run(options)),
-        "dispatch_latency" => block_on(dispatch_latency::run(options)),
-        "priority" => block_on(priority::run(options)),
-        "idle_cpu" => block_on(idle_cpu::run(options)),
-        "work_stealing" => block_on(work_stealing::run(options)),
-        "store" => block_on(store::run(options)),
-        "memory" => memory::run(options),
-        "distributed" => block_on(distributed::run(options)),
-        other => Err(format!("no scenario named {other:?}")),
-    }
+    let run = runner(name).ok_or_else(|| format!("no scenario named {name:?}"))?;
+    run(options)
+}
+
+/// A scenario's entry point.
+type Runner = fn(&Options) -> Result<Outcome>;
+
+/// The entry point of the scenario `name` (one of
+/// [`SCENARIOS`](crate::SCENARIOS)), `None` for an unknown name.
+fn runner(name: &str) -> Option<Runner> {
+    let run: Runner = match name {
+        "seed_comparison" => |o| block_on(seed_comparison::run(o)),
+        "throughput" => |o| block_on(throughput::run(o)),
+        "dispatch_latency" => |o| block_on(dispatch_latency::run(o)),
+        "priority" => |o| block_on(priority::run(o)),
+        "idle_cpu" => |o| block_on(idle_cpu::run(o)),
+        "work_stealing" => |o| block_on(work_stealing::run(o)),
+        "store" => |o| block_on(store::run(o)),
+        "memory" => memory::run,
+        "distributed" => |o| block_on(distributed::run(o)),
+        _ => return None,
+    };
+    Some(run)
 }
 
 /// Worker threads of every runtime: one per core, as `#[tokio::main]` would.
@@ -93,4 +104,22 @@ impl Waits {
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runner;
+    use crate::SCENARIOS;
+
+    #[test]
+    fn every_listed_scenario_has_a_runner_and_is_listed_once() {
+        for name in SCENARIOS {
+            assert!(runner(name).is_some(), "{name} is listed but has no runner");
+        }
+        let mut unique = SCENARIOS.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), SCENARIOS.len(), "a scenario is listed twice");
+        assert!(runner("nope").is_none());
+    }
 }

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use swarm::{DurationDist, SchedulerMode, SimConfig, Swarm};
+use swarm_core::rng::SplitMix64;
 
 use super::{Result, Waits, ms, task};
-use crate::sys::{CpuMeter, Rng, r3};
+use crate::sys::{CpuMeter, exp, r3};
 use crate::{Options, Outcome};
 
 /// How many times faster than the reference the experiment runs.
@@ -107,7 +108,7 @@ async fn run_mode(mode: SchedulerMode, window: Duration) -> Result<ModeResult> {
     let _subscription = waits.attach(&swarm);
     let kind: Arc<str> = Arc::from("seed");
     let mean_gap = scaled(Duration::from_secs_f64(60.0 / OFFERED_PER_MIN));
-    let mut rng = Rng::new(42);
+    let mut rng = SplitMix64::new(42);
 
     let meter = CpuMeter::start();
     let start = tokio::time::Instant::now();
@@ -115,7 +116,7 @@ async fn run_mode(mode: SchedulerMode, window: Duration) -> Result<ModeResult> {
     let mut next = start;
     let mut submitted = 0u64;
     loop {
-        next += rng.exp(mean_gap);
+        next += exp(&mut rng, mean_gap);
         if next >= end {
             break;
         }
