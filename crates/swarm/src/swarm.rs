@@ -7,8 +7,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use swarm_agents::{AgentPool, Autoscaler, PoolConfig, ScalingConfig, ScalingPolicy};
 use swarm_core::event::{
-    AgentCreated, AgentRemoved, FailureReason, PerformanceDegraded, QueueBacklog, SystemShutdown,
-    TaskCreated, TaskDeadLettered, TaskFailed,
+    FailureReason, PerformanceDegraded, SystemShutdown, TaskCreated, TaskDeadLettered, TaskFailed,
 };
 use swarm_core::{EventBus, EventStream, Subscription, Task, TaskError, TaskId};
 use swarm_queue::PriorityQueue;
@@ -177,13 +176,19 @@ impl Swarm {
             runtime.clone(),
         );
 
-        // Pool membership drives the agent loops. These handlers take no
-        // scheduler lock (they may run under it): they only spawn.
+        // Pool membership drives the agent loops, told by a direct call from
+        // the pool (the bus is an output: a fake `agent:removed` emitted on it
+        // stops nothing). Agents made before the observer was set are read
+        // after setting it; a repeat is ignored.
         let mut subscriptions = Vec::new();
-        let c = Arc::clone(&core);
-        subscriptions.push(bus.on::<AgentCreated>(move |e| c.start_agent(e.agent_id)));
-        let c = Arc::clone(&core);
-        subscriptions.push(bus.on::<AgentRemoved>(move |e| c.stop_agent(e.agent_id)));
+        if pool
+            .set_membership_observer(Arc::new(crate::scheduler::Membership::new(&core)))
+            .is_err()
+        {
+            return Err(BuildError::Config(
+                "the agent pool already has a membership observer".into(),
+            ));
+        }
         for agent in pool.agents() {
             core.start_agent(agent.id);
         }
@@ -203,9 +208,6 @@ impl Swarm {
                 }),
                 move || queued.load(std::sync::atomic::Ordering::Relaxed),
             );
-            let c = Arc::clone(&core);
-            // Activated reserve agents are idle in the pool: give them work.
-            subscriptions.push(bus.on::<QueueBacklog>(move |_| c.dispatch_soon()));
             let grow_pool = pool.clone();
             // The handler may run on any thread that emits: spawn on our runtime.
             let runtime_for_growth = runtime.clone();

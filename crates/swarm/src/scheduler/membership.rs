@@ -2,7 +2,42 @@
 //! leaves, and a lost agent is replaced; its local queue goes back to the
 //! global queue.
 
+use std::sync::Weak;
+
+use swarm_agents::MembershipObserver;
+
 use super::*;
+
+/// Tells the scheduler of the pool's membership changes, by a direct call
+/// from the pool. Holds the core weakly: the core owns the pool.
+pub(crate) struct Membership(Weak<Core>);
+
+impl Membership {
+    pub(crate) fn new(core: &Arc<Core>) -> Self {
+        Membership(Arc::downgrade(core))
+    }
+}
+
+impl MembershipObserver for Membership {
+    fn agent_added(&self, id: AgentId, _reserve: bool) {
+        if let Some(core) = self.0.upgrade() {
+            core.start_agent(id);
+        }
+    }
+
+    fn agent_removed(&self, id: AgentId) {
+        if let Some(core) = self.0.upgrade() {
+            core.stop_agent(id);
+        }
+    }
+
+    fn agents_activated(&self, _ids: &[AgentId]) {
+        // Activated reserve agents are idle in the pool: give them work.
+        if let Some(core) = self.0.upgrade() {
+            core.dispatch_soon();
+        }
+    }
+}
 
 impl Core {
     /// Starts the loop of a new agent (event mode). Safe to call from an event

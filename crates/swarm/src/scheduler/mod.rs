@@ -172,6 +172,7 @@ mod shutdown;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use membership::Membership;
 pub(crate) use polling::polling_loop;
 
 impl Core {
