@@ -56,6 +56,13 @@ pub(crate) enum StoreSpec {
     },
 }
 
+/// Where a distributed swarm's work comes from (feature `nats`).
+#[cfg(feature = "nats")]
+pub(crate) struct NatsSpec {
+    pub(crate) url: String,
+    pub(crate) queue: crate::distributed::TaskQueueConfig,
+}
+
 pub(crate) enum AgentsSpec {
     Sim(SimConfig),
     Factory(BoxAgentFactory),
@@ -105,6 +112,8 @@ pub struct SwarmBuilder {
     pub(crate) snapshot_every: u64,
     pub(crate) seed: u64,
     pub(crate) bus: Option<EventBus>,
+    #[cfg(feature = "nats")]
+    pub(crate) nats: Option<NatsSpec>,
 }
 
 impl fmt::Debug for SwarmBuilder {
@@ -145,6 +154,8 @@ impl Default for SwarmBuilder {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             seed: 0,
             bus: None,
+            #[cfg(feature = "nats")]
+            nats: None,
         }
     }
 }
@@ -325,6 +336,58 @@ impl SwarmBuilder {
         self
     }
 
+    /// Makes this swarm a node of a distributed swarm (feature `nats`): its
+    /// work comes from the JetStream task queue of the NATS server at `url`
+    /// (`nats://host:port`), shared with every node of the same
+    /// [swarm name](Self::nats_swarm), and its events go to the swarm's
+    /// shared log there (a [`NatsStore`](swarm_store::NatsStore) in
+    /// shared-writer mode, unless [`store`](Self::store) gives another).
+    /// `submit` publishes to the queue; any node may run the task, and the
+    /// handle resolves when its outcome is in the log. Agents, retries,
+    /// health, scaling, metrics, events and shutdown are the same as for a
+    /// local swarm. See docs/nats.md.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    pub fn nats(mut self, url: impl Into<String>) -> Self {
+        let queue = self
+            .nats
+            .take()
+            .map_or_else(|| crate::distributed::TaskQueueConfig::new("default"), |n| n.queue);
+        self.nats = Some(NatsSpec {
+            url: url.into(),
+            queue,
+        });
+        self
+    }
+
+    /// The name of the distributed swarm this node joins (default
+    /// `"default"`); with [`nats`](Self::nats).
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    pub fn nats_swarm(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        match &mut self.nats {
+            Some(spec) => spec.queue.swarm = name,
+            None => {
+                self.nats = Some(NatsSpec {
+                    url: String::new(),
+                    queue: crate::distributed::TaskQueueConfig::new(name),
+                })
+            }
+        }
+        self
+    }
+
+    /// The task queue's settings (its swarm name, ack wait, deliveries,
+    /// prefetch, ...); with [`nats`](Self::nats).
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    pub fn task_queue(mut self, config: crate::distributed::TaskQueueConfig) -> Self {
+        let url = self.nats.take().map(|n| n.url).unwrap_or_default();
+        self.nats = Some(NatsSpec { url, queue: config });
+        self
+    }
+
     /// Emits on this bus (to share it with code built before the swarm).
     pub fn bus(mut self, bus: EventBus) -> Self {
         self.bus = Some(bus);
@@ -349,6 +412,25 @@ impl SwarmBuilder {
             if interval.is_zero() || batch == 0 {
                 return Err(BuildError::Config(
                     "polling mode needs a non-zero interval and batch".into(),
+                ));
+            }
+        }
+        #[cfg(feature = "nats")]
+        if let Some(spec) = &self.nats {
+            if spec.url.is_empty() {
+                return Err(BuildError::Config(
+                    "nats_swarm/task_queue were set without nats(url): name the server".into(),
+                ));
+            }
+            if matches!(self.mode, SchedulerMode::Polling { .. }) {
+                return Err(BuildError::Config(
+                    "polling mode is the local baseline: it cannot take work from a NATS queue"
+                        .into(),
+                ));
+            }
+            if matches!(self.store, StoreSpec::File { .. }) {
+                return Err(BuildError::Config(
+                    "a distributed swarm logs to its shared NATS stream: drop file_store".into(),
                 ));
             }
         }

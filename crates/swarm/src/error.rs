@@ -29,6 +29,11 @@ pub enum BuildError {
     #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
     #[error("metrics recorder: {0}")]
     MetricsAttach(#[from] swarm_metrics::AttachError),
+    /// The distributed task queue could not be opened (feature `nats`).
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    #[error("distributed task queue: {0}")]
+    Distributed(#[from] crate::distributed::DistributedError),
     /// `build` was called outside a tokio runtime.
     #[error(
         "swarm needs a tokio runtime: call `build().await` from inside one (with the `time` driver enabled)"
@@ -64,6 +69,18 @@ pub enum SubmitError {
         #[source]
         error: Arc<StoreError>,
     },
+    /// The distributed task queue did not take the task (feature `nats`):
+    /// it is recorded as dead-lettered in the log, and was not accepted.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    #[error("the task queue did not take the task, so it was not accepted: {error}")]
+    Queue {
+        /// The task.
+        task: Box<Task>,
+        /// The queue's error.
+        #[source]
+        error: Arc<crate::distributed::DistributedError>,
+    },
     /// A batch of two or more tasks was refused as a whole: none of its tasks
     /// was accepted. `reason` is what refused it (with the first offending
     /// task, where the reason carries one); `tasks` is every task of the batch,
@@ -87,6 +104,8 @@ impl SubmitError {
             | SubmitError::ShuttingDown(t)
             | SubmitError::Duplicate(t)
             | SubmitError::Store { task: t, .. } => Some(*t),
+            #[cfg(feature = "nats")]
+            SubmitError::Queue { task: t, .. } => Some(*t),
             SubmitError::Invalid(_) => None,
             SubmitError::Batch { reason, .. } => reason.into_task(),
         }
@@ -123,6 +142,12 @@ impl fmt::Debug for SubmitError {
             SubmitError::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
             SubmitError::Store { task, error } => f
                 .debug_struct("Store")
+                .field("task", &task.id())
+                .field("error", error)
+                .finish(),
+            #[cfg(feature = "nats")]
+            SubmitError::Queue { task, error } => f
+                .debug_struct("Queue")
                 .field("task", &task.id())
                 .field("error", error)
                 .finish(),

@@ -1,30 +1,40 @@
-//! The journal: every event of the bus, appended to the event store in emit order.
+//! The journal: every event of the bus, appended to the event store in emit
+//! order. One journal serves both work sources.
 //!
 //! A synchronous `on_any` handler (lossless, in emit order) forwards each event
-//! into an unbounded channel; one writer task drains it in batches and appends
-//! each batch with a single `append` call, so a durable store group-commits
-//! everything that arrived while the previous write was in flight. A barrier
-//! resolves once every event sent before it is in the store: `submit` waits on
-//! one so that `task:created` is durable before it returns.
+//! into an unbounded channel; one writer task drains it in batches. A barrier
+//! resolves once every event sent before it is in the store, or with the
+//! error of the write that failed to put them there: `submit` waits on one so
+//! that `task:created` is durable before it returns, and a distributed node
+//! acks a task only once its events are in the log.
+//!
+//! How a batch reaches the store depends on the store ([`AppendMode`]):
+//! - `Batch`: one `append` call per batch, so a durable store group-commits
+//!   everything that arrived while the previous write was in flight;
+//! - `Inline`: a store whose appends complete without waiting (the in-memory
+//!   store) is appended to from the handler itself: no channel hop and no
+//!   writer wake-up on the hot path;
+//! - `Shared`: a log that several processes write (the NATS log of a
+//!   distributed swarm): one event per append (an append of one event is
+//!   atomic beside other writers), appended concurrently in rounds so that
+//!   the events of one task or one agent keep their emit order.
 //!
 //! The writer task sleeps on the channel: with no events it never wakes.
 //!
-//! A store whose appends complete without waiting (the in-memory store) is
-//! appended to inline, from the handler, which keeps the hot path free of a
-//! channel hop and of a writer wake-up per burst of events.
-//!
-//! The first failed append latches: [`Journal::failure`] returns it from then
-//! on, and `submit` refuses new tasks with it, durable store or not, so a
-//! swarm whose log has stopped recording does not go on accepting work that
-//! it could not recover.
+//! A failed append of a `Batch` or `Inline` store latches: [`Journal::failure`]
+//! returns it from then on and `submit` refuses new tasks with it (the log
+//! has a hole; nothing after it is safe to accept). A `Shared` log's failure
+//! is charged to the tasks whose events it lost ([`Journal::barrier_for`]):
+//! their messages are offered again, and the node goes on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures::FutureExt;
 use parking_lot::Mutex;
-use swarm_core::{Event, EventBus, Subscription};
+use swarm_core::{AgentId, Event, EventBus, Subscription, TaskId};
 use swarm_store::{EventStore, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,6 +42,14 @@ use crate::stats::Counters;
 
 /// A store error, shared by everything that waited on the failed write.
 pub(crate) type SharedStoreError = Arc<StoreError>;
+
+/// How the journal hands batches to its store (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AppendMode {
+    Batch,
+    Inline,
+    Shared,
+}
 
 enum Message {
     Event(Event),
@@ -55,12 +73,16 @@ impl Latch {
     }
 }
 
+/// Tasks one of whose events a `Shared` log lost, with the first error.
+type Lost = Arc<Mutex<HashMap<TaskId, SharedStoreError>>>;
+
 /// Records the duration of each store append (swarm_store_append_duration_seconds).
 pub(crate) type AppendObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 pub(crate) struct Journal {
     sender: mpsc::UnboundedSender<Message>,
     failed: Arc<Latch>,
+    lost: Lost,
     _subscription: Subscription,
 }
 
@@ -72,14 +94,12 @@ impl Journal {
         store: Arc<dyn EventStore>,
         counters: Arc<Counters>,
         on_append: Option<AppendObserver>,
-        inline: bool,
+        mode: AppendMode,
     ) -> Journal {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Message>();
         let failed = Arc::new(Latch::default());
-        let subscription = if inline {
-            // A store whose append completes without waiting (MemoryStore):
-            // append right here, in emit order, with no channel hop and no
-            // writer wake-up on the hot path.
+        let lost = Lost::default();
+        let subscription = if mode == AppendMode::Inline {
             let store = Arc::clone(&store);
             let counters = Arc::clone(&counters);
             let failed = Arc::clone(&failed);
@@ -116,13 +136,19 @@ impl Journal {
             })
         };
         // The writer task ends when the journal (its last sender) is dropped.
-        let latch = Arc::clone(&failed);
+        let writer = Writer {
+            store,
+            counters,
+            on_append,
+            latch: Arc::clone(&failed),
+            lost: Arc::clone(&lost),
+        };
         tokio::spawn(async move {
             let mut inbox = Vec::with_capacity(BATCH);
             let mut events = Vec::with_capacity(BATCH);
             let mut barriers = Vec::new();
             while receiver.recv_many(&mut inbox, BATCH).await > 0 {
-                counters.wakeups.fetch_add(1, Ordering::Relaxed);
+                writer.counters.wakeups.fetch_add(1, Ordering::Relaxed);
                 for message in inbox.drain(..) {
                     match message {
                         Message::Event(event) => events.push(event),
@@ -132,25 +158,13 @@ impl Journal {
                 let result = if events.is_empty() {
                     Ok(())
                 } else {
-                    let count = events.len() as u64;
-                    let started = Instant::now();
                     let batch = std::mem::replace(&mut events, Vec::with_capacity(BATCH));
-                    let result = store.append(batch, None).await;
-                    if let Some(observe) = &on_append {
-                        observe(started.elapsed());
-                    }
-                    match result {
-                        Ok(_) => {
-                            counters.events_stored.fetch_add(count, Ordering::Relaxed);
+                    match mode {
+                        AppendMode::Shared => {
+                            writer.append_shared(batch).await;
                             Ok(())
                         }
-                        Err(error) => {
-                            counters.store_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(%error, events = count, "event store append failed; these events are not in the log");
-                            let error = Arc::new(error);
-                            latch.set(&error);
-                            Err(error)
-                        }
+                        AppendMode::Batch | AppendMode::Inline => writer.append_batch(batch).await,
                     }
                 };
                 for ack in barriers.drain(..) {
@@ -161,6 +175,7 @@ impl Journal {
         Journal {
             sender,
             failed,
+            lost,
             _subscription: subscription,
         }
     }
@@ -179,9 +194,195 @@ impl Journal {
         done.await.map_err(|_| stopped())?
     }
 
-    /// The first failed append, if one failed: nothing after it is recorded
-    /// for sure, so the swarm accepts no new task.
+    /// Like [`barrier`](Self::barrier), and `Err` if an event of `task` was
+    /// lost since the last barrier for it (a `Shared` log charges its
+    /// failures to the tasks they concern).
+    pub(crate) async fn barrier_for(&self, task: TaskId) -> Result<(), SharedStoreError> {
+        let all = self.barrier().await;
+        let lost = self.lost.lock().remove(&task);
+        match (all, lost) {
+            (Err(error), _) | (Ok(()), Some(error)) => Err(error),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
+    /// The first failed append, if one failed (`Batch` and `Inline` logs):
+    /// nothing after it is recorded for sure, so the swarm accepts no new task.
     pub(crate) fn failure(&self) -> Option<SharedStoreError> {
         self.failed.get()
+    }
+}
+
+struct Writer {
+    store: Arc<dyn EventStore>,
+    counters: Arc<Counters>,
+    on_append: Option<AppendObserver>,
+    latch: Arc<Latch>,
+    lost: Lost,
+}
+
+impl Writer {
+    async fn append_batch(&self, batch: Vec<Event>) -> Result<(), SharedStoreError> {
+        let count = batch.len() as u64;
+        let started = Instant::now();
+        let result = self.store.append(batch, None).await;
+        if let Some(observe) = &self.on_append {
+            observe(started.elapsed());
+        }
+        match result {
+            Ok(_) => {
+                self.counters
+                    .events_stored
+                    .fetch_add(count, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, events = count, "event store append failed; these events are not in the log");
+                let error = Arc::new(error);
+                self.latch.set(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// One event per append, concurrently within a round; a failure is
+    /// charged to the event's task.
+    async fn append_shared(&self, batch: Vec<Event>) {
+        for round in rounds(batch) {
+            let appends = round.into_iter().map(|event| {
+                let task = keys_of(&event).0;
+                let started = Instant::now();
+                let append = self.store.append(vec![event], None);
+                async move { (task, append.await, started.elapsed()) }
+            });
+            for (task, result, elapsed) in futures::future::join_all(appends).await {
+                if let Some(observe) = &self.on_append {
+                    observe(elapsed);
+                }
+                match result {
+                    Ok(_) => {
+                        self.counters.events_stored.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(%error, "an event could not be journaled to the shared log");
+                        if let Some(task) = task {
+                            self.lost
+                                .lock()
+                                .entry(task)
+                                .or_insert_with(|| Arc::new(error));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What an event is about: its task and its agent. Two events about the same
+/// task or agent are appended one after the other, so the log keeps their
+/// order (concurrent appends may land in any order).
+fn keys_of(event: &Event) -> (Option<TaskId>, Option<AgentId>) {
+    match event {
+        Event::TaskCreated(e) => (Some(e.task.id()), None),
+        Event::TaskEnqueued(e) => (Some(e.task_id), None),
+        Event::TaskDequeued(e) => (Some(e.task_id), None),
+        Event::TaskCritical(e) => (Some(e.task_id), None),
+        Event::TaskAssigned(e) => (Some(e.task_id), Some(e.agent_id)),
+        Event::TaskCompleted(e) => (Some(e.task_id), Some(e.agent_id)),
+        Event::TaskFailed(e) => (Some(e.task_id), e.agent_id),
+        Event::TaskDeadLettered(e) => (Some(e.task_id), None),
+        Event::TaskCancelled(e) => (Some(e.task_id), None),
+        Event::TaskInterrupted(e) => (Some(e.task_id), Some(e.agent_id)),
+        Event::AgentBusy(e) => (Some(e.task_id), Some(e.agent_id)),
+        Event::AgentAvailable(e) => (None, Some(e.agent_id)),
+        Event::AgentCreated(e) => (None, Some(e.agent_id)),
+        Event::AgentRemoved(e) => (None, Some(e.agent_id)),
+        Event::AgentError(e) => (None, Some(e.agent_id)),
+        _ => (None, None),
+    }
+}
+
+/// Splits `events` (in emit order) into rounds whose events can be appended
+/// concurrently: an event goes into a later round than every earlier event
+/// about the same task or agent.
+fn rounds(events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut rounds: Vec<Vec<Event>> = Vec::new();
+    // The last round that holds an event about each task / agent.
+    let mut task_round: HashMap<TaskId, usize> = HashMap::new();
+    let mut agent_round: HashMap<AgentId, usize> = HashMap::new();
+    for event in events {
+        let (task, agent) = keys_of(&event);
+        let after = task
+            .and_then(|t| task_round.get(&t).map(|r| r + 1))
+            .max(agent.and_then(|a| agent_round.get(&a).map(|r| r + 1)))
+            .unwrap_or(0);
+        if let Some(t) = task {
+            task_round.insert(t, after);
+        }
+        if let Some(a) = agent {
+            agent_round.insert(a, after);
+        }
+        if rounds.len() <= after {
+            rounds.resize_with(after + 1, Vec::new);
+        }
+        rounds[after].push(event);
+    }
+    rounds
+}
+
+#[cfg(test)]
+mod tests {
+    use swarm_core::event::{AgentAvailable, AgentBusy, TaskAssigned, TaskCompleted};
+    use swarm_core::{Payload, Priority};
+
+    use super::*;
+
+    #[test]
+    fn rounds_keep_each_task_and_agent_in_emit_order() {
+        let (t1, t2) = (TaskId::from_u64(1), TaskId::from_u64(2));
+        let (a1, a2) = (AgentId::new(1), AgentId::new(2));
+        let assigned = |task_id, agent_id| {
+            Event::from(TaskAssigned {
+                task_id,
+                agent_id,
+                attempt: 1,
+                priority: Priority::Normal,
+                queue_wait: std::time::Duration::ZERO,
+            })
+        };
+        let events = vec![
+            assigned(t1, a1),
+            assigned(t2, a2),
+            AgentBusy {
+                agent_id: a1,
+                task_id: t1,
+            }
+            .into(),
+            TaskCompleted {
+                task_id: t1,
+                agent_id: a1,
+                attempt: 1,
+                duration: std::time::Duration::ZERO,
+                output: Payload::empty(),
+            }
+            .into(),
+            AgentAvailable { agent_id: a2 }.into(),
+        ];
+        let rounds = rounds(events);
+        let names: Vec<Vec<&str>> = rounds
+            .iter()
+            .map(|r| r.iter().map(Event::name).collect())
+            .collect();
+        // t1/a1's three events in three rounds; t2/a2's two in two.
+        assert_eq!(
+            names,
+            [
+                vec!["task:assigned", "task:assigned"],
+                vec!["agent:busy", "agent:available"],
+                vec!["task:completed"]
+            ]
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use swarm_agents::{AgentPool, Autoscaler, PoolConfig, ScalingConfig, ScalingPolicy};
+use swarm_agents::{
+    AgentPool, Autoscaler, BoxAgentFactory, PoolConfig, ScalingConfig, ScalingPolicy,
+};
 use swarm_core::event::{
     FailureReason, PerformanceDegraded, SystemShutdown, TaskCreated, TaskDeadLettered, TaskFailed,
 };
@@ -17,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::builder::{AgentsSpec, StoreSpec, SwarmBuilder, durability_of, sim_factory};
 use crate::error::{BuildError, CancelError, ShutdownError, SubmitError};
 use crate::handle::TaskHandle;
-use crate::journal::Journal;
+use crate::journal::{AppendMode, Journal};
 use crate::latency::LatencyWatch;
 use crate::metrics::MetricsWiring;
 use crate::scheduler::{Core, SchedConfig, polling_loop};
@@ -54,11 +56,21 @@ pub struct Swarm {
     inner: Arc<Inner>,
 }
 
+/// Where a swarm's work comes from, chosen once at build.
+enum WorkSource {
+    /// The local queues: a global `PriorityQueue` and the agents' `StealPool`.
+    Local(Arc<Core>),
+    /// A JetStream work queue shared with other nodes (feature `nats`).
+    #[cfg(feature = "nats")]
+    JetStream(Arc<crate::distributed::JetStreamSource>),
+}
+
 struct Inner {
-    core: Arc<Core>,
+    source: WorkSource,
+    counters: Arc<Counters>,
     bus: EventBus,
     store: Arc<dyn EventStore>,
-    journal: Journal,
+    journal: Arc<Journal>,
     snapshotter: Mutex<Option<Snapshotter>>,
     polling: Mutex<Option<JoinHandle<()>>>,
     durable_submit: bool,
@@ -98,11 +110,33 @@ impl Swarm {
         SwarmBuilder::default()
     }
 
-    pub(crate) async fn start(b: SwarmBuilder) -> Result<Swarm, BuildError> {
+    pub(crate) async fn start(mut b: SwarmBuilder) -> Result<Swarm, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let bus = b.bus.clone().unwrap_or_default();
 
-        let (store, durable_submit): (Arc<dyn EventStore>, bool) = match b.store {
+        #[cfg(feature = "nats")]
+        let distributed = b.nats.is_some();
+        #[cfg(not(feature = "nats"))]
+        let distributed = false;
+        // A distributed node logs to the swarm's shared NATS stream (unless a
+        // store was given) and opens the task queue.
+        #[cfg(feature = "nats")]
+        let mut nats_queue = None;
+        #[cfg(feature = "nats")]
+        let nats_log: Option<Arc<dyn EventStore>> = match &b.nats {
+            Some(spec) => {
+                let (log, queue) = crate::distributed::connect(spec, &b.store).await?;
+                nats_queue = Some(queue);
+                log
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "nats"))]
+        let nats_log: Option<Arc<dyn EventStore>> = None;
+        let (store, durable_submit): (Arc<dyn EventStore>, bool) = if let Some(log) = nats_log {
+            (log, true)
+        } else {
+            match b.store {
             StoreSpec::Memory => (Arc::new(MemoryStore::new()), false),
             StoreSpec::File {
                 ref dir,
@@ -122,22 +156,39 @@ impl Swarm {
                 (Arc::new(store), durability_of(options))
             }
             StoreSpec::Custom { ref store, durable } => (Arc::clone(store), durable),
+            }
         };
 
-        // Replay before anything new is recorded.
-        let recovered = SystemState::replay(&*store).await?;
+        // Replay before anything new is recorded. A distributed node does not:
+        // the shared queue holds its work, and the shared log every node's.
+        let recovered = if distributed {
+            SystemState::new()
+        } else {
+            SystemState::replay(&*store).await?
+        };
 
         let counters = Arc::new(Counters::default());
         let metrics = MetricsWiring::attach(&bus, b.record_metrics, b.metrics_addr)?;
-        let journal = Journal::start(
+        let mode = if distributed {
+            AppendMode::Shared
+        } else if matches!(b.store, StoreSpec::Memory) {
+            AppendMode::Inline
+        } else {
+            AppendMode::Batch
+        };
+        let journal = Arc::new(Journal::start(
             &bus,
             Arc::clone(&store),
             Arc::clone(&counters),
             metrics.append_observer(),
-            matches!(b.store, StoreSpec::Memory),
-        );
+            mode,
+        ));
 
-        let factory = match b.agents_spec {
+        let agents_spec = std::mem::replace(
+            &mut b.agents_spec,
+            AgentsSpec::Sim(swarm_agents::SimConfig::instant()),
+        );
+        let factory = match agents_spec {
             AgentsSpec::Sim(config) => sim_factory(config, b.seed),
             AgentsSpec::Factory(factory) => factory,
         };
@@ -155,6 +206,23 @@ impl Swarm {
                 seed: b.seed,
             },
         )?;
+
+        let mut subscriptions = Vec::new();
+        #[cfg(feature = "nats")]
+        if let Some(queue) = nats_queue {
+            return Self::start_distributed(
+                b,
+                queue,
+                pool,
+                bus,
+                store,
+                journal,
+                counters,
+                metrics,
+                subscriptions,
+            )
+            .await;
+        }
 
         let mut global = PriorityQueue::new();
         if let Some(aging) = b.aging {
@@ -180,7 +248,6 @@ impl Swarm {
         // the pool (the bus is an output: a fake `agent:removed` emitted on it
         // stops nothing). Agents made before the observer was set are read
         // after setting it; a repeat is ignored.
-        let mut subscriptions = Vec::new();
         if pool
             .set_membership_observer(Arc::new(crate::scheduler::Membership::new(&core)))
             .is_err()
@@ -193,41 +260,14 @@ impl Swarm {
             core.start_agent(agent.id);
         }
 
-        // Reactive scaling: overload grows the pool, backlog activates reserve
-        // agents, a missed latency objective adds agents.
-        let autoscaler = if b.autoscale {
-            let min = b.min_agents.unwrap_or(b.agents).min(b.max_agents);
-            let queued = core.queued_counter();
-            let scaler = Autoscaler::new(
-                pool.clone(),
-                ScalingPolicy::new(ScalingConfig {
-                    min_agents: min,
-                    max_agents: b.max_agents,
-                    backlog_threshold: b.backlog_threshold,
-                    ..ScalingConfig::default()
-                }),
-                move || queued.load(std::sync::atomic::Ordering::Relaxed),
-            );
-            let grow_pool = pool.clone();
-            // The handler may run on any thread that emits: spawn on our runtime.
-            let runtime_for_growth = runtime.clone();
-            let max = b.max_agents;
-            subscriptions.push(bus.on::<PerformanceDegraded>(move |_| {
-                let pool = grow_pool.clone();
-                runtime_for_growth.spawn(async move {
-                    let active = pool.counts().active();
-                    if active < max {
-                        let grow = (active / 2).max(1).min(max - active);
-                        if let Err(error) = pool.spawn_agents(grow) {
-                            tracing::warn!(%error, "could not add agents for the latency objective");
-                        }
-                    }
-                });
-            }));
-            Some(scaler.attach())
-        } else {
-            None
-        };
+        let autoscaler = attach_scaling(
+            &b,
+            &pool,
+            &bus,
+            &runtime,
+            core.queued_counter(),
+            &mut subscriptions,
+        );
 
         // Recovery: re-queue every task that was pending, queued, running or
         // waiting for a retry, most urgent first and in the order they were
@@ -298,7 +338,8 @@ impl Swarm {
 
         Ok(Swarm {
             inner: Arc::new(Inner {
-                core,
+                source: WorkSource::Local(core),
+                counters,
                 bus,
                 store,
                 journal,
@@ -306,6 +347,63 @@ impl Swarm {
                 polling: Mutex::new(polling),
                 durable_submit,
                 owns_store: matches!(b.store, StoreSpec::File { .. }),
+                max_payload: b.max_payload,
+                metrics,
+                _subscriptions: subscriptions,
+                _autoscaler: autoscaler,
+            }),
+        })
+    }
+
+    /// The rest of `start` for a node of a distributed swarm: the JetStream
+    /// work source instead of the local queues.
+    #[cfg(feature = "nats")]
+    #[allow(clippy::too_many_arguments)]
+    async fn start_distributed(
+        b: SwarmBuilder,
+        queue: crate::distributed::TaskQueue,
+        pool: AgentPool<BoxAgentFactory>,
+        bus: EventBus,
+        store: Arc<dyn EventStore>,
+        journal: Arc<Journal>,
+        counters: Arc<Counters>,
+        metrics: MetricsWiring,
+        mut subscriptions: Vec<Subscription>,
+    ) -> Result<Swarm, BuildError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let source = crate::distributed::JetStreamSource::start(
+            queue,
+            pool.clone(),
+            bus.clone(),
+            Arc::clone(&journal),
+            Arc::clone(&counters),
+            Arc::clone(&store),
+        )
+        .await?;
+        if pool
+            .set_membership_observer(Arc::new(crate::distributed::SourceMembership::new(
+                &source,
+            )))
+            .is_err()
+        {
+            return Err(BuildError::Config(
+                "the agent pool already has a membership observer".into(),
+            ));
+        }
+        // The server holds the queue: scaling sees no local backlog.
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let autoscaler = attach_scaling(&b, &pool, &bus, &runtime, queued, &mut subscriptions);
+        Ok(Swarm {
+            inner: Arc::new(Inner {
+                source: WorkSource::JetStream(source),
+                counters,
+                bus,
+                store,
+                journal,
+                snapshotter: Mutex::new(None),
+                polling: Mutex::new(None),
+                durable_submit: true,
+                owns_store: b.nats.is_some() && !matches!(b.store, StoreSpec::Custom { .. }),
                 max_payload: b.max_payload,
                 metrics,
                 _subscriptions: subscriptions,
@@ -336,14 +434,21 @@ impl Swarm {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        match self.try_submit(&tasks).await {
+        let submitted = match &self.inner.source {
+            WorkSource::Local(core) => self.try_submit(core, &tasks).await,
+            #[cfg(feature = "nats")]
+            WorkSource::JetStream(source) => self.try_submit_distributed(source, &tasks).await,
+        };
+        match submitted {
             Ok(receivers) => {
                 let handles = tasks
                     .iter()
                     .zip(receivers)
                     .map(|(t, r)| TaskHandle::new(t.id(), r))
                     .collect();
-                self.inner.core.place(tasks);
+                if let WorkSource::Local(core) = &self.inner.source {
+                    core.place(tasks);
+                }
                 Ok(handles)
             }
             Err(reason) if tasks.len() == 1 => Err(reason),
@@ -358,8 +463,89 @@ impl Swarm {
     /// returns `Ok`. A refusal names the first offending task (a copy).
     async fn try_submit(
         &self,
+        core: &Core,
         tasks: &[Task],
     ) -> Result<Vec<tokio::sync::oneshot::Receiver<crate::TaskOutcome>>, SubmitError> {
+        let inner = &self.inner;
+        self.check_submittable(tasks)?;
+        let receivers = core.admit(tasks)?;
+        for task in tasks {
+            inner.bus.emit(TaskCreated { task: task.clone() });
+        }
+        if inner.durable_submit {
+            if let Err(error) = inner.journal.barrier().await {
+                core.unadmit(tasks);
+                return Err(SubmitError::Store {
+                    task: Box::new(tasks[0].clone()),
+                    error,
+                });
+            }
+        }
+        inner
+            .counters
+            .submitted
+            .fetch_add(tasks.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(receivers)
+    }
+
+    /// Submits to the shared task queue: `task:created` in the shared log
+    /// first, then the publish, acknowledged by the server. A task the queue
+    /// did not take is recorded as dead-lettered (it is in the log but will
+    /// never run) and refused.
+    #[cfg(feature = "nats")]
+    async fn try_submit_distributed(
+        &self,
+        source: &crate::distributed::JetStreamSource,
+        tasks: &[Task],
+    ) -> Result<Vec<tokio::sync::oneshot::Receiver<crate::TaskOutcome>>, SubmitError> {
+        let inner = &self.inner;
+        self.check_submittable(tasks)?;
+        let mut batch = std::collections::HashSet::with_capacity(tasks.len());
+        for task in tasks {
+            if !batch.insert(task.id()) || source.is_waiting(task.id()) {
+                return Err(SubmitError::Duplicate(Box::new(task.clone())));
+            }
+        }
+        let receivers = source.wait_for(tasks);
+        for task in tasks {
+            inner.bus.emit(TaskCreated { task: task.clone() });
+        }
+        for task in tasks {
+            if let Err(error) = inner.journal.barrier_for(task.id()).await {
+                source.unwait(tasks);
+                return Err(SubmitError::Store {
+                    task: Box::new(task.clone()),
+                    error,
+                });
+            }
+        }
+        if let Err((failed, error)) = source.publish(tasks).await {
+            let message = error.to_string();
+            for task in &failed {
+                inner.bus.emit(TaskDeadLettered {
+                    task_id: task.id(),
+                    attempts: 0,
+                    errors: vec![format!("the task queue did not take it: {message}")],
+                });
+            }
+            source.unwait(&failed);
+            let first = failed.first().cloned().unwrap_or_else(|| tasks[0].clone());
+            return Err(SubmitError::Queue {
+                task: Box::new(first),
+                error: Arc::new(error),
+            });
+        }
+        inner
+            .counters
+            .submitted
+            .fetch_add(tasks.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(receivers)
+    }
+
+    /// The checks every submit makes first: payload sizes, and a log that
+    /// failed to record earlier events (it records nothing for sure: accept
+    /// nothing more, durable store or not).
+    fn check_submittable(&self, tasks: &[Task]) -> Result<(), SubmitError> {
         let inner = &self.inner;
         for task in tasks {
             if task.payload().len() > inner.max_payload {
@@ -381,36 +567,34 @@ impl Swarm {
                 error,
             });
         }
-        let receivers = inner.core.admit(tasks)?;
-        for task in tasks {
-            inner.bus.emit(TaskCreated { task: task.clone() });
-        }
-        if inner.durable_submit {
-            if let Err(error) = inner.journal.barrier().await {
-                inner.core.unadmit(tasks);
-                return Err(SubmitError::Store {
-                    task: Box::new(tasks[0].clone()),
-                    error,
-                });
-            }
-        }
-        inner
-            .core
-            .counters
-            .submitted
-            .fetch_add(tasks.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(receivers)
+        Ok(())
     }
 
     #[cfg(test)]
     pub(crate) fn core(&self) -> &Arc<Core> {
-        &self.inner.core
+        match &self.inner.source {
+            WorkSource::Local(core) => core,
+            #[cfg(feature = "nats")]
+            WorkSource::JetStream(_) => panic!("a distributed swarm has no local core"),
+        }
     }
 
     /// Cancels a task: a queued one is removed, a running one's attempt is
-    /// dropped. Records `task:cancelled` either way.
+    /// dropped. Records `task:cancelled` either way. A distributed node
+    /// cancels the tasks it runs (their messages are terminated); a task
+    /// waiting in the shared queue, or running on another node, is not found.
     pub fn cancel(&self, task_id: TaskId) -> Result<(), CancelError> {
-        self.inner.core.cancel(task_id)
+        match &self.inner.source {
+            WorkSource::Local(core) => core.cancel(task_id),
+            #[cfg(feature = "nats")]
+            WorkSource::JetStream(source) => {
+                if source.cancel(task_id) {
+                    Ok(())
+                } else {
+                    Err(CancelError::NotFound(task_id))
+                }
+            }
+        }
     }
 
     /// Every event from now on, as an async stream (a slow consumer is told
@@ -433,7 +617,11 @@ impl Swarm {
     /// Counters and current load.
     #[must_use]
     pub fn stats(&self) -> SwarmStats {
-        self.inner.core.stats()
+        match &self.inner.source {
+            WorkSource::Local(core) => core.stats(),
+            #[cfg(feature = "nats")]
+            WorkSource::JetStream(source) => source.stats(),
+        }
     }
 
     /// The Prometheus exposition text, when metrics are recorded.
@@ -458,22 +646,41 @@ impl Swarm {
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, ShutdownError> {
         let inner = &self.inner;
         let started = tokio::time::Instant::now();
-        let pending = inner.core.stop_accepting();
-        inner.bus.emit(SystemShutdown { deadline, pending });
-        // The polling loop sees `draining` and stops after its current attempt.
-        let finished_in_time = inner
-            .core
-            .wait_idle(saturating_deadline(started, deadline))
-            .await;
-        let interrupted = inner.core.running_count();
-        inner.core.interrupt_all();
-        // Let dropped attempts unwind their agents before the final flush.
-        if interrupted > 0 {
-            inner
-                .core
-                .wait_idle(tokio::time::Instant::now() + Duration::from_secs(1))
-                .await;
-        }
+        let deadline_at = saturating_deadline(started, deadline);
+        let (finished_in_time, interrupted, pending) = match &inner.source {
+            WorkSource::Local(core) => {
+                let pending = core.stop_accepting();
+                inner.bus.emit(SystemShutdown { deadline, pending });
+                // The polling loop sees `draining` and stops after its current attempt.
+                let finished_in_time = core.wait_idle(deadline_at).await;
+                let interrupted = core.running_count();
+                core.interrupt_all();
+                // Let dropped attempts unwind their agents before the final flush.
+                if interrupted > 0 {
+                    core.wait_idle(tokio::time::Instant::now() + Duration::from_secs(1))
+                        .await;
+                }
+                (finished_in_time, interrupted, pending)
+            }
+            #[cfg(feature = "nats")]
+            WorkSource::JetStream(source) => {
+                // The shared queue keeps what this node did not take.
+                source.stop_pulling();
+                inner.bus.emit(SystemShutdown {
+                    deadline,
+                    pending: 0,
+                });
+                let finished_in_time = source.wait_idle(deadline_at).await;
+                let interrupted = source.running_count();
+                source.interrupt_all();
+                if interrupted > 0 {
+                    source
+                        .wait_idle(tokio::time::Instant::now() + Duration::from_secs(5))
+                        .await;
+                }
+                (finished_in_time, interrupted, 0)
+            }
+        };
         if let Err(error) = inner.journal.barrier().await {
             tracing::error!(%error, "could not record the last events before shutdown");
         }
@@ -484,6 +691,10 @@ impl Swarm {
             if let Err(error) = snapshotter.stop().await {
                 tracing::warn!(%error, "could not write the shutdown snapshot");
             }
+        }
+        #[cfg(feature = "nats")]
+        if let WorkSource::JetStream(source) = &inner.source {
+            source.abandon();
         }
         if inner.owns_store {
             inner.store.close().await?;
@@ -508,7 +719,11 @@ impl Drop for Inner {
         if let Some(polling) = self.polling.get_mut().take() {
             polling.abort();
         }
-        self.core.abandon();
+        match &self.source {
+            WorkSource::Local(core) => core.abandon(),
+            #[cfg(feature = "nats")]
+            WorkSource::JetStream(source) => source.abandon(),
+        }
     }
 }
 
@@ -519,4 +734,47 @@ fn saturating_deadline(start: tokio::time::Instant, d: Duration) -> tokio::time:
     start
         .checked_add(d)
         .unwrap_or_else(|| start.checked_add(FAR).unwrap_or(start))
+}
+
+/// Reactive scaling: overload grows the pool, backlog activates reserve
+/// agents, a missed latency objective adds agents.
+fn attach_scaling(
+    b: &SwarmBuilder,
+    pool: &AgentPool<BoxAgentFactory>,
+    bus: &EventBus,
+    runtime: &tokio::runtime::Handle,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    subscriptions: &mut Vec<Subscription>,
+) -> Option<Subscription> {
+    if !b.autoscale {
+        return None;
+    }
+    let min = b.min_agents.unwrap_or(b.agents).min(b.max_agents);
+    let scaler = Autoscaler::new(
+        pool.clone(),
+        ScalingPolicy::new(ScalingConfig {
+            min_agents: min,
+            max_agents: b.max_agents,
+            backlog_threshold: b.backlog_threshold,
+            ..ScalingConfig::default()
+        }),
+        move || queued.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let grow_pool = pool.clone();
+    // The handler may run on any thread that emits: spawn on our runtime.
+    let runtime = runtime.clone();
+    let max = b.max_agents;
+    subscriptions.push(bus.on::<PerformanceDegraded>(move |_| {
+        let pool = grow_pool.clone();
+        runtime.spawn(async move {
+            let active = pool.counts().active();
+            if active < max {
+                let grow = (active / 2).max(1).min(max - active);
+                if let Err(error) = pool.spawn_agents(grow) {
+                    tracing::warn!(%error, "could not add agents for the latency objective");
+                }
+            }
+        });
+    }));
+    Some(scaler.attach())
 }

@@ -28,6 +28,9 @@
 mod error;
 mod node;
 mod queue;
+mod source;
+
+pub(crate) use source::{JetStreamSource, SourceMembership, connect};
 
 pub use error::DistributedError;
 pub use node::{Node, NodeHandle};
