@@ -1,6 +1,6 @@
 //! [`Node`]: one process's share of a distributed swarm: it pulls tasks from
 //! the [`TaskQueue`], runs them on its [`AgentPool`] and journals its events
-//! to the shared [`NatsStore`] log.
+//! to the shared [`NatsStore`](swarm_store::NatsStore) log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use futures::StreamExt;
 use swarm_agents::{AgentFactory, AgentPool, Next};
 use swarm_core::event::TaskAssigned;
 use swarm_core::{Event, Subscription, Task, Timestamp};
-use swarm_store::{EventStore, NatsStore};
+use swarm_store::EventStore;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -36,7 +36,10 @@ struct NodeJournal {
 }
 
 impl NodeJournal {
-    fn start(bus: &swarm_core::EventBus, store: NatsStore) -> (NodeJournal, JoinHandle<()>) {
+    fn start<S: EventStore + 'static>(
+        bus: &swarm_core::EventBus,
+        store: S,
+    ) -> (NodeJournal, JoinHandle<()>) {
         let (sender, mut receiver) = mpsc::unbounded_channel::<JournalMessage>();
         let forward = sender.clone();
         let subscription = bus.on_any(move |event| {
@@ -121,14 +124,16 @@ pub struct Node;
 impl Node {
     /// Starts a node: pulls tasks from `queue` (most urgent subject first)
     /// whenever one of `pool`'s agents is free, runs them, acks when the
-    /// attempt ends, and journals the pool's events to `store`.
+    /// attempt ends, and journals the pool's events to `store` (the swarm's
+    /// shared [`NatsStore`](swarm_store::NatsStore) log; any [`EventStore`]
+    /// is accepted, so a test can wrap it).
     ///
     /// An idle node waits on held pull requests (one per priority, renewed
     /// every `pull_expires`); it never polls.
-    pub async fn start<F: AgentFactory>(
+    pub async fn start<F: AgentFactory, S: EventStore + 'static>(
         queue: TaskQueue,
         pool: Arc<AgentPool<F>>,
-        store: NatsStore,
+        store: S,
     ) -> Result<NodeHandle, DistributedError> {
         let agents = pool.counts().active().max(1);
         let config = queue.config.clone();
