@@ -550,3 +550,182 @@ async fn throughput_one_and_two_nodes() {
         let _ = log.destroy().await;
     }
 }
+
+// ---------------------------------------------------------------------------
+// The node's ack/nak/term contract (issue 14, item 18).
+
+/// Opens a queue and a log for a fresh swarm, runs `body`, then deletes the
+/// streams whether `body` passed or panicked.
+async fn with_swarm<Fut>(
+    tag: &str,
+    configure: impl FnOnce(&mut TaskQueueConfig),
+    body: impl FnOnce(String, TaskQueueConfig, TaskQueue, NatsStore) -> Fut,
+) where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(url) = server_url() else { return };
+    let swarm_name = unique_swarm(tag);
+    let mut config = TaskQueueConfig::new(&swarm_name);
+    configure(&mut config);
+    let store_options = NatsStoreOptions::new(&url, &swarm_name).shared_writers(true);
+    let queue = TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
+        .await
+        .unwrap();
+    let log = NatsStore::connect(store_options).await.unwrap();
+    let result = tokio::spawn(body(url, config, queue.clone(), log.clone())).await;
+    let _ = queue.destroy().await;
+    let _ = log.destroy().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn pool_of<A: Agent>(
+    make: fn() -> A,
+    agents: usize,
+) -> Arc<AgentPool<impl swarm_agents::AgentFactory<Agent = A>>> {
+    Arc::new(
+        AgentPool::new(
+            move |_id| make(),
+            EventBus::new(),
+            PoolConfig {
+                initial_agents: agents,
+                ..PoolConfig::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+/// Journals `task:created` for `task` and queues it.
+async fn submit_journaled(log: &NatsStore, queue: &TaskQueue, task: &Task) {
+    log.append(vec![TaskCreated { task: task.clone() }.into()], None)
+        .await
+        .unwrap();
+    queue.submit(task).await.unwrap();
+}
+
+/// Waits (bounded) until the work queue is empty and the dead-letter stream
+/// holds `dead` tasks; returns what it last saw.
+async fn settle(queue: &TaskQueue, dead: u64, within: Duration) -> (u64, u64) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let seen = (
+            queue.pending().await.unwrap(),
+            queue.dead_lettered().await.unwrap(),
+        );
+        if seen == (0, dead) || tokio::time::Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) for the first event of the log that `pick` accepts.
+async fn wait_for_event<T>(
+    log: &NatsStore,
+    within: Duration,
+    what: &str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let mut live = log.subscribe(1);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let e = tokio::time::timeout_at(deadline, live.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not in the log after {within:?}"))
+            .unwrap()
+            .unwrap();
+        if let Some(found) = pick(&e.event) {
+            return found;
+        }
+    }
+}
+
+/// A log that fails the append of the first `task:completed` it is given.
+#[derive(Debug)]
+struct LosesFirstCompletion {
+    inner: NatsStore,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl EventStore for LosesFirstCompletion {
+    fn append(
+        &self,
+        events: Vec<Event>,
+        expected: Option<u64>,
+    ) -> futures::future::BoxFuture<'_, swarm_store::Result<swarm_store::SeqRange>> {
+        let completion = events.iter().any(|e| matches!(e, Event::TaskCompleted(_)));
+        if completion && self.armed.swap(false, Ordering::SeqCst) {
+            return Box::pin(async { Err(swarm_store::StoreError::Closed) });
+        }
+        self.inner.append(events, expected)
+    }
+    fn read(&self, from_seq: u64) -> swarm_store::EventStream {
+        self.inner.read(from_seq)
+    }
+    fn subscribe(&self, from_seq: u64) -> swarm_store::EventStream {
+        self.inner.subscribe(from_seq)
+    }
+    fn last_seq(&self) -> futures::future::BoxFuture<'_, swarm_store::Result<u64>> {
+        self.inner.last_seq()
+    }
+    fn save_snapshot(
+        &self,
+        snapshot: swarm_store::Snapshot,
+    ) -> futures::future::BoxFuture<'_, swarm_store::Result<()>> {
+        self.inner.save_snapshot(snapshot)
+    }
+    fn latest_snapshot(
+        &self,
+        at_or_before: u64,
+    ) -> futures::future::BoxFuture<'_, swarm_store::Result<Option<swarm_store::Snapshot>>> {
+        self.inner.latest_snapshot(at_or_before)
+    }
+    fn flush(&self) -> futures::future::BoxFuture<'_, swarm_store::Result<()>> {
+        self.inner.flush()
+    }
+    fn close(&self) -> futures::future::BoxFuture<'_, swarm_store::Result<()>> {
+        self.inner.close()
+    }
+}
+
+/// (d) A task whose events could not be appended to the log is not acked:
+/// the node naks it, it runs again, and its completion reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_events_failed_to_append_is_not_acked() {
+    with_swarm(
+        "barrier",
+        |_| {},
+        |_url, _config, queue, log| async move {
+            let store = LosesFirstCompletion {
+                inner: log.clone(),
+                armed: std::sync::atomic::AtomicBool::new(true),
+            };
+            let node = Node::start(queue.clone(), pool_of(|| Work, 1), store)
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(11))
+                .payload(vec![1u8])
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            wait_for_event(
+                &log,
+                Duration::from_secs(20),
+                "task:completed (the first one was not journaled, so the task was acked unrecorded)",
+                |e| matches!(e, Event::TaskCompleted(_)).then_some(()),
+            )
+            .await;
+            assert_eq!(settle(&queue, 0, Duration::from_secs(10)).await, (0, 0));
+            node.stop().await;
+            let state = SystemState::replay(&log).await.unwrap();
+            assert_eq!(
+                state.task(task.id()).map(|t| t.status),
+                Some(TaskStatus::Completed)
+            );
+        },
+    )
+    .await;
+}

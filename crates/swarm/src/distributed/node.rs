@@ -2,6 +2,7 @@
 //! the [`TaskQueue`], runs them on its [`AgentPool`] and journals its events
 //! to the shared [`NatsStore`](swarm_store::NatsStore) log.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use async_nats::jetstream::context::Publish;
 use futures::StreamExt;
 use swarm_agents::{AgentFactory, AgentPool, Next};
 use swarm_core::event::TaskAssigned;
-use swarm_core::{Event, Subscription, Task, Timestamp};
-use swarm_store::EventStore;
+use swarm_core::{Event, Subscription, Task, TaskId, Timestamp};
+use swarm_store::{EventStore, StoreError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -22,16 +23,35 @@ use super::queue::TaskQueue;
 /// before the server offers it again.
 const NO_AGENT_DELAY: Duration = Duration::from_millis(50);
 
+/// How long a task whose events could not be journaled waits before it is
+/// offered again (the log is likely down for a moment).
+const JOURNAL_RETRY_DELAY: Duration = Duration::from_millis(500);
+
 enum JournalMessage {
     Event(Event),
     Barrier(oneshot::Sender<()>),
 }
+
+/// The task an event is about, for the events that decide a task's ack.
+fn task_of(event: &Event) -> Option<TaskId> {
+    match event {
+        Event::TaskAssigned(e) => Some(e.task_id),
+        Event::TaskCompleted(e) => Some(e.task_id),
+        Event::TaskFailed(e) => Some(e.task_id),
+        Event::TaskDeadLettered(e) => Some(e.task_id),
+        _ => None,
+    }
+}
+
+/// Tasks one of whose events could not be appended, with the first error.
+type LostAppends = Arc<parking_lot::Mutex<HashMap<TaskId, Arc<StoreError>>>>;
 
 /// Forwards every event of a bus to the store, in emit order, one event per
 /// append (an append of one event is atomic even when other nodes write to
 /// the same log), pipelined by the store's writer.
 struct NodeJournal {
     sender: mpsc::UnboundedSender<JournalMessage>,
+    lost: LostAppends,
     _subscription: Subscription,
 }
 
@@ -45,6 +65,8 @@ impl NodeJournal {
         let subscription = bus.on_any(move |event| {
             let _ = forward.send(JournalMessage::Event(event.clone()));
         });
+        let lost = LostAppends::default();
+        let lost_by_writer = Arc::clone(&lost);
         let writer = tokio::spawn(async move {
             let mut inbox = Vec::with_capacity(1024);
             while receiver.recv_many(&mut inbox, 1024).await > 0 {
@@ -52,13 +74,23 @@ impl NodeJournal {
                 let mut barriers = Vec::new();
                 for m in inbox.drain(..) {
                     match m {
-                        JournalMessage::Event(e) => appends.push(store.append(vec![e], None)),
+                        JournalMessage::Event(e) => {
+                            let task = task_of(&e);
+                            let append = store.append(vec![e], None);
+                            appends.push(async move { (task, append.await) });
+                        }
                         JournalMessage::Barrier(b) => barriers.push(b),
                     }
                 }
-                for result in futures::future::join_all(appends).await {
+                for (task, result) in futures::future::join_all(appends).await {
                     if let Err(error) = result {
                         tracing::error!(%error, "a node event could not be journaled");
+                        if let Some(task) = task {
+                            lost_by_writer
+                                .lock()
+                                .entry(task)
+                                .or_insert_with(|| Arc::new(error));
+                        }
                     }
                 }
                 for b in barriers {
@@ -69,17 +101,25 @@ impl NodeJournal {
         (
             NodeJournal {
                 sender,
+                lost,
                 _subscription: subscription,
             },
             writer,
         )
     }
 
-    /// Resolves once every event emitted before the call was appended.
-    async fn barrier(&self) {
+    /// Resolves once every event emitted before the call was appended (or
+    /// its append failed): `Err` with the first append error if an event of
+    /// `task` could not be appended since the last barrier for it, or
+    /// [`StoreError::Closed`] if the journal stopped.
+    async fn barrier(&self, task: TaskId) -> Result<(), Arc<StoreError>> {
         let (tx, rx) = oneshot::channel();
-        if self.sender.send(JournalMessage::Barrier(tx)).is_ok() {
-            let _ = rx.await;
+        if self.sender.send(JournalMessage::Barrier(tx)).is_err() || rx.await.is_err() {
+            return Err(Arc::new(StoreError::Closed));
+        }
+        match self.lost.lock().remove(&task) {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
 }
@@ -251,8 +291,13 @@ async fn run_one<F: AgentFactory>(
             }
         }
     };
-    // The task's events are in the log before the ack removes the task.
-    journal.barrier().await;
+    // The task's events are in the log before the ack removes the task; a
+    // task whose events could not be appended is offered again (it runs
+    // again: at-least-once) rather than acked with a gap in the log.
+    let recorded = journal.barrier(task.id()).await;
+    if let Err(error) = &recorded {
+        tracing::warn!(task = %task.id(), %error, "the task's events are not in the log: offering it again");
+    }
     let dead_letter = |reason: String| {
         let js = js.clone();
         let subject = config.dead_subject(priority);
@@ -269,17 +314,27 @@ async fn run_one<F: AgentFactory>(
     };
     match executed {
         Ok(executed) => match executed.next {
+            Next::Completed(_) if recorded.is_err() => {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(JOURNAL_RETRY_DELAY)))
+                    .await;
+            }
             Next::Completed(_) => {
                 let _ = message.ack().await;
             }
             Next::Retry { after, failure } => {
-                if delivered >= config.max_deliver {
+                if delivered >= config.max_deliver && recorded.is_ok() {
                     if dead_letter(failure.to_string()).await {
                         let _ = message.ack_with(AckKind::Term).await;
                     }
                 } else {
                     let _ = message.ack_with(AckKind::Nak(Some(after))).await;
                 }
+            }
+            Next::DeadLettered { .. } if recorded.is_err() => {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(JOURNAL_RETRY_DELAY)))
+                    .await;
             }
             Next::DeadLettered { failure, .. } => {
                 if dead_letter(failure.to_string()).await {
