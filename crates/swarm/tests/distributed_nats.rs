@@ -624,6 +624,16 @@ async fn settle(queue: &TaskQueue, dead: u64, within: Duration) -> (u64, u64) {
     }
 }
 
+/// Every event of the log so far.
+async fn log_events(log: &NatsStore) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut read = log.read(1);
+    while let Some(e) = read.next().await {
+        events.push(e.unwrap().event);
+    }
+    events
+}
+
 /// Waits (bounded) for the first event of the log that `pick` accepts.
 async fn wait_for_event<T>(
     log: &NatsStore,
@@ -643,6 +653,47 @@ async fn wait_for_event<T>(
             return found;
         }
     }
+}
+
+/// (c) When the last delivery (`max_deliver`) fails, the log records
+/// `task:dead_lettered`, so the replayed state says dead-lettered rather
+/// than failed-and-retrying for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_delivery_failing_is_recorded_as_dead_lettered() {
+    with_swarm(
+        "lastdelivery",
+        |c| c.max_deliver = 2,
+        |_url, _config, queue, log| async move {
+            let node = Node::start(queue.clone(), pool_of(|| Broken, 1), log.clone())
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(10))
+                .max_attempts(10)
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            assert_eq!(settle(&queue, 1, Duration::from_secs(20)).await, (0, 1));
+            node.stop().await;
+            let state = SystemState::replay(&log).await.unwrap();
+            let record = state.task(task.id()).unwrap();
+            assert_eq!(
+                (record.status, record.will_retry),
+                (TaskStatus::DeadLettered, false),
+                "replayed state of a task whose deliveries are used up"
+            );
+            let dead: Vec<u32> = log_events(&log)
+                .await
+                .iter()
+                .filter_map(|e| match e {
+                    Event::TaskDeadLettered(d) => Some(d.attempts),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(dead, vec![2], "task:dead_lettered attempts");
+        },
+    )
+    .await;
 }
 
 /// A log that fails the append of the first `task:completed` it is given.

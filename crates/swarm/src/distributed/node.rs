@@ -6,18 +6,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
 use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::{self, AckKind, Message};
 use futures::StreamExt;
-use swarm_agents::{AgentFactory, AgentPool, Next};
-use swarm_core::event::TaskAssigned;
+use swarm_agents::{AgentFactory, AgentPool, Executed, Next};
+use swarm_core::event::{TaskAssigned, TaskDeadLettered};
 use swarm_core::{Event, Subscription, Task, TaskId, Timestamp};
 use swarm_store::{EventStore, StoreError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::error::DistributedError;
-use super::queue::TaskQueue;
+use super::queue::{TaskQueue, TaskQueueConfig};
 
 /// How long a task that found no agent (all claimed by other work) waits
 /// before the server offers it again.
@@ -250,7 +250,7 @@ async fn run_one<F: AgentFactory>(
     message: async_nats::jetstream::Message,
     pool: Arc<AgentPool<F>>,
     journal: Arc<NodeJournal>,
-    config: super::TaskQueueConfig,
+    config: TaskQueueConfig,
     js: async_nats::jetstream::Context,
 ) {
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1).max(1);
@@ -291,60 +291,100 @@ async fn run_one<F: AgentFactory>(
             }
         }
     };
-    // The task's events are in the log before the ack removes the task; a
-    // task whose events could not be appended is offered again (it runs
-    // again: at-least-once) rather than acked with a gap in the log.
-    let recorded = journal.barrier(task.id()).await;
-    if let Err(error) = &recorded {
-        tracing::warn!(task = %task.id(), %error, "the task's events are not in the log: offering it again");
-    }
-    let dead_letter = |reason: String| {
-        let js = js.clone();
-        let subject = config.dead_subject(priority);
-        let body = serde_json::to_vec(&task).unwrap_or_default();
-        async move {
-            let publish = Publish::build()
-                .payload(body.into())
-                .header("Swarm-Dead-Reason", reason.as_str());
-            match js.send_publish(subject, publish).await {
-                Ok(ack) => ack.await.is_ok(),
-                Err(_) => false,
-            }
-        }
-    };
     match executed {
-        Ok(executed) => match executed.next {
-            Next::Completed(_) if recorded.is_err() => {
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(JOURNAL_RETRY_DELAY)))
-                    .await;
-            }
-            Next::Completed(_) => {
-                let _ = message.ack().await;
-            }
-            Next::Retry { after, failure } => {
-                if delivered >= config.max_deliver && recorded.is_ok() {
-                    if dead_letter(failure.to_string()).await {
-                        let _ = message.ack_with(AckKind::Term).await;
-                    }
-                } else {
-                    let _ = message.ack_with(AckKind::Nak(Some(after))).await;
-                }
-            }
-            Next::DeadLettered { .. } if recorded.is_err() => {
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(JOURNAL_RETRY_DELAY)))
-                    .await;
-            }
-            Next::DeadLettered { failure, .. } => {
-                if dead_letter(failure.to_string()).await {
-                    let _ = message.ack_with(AckKind::Term).await;
-                }
-            }
-        },
+        Ok(executed) => finish(&message, delivered, executed, &pool, &journal, &config, &js).await,
         Err(refused) => {
             tracing::warn!(error = %refused, "agent refused the task: offering it again");
             let _ = message.ack_with(AckKind::Nak(Some(NO_AGENT_DELAY))).await;
         }
+    }
+}
+
+/// Acks, naks or dead-letters a task's message once its attempt ended.
+async fn finish<F: AgentFactory>(
+    message: &Message,
+    delivered: i64,
+    executed: Executed,
+    pool: &AgentPool<F>,
+    journal: &NodeJournal,
+    config: &TaskQueueConfig,
+    js: &jetstream::Context,
+) {
+    let task = &executed.task;
+    match &executed.next {
+        Next::DeadLettered { failure, .. } => {
+            dead_letter(message, task, &failure.to_string(), journal, config, js).await;
+        }
+        Next::Retry { failure, .. } if delivered >= config.max_deliver => {
+            // The pool would retry, but the server delivers the message no
+            // more: this was the task's last attempt, and the log says so.
+            pool.bus().emit(TaskDeadLettered {
+                task_id: task.id(),
+                attempts: executed.attempt,
+                errors: pool.forget_history(task.id()),
+            });
+            let reason = format!(
+                "{failure} (delivered {delivered} times, max_deliver {})",
+                config.max_deliver
+            );
+            dead_letter(message, task, &reason, journal, config, js).await;
+        }
+        next => {
+            // The task's events are in the log before the ack removes the
+            // task; a task whose events could not be appended is offered
+            // again (it runs again: at-least-once) rather than acked with a
+            // gap in the log.
+            let recorded = journal.barrier(task.id()).await;
+            let ack = match (next, recorded) {
+                (Next::Retry { after, .. }, _) => AckKind::Nak(Some(*after)),
+                (_, Ok(())) => AckKind::Ack,
+                (_, Err(error)) => {
+                    tracing::warn!(task = %task.id(), %error, "the task's events are not in the log: offering it again");
+                    AckKind::Nak(Some(JOURNAL_RETRY_DELAY))
+                }
+            };
+            let _ = message.ack_with(ack).await;
+        }
+    }
+}
+
+/// Once the task's `task:dead_lettered` is in the log, copies the task to
+/// the dead-letter stream and terminates its message.
+async fn dead_letter(
+    message: &Message,
+    task: &Task,
+    reason: &str,
+    journal: &NodeJournal,
+    config: &TaskQueueConfig,
+    js: &jetstream::Context,
+) {
+    if let Err(error) = journal.barrier(task.id()).await {
+        tracing::warn!(task = %task.id(), %error, "task:dead_lettered is not in the log: offering the task again");
+        let _ = message
+            .ack_with(AckKind::Nak(Some(JOURNAL_RETRY_DELAY)))
+            .await;
+        return;
+    }
+    let body = match serde_json::to_vec(task) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(task = %task.id(), %error, "a dead task could not be encoded: it is in the log only");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let publish = Publish::build()
+        .payload(body.into())
+        .message_id(task.id().to_string())
+        .header("Swarm-Dead-Reason", reason);
+    let published = match js
+        .send_publish(config.dead_subject(task.priority()), publish)
+        .await
+    {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    if published {
+        let _ = message.ack_with(AckKind::Term).await;
     }
 }
