@@ -655,6 +655,62 @@ async fn wait_for_event<T>(
     }
 }
 
+/// (a) When the dead-letter stream cannot take a dead task, the node does
+/// not leave the message hanging (neither acked nor nak'd, stranded once its
+/// deliveries are used up): it naks it with a delay, and the redelivery
+/// dead-letters it without running it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dead_letter_publish_is_retried_not_stranded() {
+    with_swarm(
+        "deadpub",
+        |c| {
+            c.ack_wait = Duration::from_secs(1);
+            c.max_deliver = 1;
+        },
+        |url, config, queue, log| async move {
+            // The dead-letter stream is gone: the first dead-letter publish fails.
+            let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+            js.delete_stream(config.dead_stream_name()).await.unwrap();
+            let node = Node::start(queue.clone(), pool_of(|| Broken, 1), log.clone())
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(7))
+                .max_attempts(1)
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            wait_for_event(&log, Duration::from_secs(20), "task:dead_lettered", |e| {
+                matches!(e, Event::TaskDeadLettered(_)).then_some(())
+            })
+            .await;
+            // The dead-letter stream is back: the retry can succeed.
+            TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
+                .await
+                .unwrap();
+            let (pending, dead) = settle(&queue, 1, Duration::from_secs(15)).await;
+            assert_eq!(
+                (pending, dead),
+                (0, 1),
+                "(pending, dead-lettered): the task is stranded on the work queue"
+            );
+            let events = log_events(&log).await;
+            let runs = events
+                .iter()
+                .filter(|e| matches!(e, Event::TaskAssigned(_)))
+                .count();
+            assert_eq!(runs, 1, "a task with max_attempts(1) ran {runs} times");
+            let recorded = events
+                .iter()
+                .filter(|e| matches!(e, Event::TaskDeadLettered(_)))
+                .count();
+            assert_eq!(recorded, 1, "task:dead_lettered recorded {recorded} times");
+            node.stop().await;
+        },
+    )
+    .await;
+}
+
 /// (c) When the last delivery (`max_deliver`) fails, the log records
 /// `task:dead_lettered`, so the replayed state says dead-lettered rather
 /// than failed-and-retrying for ever.

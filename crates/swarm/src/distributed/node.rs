@@ -2,7 +2,7 @@
 //! the [`TaskQueue`], runs them on its [`AgentPool`] and journals its events
 //! to the shared [`NatsStore`](swarm_store::NatsStore) log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,10 @@ const NO_AGENT_DELAY: Duration = Duration::from_millis(50);
 /// How long a task whose events could not be journaled waits before it is
 /// offered again (the log is likely down for a moment).
 const JOURNAL_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// How long a dead task whose copy to the dead-letter stream failed waits
+/// before the node tries again.
+const DEAD_LETTER_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 enum JournalMessage {
     Event(Event),
@@ -52,6 +56,10 @@ type LostAppends = Arc<parking_lot::Mutex<HashMap<TaskId, Arc<StoreError>>>>;
 struct NodeJournal {
     sender: mpsc::UnboundedSender<JournalMessage>,
     lost: LostAppends,
+    /// Tasks whose `task:dead_lettered` this node recorded but whose copy to
+    /// the dead-letter stream failed: their redelivery does not record it
+    /// twice.
+    dead_recorded: parking_lot::Mutex<HashSet<TaskId>>,
     _subscription: Subscription,
 }
 
@@ -102,6 +110,7 @@ impl NodeJournal {
             NodeJournal {
                 sender,
                 lost,
+                dead_recorded: parking_lot::Mutex::default(),
                 _subscription: subscription,
             },
             writer,
@@ -265,6 +274,30 @@ async fn run_one<F: AgentFactory>(
     // The attempt count travels with the delivery count, so retries are
     // counted across nodes.
     task.set_attempt(u32::try_from(delivered - 1).unwrap_or(u32::MAX));
+    let attempts = task.attempt();
+    let used_up = attempts >= pool.config().retry.max_attempts_for(&task);
+    if used_up || delivered > config.max_deliver {
+        // A node died running the task's last attempt, or an earlier
+        // delivery's dead-lettering could not finish: finish it now,
+        // without running the task again.
+        let reason = if used_up {
+            format!("{attempts} attempts used up")
+        } else {
+            format!(
+                "delivered {delivered} times, max_deliver {}",
+                config.max_deliver
+            )
+        };
+        if !journal.dead_recorded.lock().contains(&task.id()) {
+            pool.bus().emit(TaskDeadLettered {
+                task_id: task.id(),
+                attempts,
+                errors: pool.forget_history(task.id()),
+            });
+        }
+        dead_letter(&message, &task, &reason, &journal, &config, &js).await;
+        return;
+    }
     let Some(agent) = pool.claim_idle_for(task.kind()) else {
         let _ = message.ack_with(AckKind::Nak(Some(NO_AGENT_DELAY))).await;
         return;
@@ -385,6 +418,16 @@ async fn dead_letter(
         Err(_) => false,
     };
     if published {
+        journal.dead_recorded.lock().remove(&task.id());
         let _ = message.ack_with(AckKind::Term).await;
+    } else {
+        // The log says dead-lettered; the copy is retried on the next
+        // delivery (which does not run the task again), so the message is
+        // never left hanging.
+        tracing::warn!(task = %task.id(), "the dead-letter stream did not take the task: offering it again");
+        journal.dead_recorded.lock().insert(task.id());
+        let _ = message
+            .ack_with(AckKind::Nak(Some(DEAD_LETTER_RETRY_DELAY)))
+            .await;
     }
 }
