@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, AckKind, Message};
 use futures::StreamExt;
 use swarm_agents::{AgentFactory, AgentPool, Executed, Next};
 use swarm_core::event::{TaskAssigned, TaskDeadLettered};
-use swarm_core::{Event, Subscription, Task, TaskId, Timestamp};
+use swarm_core::{AgentId, Event, Subscription, Task, TaskId, Timestamp};
 use swarm_store::{EventStore, StoreError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -47,12 +47,60 @@ fn task_of(event: &Event) -> Option<TaskId> {
     }
 }
 
+/// What an event is about: its task and its agent. Two events about the same
+/// task or agent are appended one after the other, so the log keeps their
+/// order (concurrent appends may land in any order).
+fn keys_of(event: &Event) -> (Option<TaskId>, Option<AgentId>) {
+    match event {
+        Event::TaskAssigned(e) => (Some(e.task_id), Some(e.agent_id)),
+        Event::TaskCompleted(e) => (Some(e.task_id), Some(e.agent_id)),
+        Event::TaskFailed(e) => (Some(e.task_id), e.agent_id),
+        Event::TaskDeadLettered(e) => (Some(e.task_id), None),
+        Event::TaskCancelled(e) => (Some(e.task_id), None),
+        Event::AgentBusy(e) => (Some(e.task_id), Some(e.agent_id)),
+        Event::AgentAvailable(e) => (None, Some(e.agent_id)),
+        Event::AgentCreated(e) => (None, Some(e.agent_id)),
+        Event::AgentRemoved(e) => (None, Some(e.agent_id)),
+        Event::AgentError(e) => (None, Some(e.agent_id)),
+        _ => (None, None),
+    }
+}
+
+/// Splits `events` (in emit order) into rounds whose events can be appended
+/// concurrently: an event goes into a later round than every earlier event
+/// about the same task or agent.
+fn rounds(events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut rounds: Vec<Vec<Event>> = Vec::new();
+    // The last round that holds an event about each task / agent.
+    let mut task_round: HashMap<TaskId, usize> = HashMap::new();
+    let mut agent_round: HashMap<AgentId, usize> = HashMap::new();
+    for event in events {
+        let (task, agent) = keys_of(&event);
+        let after = task
+            .and_then(|t| task_round.get(&t).map(|r| r + 1))
+            .max(agent.and_then(|a| agent_round.get(&a).map(|r| r + 1)))
+            .unwrap_or(0);
+        if let Some(t) = task {
+            task_round.insert(t, after);
+        }
+        if let Some(a) = agent {
+            agent_round.insert(a, after);
+        }
+        if rounds.len() <= after {
+            rounds.resize_with(after + 1, Vec::new);
+        }
+        rounds[after].push(event);
+    }
+    rounds
+}
+
 /// Tasks one of whose events could not be appended, with the first error.
 type LostAppends = Arc<parking_lot::Mutex<HashMap<TaskId, Arc<StoreError>>>>;
 
-/// Forwards every event of a bus to the store, in emit order, one event per
-/// append (an append of one event is atomic even when other nodes write to
-/// the same log), pipelined by the store's writer.
+/// Forwards every event of a bus to the store, one event per append (an
+/// append of one event is atomic even when other nodes write to the same
+/// log), pipelined by the store's writer; the events of one task or one
+/// agent are appended in emit order (see [`rounds`]).
 struct NodeJournal {
     sender: mpsc::UnboundedSender<JournalMessage>,
     lost: LostAppends,
@@ -78,26 +126,29 @@ impl NodeJournal {
         let writer = tokio::spawn(async move {
             let mut inbox = Vec::with_capacity(1024);
             while receiver.recv_many(&mut inbox, 1024).await > 0 {
-                let mut appends = Vec::new();
+                let mut events = Vec::new();
                 let mut barriers = Vec::new();
                 for m in inbox.drain(..) {
                     match m {
-                        JournalMessage::Event(e) => {
-                            let task = task_of(&e);
-                            let append = store.append(vec![e], None);
-                            appends.push(async move { (task, append.await) });
-                        }
+                        JournalMessage::Event(e) => events.push(e),
                         JournalMessage::Barrier(b) => barriers.push(b),
                     }
                 }
-                for (task, result) in futures::future::join_all(appends).await {
-                    if let Err(error) = result {
-                        tracing::error!(%error, "a node event could not be journaled");
-                        if let Some(task) = task {
-                            lost_by_writer
-                                .lock()
-                                .entry(task)
-                                .or_insert_with(|| Arc::new(error));
+                for round in rounds(events) {
+                    let appends = round.into_iter().map(|e| {
+                        let task = task_of(&e);
+                        let append = store.append(vec![e], None);
+                        async move { (task, append.await) }
+                    });
+                    for (task, result) in futures::future::join_all(appends).await {
+                        if let Err(error) = result {
+                            tracing::error!(%error, "a node event could not be journaled");
+                            if let Some(task) = task {
+                                lost_by_writer
+                                    .lock()
+                                    .entry(task)
+                                    .or_insert_with(|| Arc::new(error));
+                            }
                         }
                     }
                 }
@@ -429,5 +480,68 @@ async fn dead_letter(
         let _ = message
             .ack_with(AckKind::Nak(Some(DEAD_LETTER_RETRY_DELAY)))
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_core::event::{AgentAvailable, AgentBusy, TaskCompleted};
+    use swarm_core::{Payload, Priority};
+
+    fn assigned(task: u64, agent: u64) -> Event {
+        TaskAssigned {
+            task_id: TaskId::from_u64(task),
+            agent_id: AgentId::new(agent),
+            attempt: 1,
+            priority: Priority::Normal,
+            queue_wait: Duration::ZERO,
+        }
+        .into()
+    }
+
+    fn completed(task: u64, agent: u64) -> Event {
+        TaskCompleted {
+            task_id: TaskId::from_u64(task),
+            agent_id: AgentId::new(agent),
+            attempt: 1,
+            duration: Duration::ZERO,
+            output: Payload::empty(),
+        }
+        .into()
+    }
+
+    /// The events of one task or agent land in successive rounds, in emit
+    /// order; unrelated events share a round.
+    #[test]
+    fn rounds_keep_each_task_and_agent_in_order() {
+        let events = vec![
+            assigned(1, 1),
+            assigned(2, 2),
+            AgentBusy {
+                agent_id: AgentId::new(1),
+                task_id: TaskId::from_u64(1),
+            }
+            .into(),
+            completed(2, 2),
+            completed(1, 1),
+            AgentAvailable {
+                agent_id: AgentId::new(1),
+            }
+            .into(),
+        ];
+        let names: Vec<Vec<String>> = rounds(events)
+            .iter()
+            .map(|r| r.iter().map(|e| e.name().to_string()).collect())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                vec!["task:assigned", "task:assigned"],
+                vec!["agent:busy", "task:completed"],
+                vec!["task:completed"],
+                vec!["agent:available"],
+            ]
+        );
     }
 }
