@@ -655,6 +655,31 @@ async fn wait_for_event<T>(
     }
 }
 
+/// How many times the consumer of `priority` delivered a message so far.
+async fn deliveries(url: &str, config: &TaskQueueConfig, priority: Priority) -> u64 {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let stream = js.get_stream(config.stream_name()).await.unwrap();
+    let mut consumer: async_nats::jetstream::consumer::Consumer<
+        async_nats::jetstream::consumer::pull::Config,
+    > = stream
+        .get_consumer(&config.consumer_name(priority))
+        .await
+        .unwrap();
+    consumer.info().await.unwrap().delivered.consumer_sequence
+}
+
+/// Can only run tasks of kind "other".
+struct OtherKindOnly;
+
+impl Agent for OtherKindOnly {
+    async fn execute(&self, _task: &Task) -> Result<TaskOutput, ExecuteError> {
+        Ok(TaskOutput::empty())
+    }
+    fn capabilities(&self) -> &[&str] {
+        &["other"]
+    }
+}
+
 /// (a) When the dead-letter stream cannot take a dead task, the node does
 /// not leave the message hanging (neither acked nor nak'd, stranded once its
 /// deliveries are used up): it naks it with a delay, and the redelivery
@@ -706,6 +731,102 @@ async fn a_failed_dead_letter_publish_is_retried_not_stranded() {
                 .count();
             assert_eq!(recorded, 1, "task:dead_lettered recorded {recorded} times");
             node.stop().await;
+        },
+    )
+    .await;
+}
+
+/// Waits (bounded) until `priority`'s consumer delivered at least `n` messages.
+async fn wait_deliveries(url: &str, config: &TaskQueueConfig, n: u64) -> u64 {
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = deliveries(url, config, Priority::Normal).await;
+        if seen >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    seen
+}
+
+/// (b) A node that cannot run a task (no capable agent free) hands it back,
+/// and that costs no attempt: its first real run, on a node that can, is
+/// attempt 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_task_costs_no_attempt() {
+    with_swarm(
+        "refattempt",
+        |c| {
+            c.max_deliver = 50;
+            c.ack_wait = Duration::from_secs(2);
+        },
+        |url, config, queue, log| async move {
+            let picky = Node::start(queue.clone(), pool_of(|| OtherKindOnly, 1), log.clone())
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(8))
+                .payload(vec![1u8])
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            let refused = wait_deliveries(&url, &config, 4).await;
+            assert!(refused >= 4, "the picky node saw the task {refused} times");
+            let able = Node::start(queue.clone(), pool_of(|| Work, 1), log.clone())
+                .await
+                .unwrap();
+            let attempt =
+                wait_for_event(
+                    &log,
+                    Duration::from_secs(20),
+                    "task:completed",
+                    |e| match e {
+                        Event::TaskCompleted(c) => Some(c.attempt),
+                        _ => None,
+                    },
+                )
+                .await;
+            assert_eq!(attempt, 1, "refusals were counted as attempts");
+            able.stop().await;
+            picky.stop().await;
+        },
+    )
+    .await;
+}
+
+/// (b) Refusals do not use up `max_deliver`: a task refused more often than
+/// `max_deliver` still runs once a capable node shows up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_do_not_use_up_max_deliver() {
+    with_swarm(
+        "refdeliver",
+        |c| {
+            c.max_deliver = 3;
+            c.ack_wait = Duration::from_secs(2);
+        },
+        |url, config, queue, log| async move {
+            let picky = Node::start(queue.clone(), pool_of(|| OtherKindOnly, 1), log.clone())
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(9))
+                .payload(vec![1u8])
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            // As often as max_deliver allows (today's server stops there), and then some.
+            wait_deliveries(&url, &config, 3).await;
+            wait_deliveries(&url, &config, 5).await;
+            let able = Node::start(queue.clone(), pool_of(|| Work, 1), log.clone())
+                .await
+                .unwrap();
+            wait_for_event(&log, Duration::from_secs(20), "task:completed", |e| {
+                matches!(e, Event::TaskCompleted(_)).then_some(())
+            })
+            .await;
+            assert_eq!(settle(&queue, 0, Duration::from_secs(10)).await, (0, 0));
+            able.stop().await;
+            picky.stop().await;
         },
     )
     .await;

@@ -13,15 +13,21 @@ use swarm_agents::{AgentFactory, AgentPool, Executed, Next};
 use swarm_core::event::{TaskAssigned, TaskDeadLettered};
 use swarm_core::{AgentId, Event, Subscription, Task, TaskId, Timestamp};
 use swarm_store::{EventStore, StoreError};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::error::DistributedError;
 use super::queue::{TaskQueue, TaskQueueConfig};
 
-/// How long a task that found no agent (all claimed by other work) waits
-/// before the server offers it again.
+/// How long a task that found no agent to run it waits before it is handed
+/// back the first time; each further hand-back doubles it.
 const NO_AGENT_DELAY: Duration = Duration::from_millis(50);
+
+/// The longest wait before a hand-back.
+const MAX_HAND_BACK_DELAY: Duration = Duration::from_secs(2);
+
+/// The header that counts a task's hand-backs.
+const HANDED_BACK_HEADER: &str = "Swarm-Handed-Back";
 
 /// How long a task whose events could not be journaled waits before it is
 /// offered again (the log is likely down for a moment).
@@ -290,8 +296,7 @@ impl Node {
                 let config = config.clone();
                 let js = js.clone();
                 let handle = tokio::spawn(async move {
-                    run_one(message, pool, journal, config, js).await;
-                    drop(permit);
+                    run_one(message, permit, pool, journal, config, js).await;
                 });
                 let mut running = running_for_puller.lock();
                 running.retain(|h| !h.is_finished());
@@ -306,8 +311,11 @@ impl Node {
     }
 }
 
+/// Runs one delivered task; `permit` (a free agent's) is given back as soon
+/// as the agent is free again.
 async fn run_one<F: AgentFactory>(
     message: async_nats::jetstream::Message,
+    permit: OwnedSemaphorePermit,
     pool: Arc<AgentPool<F>>,
     journal: Arc<NodeJournal>,
     config: TaskQueueConfig,
@@ -322,16 +330,25 @@ async fn run_one<F: AgentFactory>(
             return;
         }
     };
-    // The attempt count travels with the delivery count, so retries are
-    // counted across nodes.
-    task.set_attempt(u32::try_from(delivered - 1).unwrap_or(u32::MAX));
+    // Attempts made before this delivery, counted across nodes: those the
+    // payload carries (a task handed back is published again with its
+    // count) plus one per earlier delivery of this message, each of which
+    // was a failed attempt nak'd for its retry or an attempt lost with its
+    // node. A hand-back is a new message, so it costs neither.
+    let earlier = u32::try_from(delivered - 1).unwrap_or(u32::MAX);
+    task.set_attempt(task.attempt().saturating_add(earlier));
     let attempts = task.attempt();
     let used_up = attempts >= pool.config().retry.max_attempts_for(&task);
-    if used_up || delivered > config.max_deliver {
+    // This node recorded it dead (a permanent failure, say) but the
+    // dead-letter stream did not take it.
+    let recorded_dead = journal.dead_recorded.lock().contains(&task.id());
+    if used_up || delivered > config.max_deliver || recorded_dead {
         // A node died running the task's last attempt, or an earlier
         // delivery's dead-lettering could not finish: finish it now,
         // without running the task again.
-        let reason = if used_up {
+        let reason = if recorded_dead {
+            "dead-lettered by an earlier delivery".to_string()
+        } else if used_up {
             format!("{attempts} attempts used up")
         } else {
             format!(
@@ -339,7 +356,7 @@ async fn run_one<F: AgentFactory>(
                 config.max_deliver
             )
         };
-        if !journal.dead_recorded.lock().contains(&task.id()) {
+        if !recorded_dead {
             pool.bus().emit(TaskDeadLettered {
                 task_id: task.id(),
                 attempts,
@@ -350,7 +367,10 @@ async fn run_one<F: AgentFactory>(
         return;
     }
     let Some(agent) = pool.claim_idle_for(task.kind()) else {
-        let _ = message.ack_with(AckKind::Nak(Some(NO_AGENT_DELAY))).await;
+        // No agent here can run it now (none of its kind, or one was just
+        // removed): another node, or this one later, will.
+        drop(permit);
+        hand_back(&message, &task, &config, &js).await;
         return;
     };
     let priority = task.priority();
@@ -375,12 +395,66 @@ async fn run_one<F: AgentFactory>(
             }
         }
     };
+    drop(permit);
     match executed {
         Ok(executed) => finish(&message, delivered, executed, &pool, &journal, &config, &js).await,
         Err(refused) => {
-            tracing::warn!(error = %refused, "agent refused the task: offering it again");
-            let _ = message.ack_with(AckKind::Nak(Some(NO_AGENT_DELAY))).await;
+            tracing::warn!(error = %refused, "agent refused the task: handing it back");
+            pool.release(agent);
+            hand_back(&message, refused.task(), &config, &js).await;
         }
+    }
+}
+
+/// Hands a task this node cannot run back to the queue without charging it
+/// an attempt or a delivery: after a back-off that doubles with each
+/// hand-back of the task (50 ms up to 2 s, and under half of `ack_wait`),
+/// publishes it again as a new message (its attempt count in the payload,
+/// its hand-backs in a header) and acks the old one. If the publish fails
+/// the old message is nak'd instead, and that delivery counts as an attempt.
+async fn hand_back(
+    message: &Message,
+    task: &Task,
+    config: &TaskQueueConfig,
+    js: &jetstream::Context,
+) {
+    let handed_back: u32 = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HANDED_BACK_HEADER))
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0);
+    let delay = NO_AGENT_DELAY
+        .saturating_mul(1 << handed_back.min(6))
+        .min(MAX_HAND_BACK_DELAY)
+        .min(config.ack_wait / 2);
+    tokio::time::sleep(delay).await;
+    let handed_back = handed_back.saturating_add(1);
+    let republished = match serde_json::to_vec(task) {
+        Ok(body) => {
+            // Unique per hand-back, yet the same if this node dies between
+            // the publish and the ack and the old message is handed back
+            // again: the duplicate window drops the second copy.
+            let id = format!("{}.a{}.h{handed_back}", task.id(), task.attempt());
+            let publish = Publish::build()
+                .payload(body.into())
+                .message_id(id)
+                .header(HANDED_BACK_HEADER, handed_back.to_string().as_str());
+            match js
+                .send_publish(config.subject(task.priority()), publish)
+                .await
+            {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            }
+        }
+        Err(_) => false,
+    };
+    if republished {
+        let _ = message.ack().await;
+    } else {
+        tracing::warn!(task = %task.id(), "a task could not be handed back: nak'd instead");
+        let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
     }
 }
 
