@@ -4,7 +4,8 @@
 //! the state replayed from the log is the same from every connection.
 //!
 //! Needs `SWARM_NATS_URL`; without it the tests print that they are skipped
-//! and pass; with it set but unreachable they fail. Streams are named after
+//! and pass, except under `SWARM_CI=1` (CI), where they fail; with it set but
+//! unreachable they fail. Streams are named after
 //! the process id and a counter and deleted at the end.
 #![cfg(feature = "nats")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,6 +26,14 @@ fn server_url() -> Option<String> {
     match std::env::var("SWARM_NATS_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
+            // Under CI a missing server is a failure, not a skip (as the
+            // promtool test does).
+            if std::env::var("SWARM_CI").as_deref() == Ok("1") {
+                panic!(
+                    "SWARM_NATS_URL not set but SWARM_CI=1: start nats-server with JetStream \
+                     (-js) and set SWARM_NATS_URL, as .ci/run does"
+                );
+            }
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "skipped: SWARM_NATS_URL not set");
             None
