@@ -882,14 +882,35 @@ async fn the_last_delivery_failing_is_recorded_as_dead_lettered() {
     .await;
 }
 
-/// A log that fails the append of the first `task:completed` it is given.
+/// What [`FirstCompletion`] does to the first `task:completed` append.
 #[derive(Debug)]
-struct LosesFirstCompletion {
+enum Fault {
+    /// Fails it.
+    Fail,
+    /// Delays it (a slow log).
+    Delay(Duration),
+}
+
+/// A log that fails or delays the append of the first `task:completed` it
+/// is given.
+#[derive(Debug)]
+struct FirstCompletion {
     inner: NatsStore,
+    fault: Fault,
     armed: std::sync::atomic::AtomicBool,
 }
 
-impl EventStore for LosesFirstCompletion {
+impl FirstCompletion {
+    fn new(inner: NatsStore, fault: Fault) -> Self {
+        FirstCompletion {
+            inner,
+            fault,
+            armed: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+}
+
+impl EventStore for FirstCompletion {
     fn append(
         &self,
         events: Vec<Event>,
@@ -897,7 +918,13 @@ impl EventStore for LosesFirstCompletion {
     ) -> futures::future::BoxFuture<'_, swarm_store::Result<swarm_store::SeqRange>> {
         let completion = events.iter().any(|e| matches!(e, Event::TaskCompleted(_)));
         if completion && self.armed.swap(false, Ordering::SeqCst) {
-            return Box::pin(async { Err(swarm_store::StoreError::Closed) });
+            return match self.fault {
+                Fault::Fail => Box::pin(async { Err(swarm_store::StoreError::Closed) }),
+                Fault::Delay(delay) => Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    self.inner.append(events, expected).await
+                }),
+            };
         }
         self.inner.append(events, expected)
     }
@@ -938,10 +965,7 @@ async fn a_task_whose_events_failed_to_append_is_not_acked() {
         "barrier",
         |_| {},
         |_url, _config, queue, log| async move {
-            let store = LosesFirstCompletion {
-                inner: log.clone(),
-                armed: std::sync::atomic::AtomicBool::new(true),
-            };
+            let store = FirstCompletion::new(log.clone(), Fault::Fail);
             let node = Node::start(queue.clone(), pool_of(|| Work, 1), store)
                 .await
                 .unwrap();
@@ -965,6 +989,38 @@ async fn a_task_whose_events_failed_to_append_is_not_acked() {
                 state.task(task.id()).map(|t| t.status),
                 Some(TaskStatus::Completed)
             );
+        },
+    )
+    .await;
+}
+
+/// A task whose events are slow to reach the log is not redelivered while
+/// the node waits for them: the node keeps sending progress acks until it
+/// acks, so the task runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_log_does_not_get_a_finished_task_redelivered() {
+    with_swarm(
+        "slowlog",
+        |c| c.ack_wait = Duration::from_secs(1),
+        |_url, _config, queue, log| async move {
+            let store = FirstCompletion::new(log.clone(), Fault::Delay(Duration::from_secs(3)));
+            let node = Node::start(queue.clone(), pool_of(|| Work, 2), store)
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(12))
+                .payload(vec![1u8])
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            assert_eq!(settle(&queue, 0, Duration::from_secs(20)).await, (0, 0));
+            node.stop().await;
+            let runs = log_events(&log)
+                .await
+                .iter()
+                .filter(|e| matches!(e, Event::TaskAssigned(_)))
+                .count();
+            assert_eq!(runs, 1, "the task ran {runs} times");
         },
     )
     .await;

@@ -382,19 +382,7 @@ async fn run_one<F: AgentFactory>(
         priority,
         queue_wait: Timestamp::now().saturating_duration_since(task.created_at()),
     });
-    let execute = pool.execute(agent, task.clone());
-    tokio::pin!(execute);
-    let mut progress = tokio::time::interval(config.progress_interval());
-    progress.tick().await;
-    let executed = loop {
-        tokio::select! {
-            r = &mut execute => break r,
-            _ = progress.tick() => {
-                // Keeps a long task from being redelivered while it runs.
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        }
-    };
+    let executed = in_progress(&message, &config, pool.execute(agent, task.clone())).await;
     drop(permit);
     match executed {
         Ok(executed) => finish(&message, delivered, executed, &pool, &journal, &config, &js).await,
@@ -458,6 +446,28 @@ async fn hand_back(
     }
 }
 
+/// Runs `work` (an attempt, or waiting for the journal) while sending
+/// progress acks, so the server does not redeliver the task meanwhile: a
+/// task whose events are slow to reach the log must not run again elsewhere
+/// while this node is about to ack it.
+async fn in_progress<T>(
+    message: &Message,
+    config: &TaskQueueConfig,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval(config.progress_interval());
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = progress.tick() => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+}
+
 /// Acks, naks or dead-letters a task's message once its attempt ended.
 async fn finish<F: AgentFactory>(
     message: &Message,
@@ -492,7 +502,7 @@ async fn finish<F: AgentFactory>(
             // task; a task whose events could not be appended is offered
             // again (it runs again: at-least-once) rather than acked with a
             // gap in the log.
-            let recorded = journal.barrier(task.id()).await;
+            let recorded = in_progress(message, config, journal.barrier(task.id())).await;
             let ack = match (next, recorded) {
                 (Next::Retry { after, .. }, _) => AckKind::Nak(Some(*after)),
                 (_, Ok(())) => AckKind::Ack,
@@ -516,7 +526,7 @@ async fn dead_letter(
     config: &TaskQueueConfig,
     js: &jetstream::Context,
 ) {
-    if let Err(error) = journal.barrier(task.id()).await {
+    if let Err(error) = in_progress(message, config, journal.barrier(task.id())).await {
         tracing::warn!(task = %task.id(), %error, "task:dead_lettered is not in the log: offering the task again");
         let _ = message
             .ack_with(AckKind::Nak(Some(JOURNAL_RETRY_DELAY)))
