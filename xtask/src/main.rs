@@ -1,7 +1,10 @@
 //! Project chores, run as `cargo xtask <task>` (the cargo-xtask pattern).
 //!
-//! - `cargo xtask ci`: what `.ci/run` runs: fmt check, clippy with `-D warnings`,
-//!   the tests, the doc tests, the docs with `-Dwarnings`, cargo-deny.
+//! - `cargo xtask ci`: every CI check, in order (`.ci/run` installs the tools,
+//!   starts NATS and runs this): fmt check, clippy with `-D warnings`, the
+//!   tests, the doc tests, the docs with `-Dwarnings`, cargo-deny, a bench
+//!   smoke run; all with `SWARM_CI=1` and `SWARM_NATS_URL` (default
+//!   `nats://127.0.0.1:4222`, which must answer).
 //! - `cargo xtask bench [--quick] [--scenario NAME]...`: the whole-system
 //!   benchmarks (polling vs event, against bare tokio), with a report and charts.
 
@@ -14,7 +17,10 @@ const HELP: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  ci [--skip-deny]    fmt check, clippy -D warnings, tests, doc tests, docs, cargo deny
+  ci [--skip-deny]    every CI check, as .ci/run runs it (which installs the tools and
+                      starts NATS first): fmt check, clippy -D warnings, tests, doc
+                      tests, docs -Dwarnings, cargo deny, bench smoke run; with
+                      SWARM_CI=1 and SWARM_NATS_URL (default nats://127.0.0.1:4222)
   bench [--quick] [--scenario NAME]...
                       whole-system benchmarks; report and charts in target/bench/
                       (`cargo xtask bench --help` lists the scenarios)

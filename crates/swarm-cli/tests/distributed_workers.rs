@@ -6,7 +6,8 @@
 //! from the NATS log is the same through two separate connections.
 //!
 //! Needs `SWARM_NATS_URL`; without it the test prints that it is skipped and
-//! passes; with it set but unreachable it fails. The swarm's streams are named
+//! passes, except under `SWARM_CI=1` (CI), where it fails; with it set but
+//! unreachable it fails. The swarm's streams are named
 //! after the process id and the clock and deleted at the end, passed or failed.
 #![cfg(feature = "nats")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -32,6 +33,14 @@ fn server_url() -> Option<String> {
     match std::env::var("SWARM_NATS_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
+            // Under CI a missing server is a failure, not a skip (as the
+            // promtool test does).
+            if std::env::var("SWARM_CI").as_deref() == Ok("1") {
+                panic!(
+                    "SWARM_NATS_URL not set but SWARM_CI=1: start nats-server with JetStream \
+                     (-js) and set SWARM_NATS_URL, as .ci/run does"
+                );
+            }
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "skipped: SWARM_NATS_URL not set");
             None

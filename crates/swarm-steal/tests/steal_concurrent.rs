@@ -1,6 +1,8 @@
 //! Stress: OS threads own local queues and steal from each other while items
 //! are pushed, popped, stolen, rebalanced, removed and handed back by
-//! deregistering agents. Every item must come out exactly once.
+//! deregistering agents. Every item must come out exactly once; steals must
+//! really happen and move items between owners (never a pinned one); and the
+//! pool's statistics must agree with the moves its callers were told of.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -31,10 +33,27 @@ fn producer_of(item: u32) -> u64 {
     }
 }
 
-fn worker(pool: &StealPool<u32>, me: u64, out: &AtomicUsize) -> Vec<u32> {
+/// What one thread saw.
+#[derive(Default)]
+struct Seen {
+    /// Items it popped from its own queue.
+    popped: Vec<u32>,
+    /// Items it took out with `remove_where`.
+    removed: Vec<u32>,
+    /// Items it pushed pinned to its own queue.
+    pinned: Vec<u32>,
+    /// Its successful steals, and the items they moved.
+    steals: u64,
+    stolen: u64,
+    /// Its rebalances' moves, and the items they moved.
+    rebalance_moves: u64,
+    rebalanced: u64,
+}
+
+fn worker(pool: &StealPool<u32>, me: u64, out: &AtomicUsize) -> Seen {
     let agent = AgentId::new(me);
     let mut mine = (0..ITEMS).filter(|i| producer_of(*i) == me).peekable();
-    let mut seen = Vec::new();
+    let mut seen = Seen::default();
     let mut rounds = 0u64;
     loop {
         rounds += 1;
@@ -44,6 +63,9 @@ fn worker(pool: &StealPool<u32>, me: u64, out: &AtomicUsize) -> Vec<u32> {
                 let pinned = item % 7 == 0;
                 pool.push_local(agent, item, priority_of(item), pinned)
                     .unwrap();
+                if pinned {
+                    seen.pinned.push(item);
+                }
             }
         }
         match me {
@@ -59,24 +81,34 @@ fn worker(pool: &StealPool<u32>, me: u64, out: &AtomicUsize) -> Vec<u32> {
                 }
             }
             1 if rounds % 1024 == 0 => {
-                pool.rebalance();
+                for moved in pool.rebalance() {
+                    assert_ne!(moved.from, moved.to);
+                    assert!(moved.count >= 1, "{moved:?}");
+                    seen.rebalance_moves += 1;
+                    seen.rebalanced += moved.count as u64;
+                }
             }
             2 if rounds % 2048 == 0 => {
                 for (_, item, _) in pool.remove_where(|i| i % 1000 == 999) {
-                    seen.push(item);
+                    seen.removed.push(item);
                     out.fetch_add(1, Ordering::Relaxed);
                 }
             }
             _ => {}
         }
         let popped = pool.pop_local(agent).or_else(|| {
-            pool.steal_half(agent)?;
+            let stolen = pool.steal_half(agent)?;
+            assert_eq!(stolen.to, agent);
+            assert_ne!(stolen.from, agent, "stole from itself");
+            assert!(stolen.count >= 1, "{stolen:?}");
+            seen.steals += 1;
+            seen.stolen += stolen.count as u64;
             pool.pop_local(agent)
         });
         match popped {
             Some((item, p)) => {
                 assert_eq!(p, priority_of(item));
-                seen.push(item);
+                seen.popped.push(item);
                 out.fetch_add(1, Ordering::Relaxed);
             }
             None => {
@@ -110,10 +142,30 @@ fn every_item_comes_out_exactly_once() {
         })
         .collect();
     let mut count = vec![0u8; ITEMS as usize];
-    for handle in handles {
-        for item in handle.join().unwrap() {
+    let mut total = Seen::default();
+    // Items popped by a thread other than the one that pushed them: each
+    // got there by a steal or a rebalance (the spare agent's items are
+    // pushed and re-queued by thread 0, so they count as its own).
+    let mut moved_items = 0u64;
+    let mut popped_by = vec![u8::MAX; ITEMS as usize];
+    let mut pinned = Vec::new();
+    for (t, handle) in handles.into_iter().enumerate() {
+        let seen = handle.join().unwrap();
+        for &item in &seen.popped {
+            count[item as usize] += 1;
+            popped_by[item as usize] = t as u8;
+            if producer_of(item) != t as u64 {
+                moved_items += 1;
+            }
+        }
+        pinned.extend(seen.pinned.iter().map(|&item| (item, t as u8)));
+        for &item in &seen.removed {
             count[item as usize] += 1;
         }
+        total.steals += seen.steals;
+        total.stolen += seen.stolen;
+        total.rebalance_moves += seen.rebalance_moves;
+        total.rebalanced += seen.rebalanced;
     }
     let wrong: Vec<_> = count
         .iter()
@@ -123,7 +175,45 @@ fn every_item_comes_out_exactly_once() {
         .collect();
     assert!(wrong.is_empty(), "items not seen exactly once: {wrong:?}");
     assert_eq!(pool.total_len(), 0);
+
+    // Steals really happened, and moved items between owners.
+    assert!(total.steals > 0, "no steal succeeded");
+    assert!(
+        moved_items > 0,
+        "no item was popped by another thread than its producer"
+    );
+    assert!(
+        moved_items <= total.stolen + total.rebalanced,
+        "{moved_items} items changed owner, but steals moved {} and rebalances {}",
+        total.stolen,
+        total.rebalanced
+    );
+    // Pinned items never move: each is popped by the thread that pushed it
+    // (or taken out by remove_where).
+    assert!(
+        pinned.len() > ITEMS as usize / 8,
+        "too few pinned items to say anything"
+    );
+    let pinned_moved: Vec<(u32, u8, u8)> = pinned
+        .iter()
+        .filter(|(item, t)| popped_by[*item as usize] != u8::MAX && popped_by[*item as usize] != *t)
+        .map(|(item, t)| (*item, *t, popped_by[*item as usize]))
+        .collect();
+    assert!(
+        pinned_moved.is_empty(),
+        "pinned items popped by another thread (item, pushed by, popped by): {:?}",
+        &pinned_moved[..pinned_moved.len().min(10)]
+    );
+    // The pool's statistics are the moves its callers were told of.
     let stats = pool.stats();
-    assert!(stats.stolen >= stats.steals);
-    assert!(stats.rebalanced >= stats.rebalance_moves);
+    assert_eq!(
+        (stats.steals, stats.stolen),
+        (total.steals, total.stolen),
+        "steal statistics (steals, items) against what steal_half returned"
+    );
+    assert_eq!(
+        (stats.rebalance_moves, stats.rebalanced),
+        (total.rebalance_moves, total.rebalanced),
+        "rebalance statistics (moves, items) against what rebalance returned"
+    );
 }

@@ -3,8 +3,9 @@
 //! chunked snapshots, de-duplication, reopening).
 //!
 //! Needs `SWARM_NATS_URL` (for example `nats://127.0.0.1:4222`). Without it each
-//! test prints "skipped: SWARM_NATS_URL not set" and passes; with it set but
-//! the server unreachable, the tests fail. Every test uses its own stream and
+//! test prints "skipped: SWARM_NATS_URL not set" and passes, except under
+//! `SWARM_CI=1` (CI), where it fails; with it set but the server unreachable,
+//! the tests fail. Every test uses its own stream and
 //! bucket (named after the process id and a counter) and deletes them.
 #![cfg(feature = "nats")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,6 +24,14 @@ fn server_url() -> Option<String> {
     match std::env::var("SWARM_NATS_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
+            // Under CI a missing server is a failure, not a skip (as the
+            // promtool test does).
+            if std::env::var("SWARM_CI").as_deref() == Ok("1") {
+                panic!(
+                    "SWARM_NATS_URL not set but SWARM_CI=1: start nats-server with JetStream \
+                     (-js) and set SWARM_NATS_URL, as .ci/run does"
+                );
+            }
             // Written past the test harness's capture, so that it shows.
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "skipped: SWARM_NATS_URL not set");

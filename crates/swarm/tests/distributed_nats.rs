@@ -4,7 +4,8 @@
 //! the state replayed from the log is the same from every connection.
 //!
 //! Needs `SWARM_NATS_URL`; without it the tests print that they are skipped
-//! and pass; with it set but unreachable they fail. Streams are named after
+//! and pass, except under `SWARM_CI=1` (CI), where they fail; with it set but
+//! unreachable they fail. Streams are named after
 //! the process id and a counter and deleted at the end.
 #![cfg(feature = "nats")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,6 +26,14 @@ fn server_url() -> Option<String> {
     match std::env::var("SWARM_NATS_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
+            // Under CI a missing server is a failure, not a skip (as the
+            // promtool test does).
+            if std::env::var("SWARM_CI").as_deref() == Ok("1") {
+                panic!(
+                    "SWARM_NATS_URL not set but SWARM_CI=1: start nats-server with JetStream \
+                     (-js) and set SWARM_NATS_URL, as .ci/run does"
+                );
+            }
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "skipped: SWARM_NATS_URL not set");
             None
@@ -163,12 +172,12 @@ async fn every_task_completes_when_a_node_dies() {
             assert!(killed);
             assert_eq!(completed, ids, "every task completed");
             assert!(completions >= TASKS);
-            for node in nodes {
-                node.stop().await;
-            }
-            // Nothing waits on the queue (bounded wait for the last acks).
+            // Nothing waits on the queue (bounded wait for the last acks and
+            // for the redeliveries of what the dead node held: a task it
+            // completed but did not ack runs again on a live node, so the
+            // nodes keep running until the queue is empty).
             let mut pending = u64::MAX;
-            for _ in 0..100 {
+            for _ in 0..400 {
                 pending = queue.pending().await.unwrap();
                 if pending == 0 {
                     break;
@@ -177,6 +186,9 @@ async fn every_task_completes_when_a_node_dies() {
             }
             assert_eq!(pending, 0, "no task left on the queue");
             assert_eq!(queue.dead_lettered().await.unwrap(), 0);
+            for node in nodes {
+                node.stop().await;
+            }
 
             // The state replayed from the log is the same from any connection.
             let a = SystemState::replay(&log).await.unwrap();
@@ -549,4 +561,467 @@ async fn throughput_one_and_two_nodes() {
         let _ = queue.destroy().await;
         let _ = log.destroy().await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// The node's ack/nak/term contract (issue 14, item 18).
+
+/// Opens a queue and a log for a fresh swarm, runs `body`, then deletes the
+/// streams whether `body` passed or panicked.
+async fn with_swarm<Fut>(
+    tag: &str,
+    configure: impl FnOnce(&mut TaskQueueConfig),
+    body: impl FnOnce(String, TaskQueueConfig, TaskQueue, NatsStore) -> Fut,
+) where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(url) = server_url() else { return };
+    let swarm_name = unique_swarm(tag);
+    let mut config = TaskQueueConfig::new(&swarm_name);
+    configure(&mut config);
+    let store_options = NatsStoreOptions::new(&url, &swarm_name).shared_writers(true);
+    let queue = TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
+        .await
+        .unwrap();
+    let log = NatsStore::connect(store_options).await.unwrap();
+    let result = tokio::spawn(body(url, config, queue.clone(), log.clone())).await;
+    let _ = queue.destroy().await;
+    let _ = log.destroy().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn pool_of<A: Agent>(
+    make: fn() -> A,
+    agents: usize,
+) -> Arc<AgentPool<impl swarm_agents::AgentFactory<Agent = A>>> {
+    Arc::new(
+        AgentPool::new(
+            move |_id| make(),
+            EventBus::new(),
+            PoolConfig {
+                initial_agents: agents,
+                ..PoolConfig::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+/// Journals `task:created` for `task` and queues it.
+async fn submit_journaled(log: &NatsStore, queue: &TaskQueue, task: &Task) {
+    log.append(vec![TaskCreated { task: task.clone() }.into()], None)
+        .await
+        .unwrap();
+    queue.submit(task).await.unwrap();
+}
+
+/// Waits (bounded) until the work queue is empty and the dead-letter stream
+/// holds `dead` tasks; returns what it last saw.
+async fn settle(queue: &TaskQueue, dead: u64, within: Duration) -> (u64, u64) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let seen = (
+            queue.pending().await.unwrap(),
+            queue.dead_lettered().await.unwrap(),
+        );
+        if seen == (0, dead) || tokio::time::Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every event of the log so far.
+async fn log_events(log: &NatsStore) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut read = log.read(1);
+    while let Some(e) = read.next().await {
+        events.push(e.unwrap().event);
+    }
+    events
+}
+
+/// Waits (bounded) for the first event of the log that `pick` accepts.
+async fn wait_for_event<T>(
+    log: &NatsStore,
+    within: Duration,
+    what: &str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let mut live = log.subscribe(1);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let e = tokio::time::timeout_at(deadline, live.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not in the log after {within:?}"))
+            .unwrap()
+            .unwrap();
+        if let Some(found) = pick(&e.event) {
+            return found;
+        }
+    }
+}
+
+/// How many times the consumer of `priority` delivered a message so far.
+async fn deliveries(url: &str, config: &TaskQueueConfig, priority: Priority) -> u64 {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let stream = js.get_stream(config.stream_name()).await.unwrap();
+    let mut consumer: async_nats::jetstream::consumer::Consumer<
+        async_nats::jetstream::consumer::pull::Config,
+    > = stream
+        .get_consumer(&config.consumer_name(priority))
+        .await
+        .unwrap();
+    consumer.info().await.unwrap().delivered.consumer_sequence
+}
+
+/// Can only run tasks of kind "other".
+struct OtherKindOnly;
+
+impl Agent for OtherKindOnly {
+    async fn execute(&self, _task: &Task) -> Result<TaskOutput, ExecuteError> {
+        Ok(TaskOutput::empty())
+    }
+    fn capabilities(&self) -> &[&str] {
+        &["other"]
+    }
+}
+
+/// (a) When the dead-letter stream cannot take a dead task, the node does
+/// not leave the message hanging (neither acked nor nak'd, stranded once its
+/// deliveries are used up): it naks it with a delay, and the redelivery
+/// dead-letters it without running it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dead_letter_publish_is_retried_not_stranded() {
+    with_swarm(
+        "deadpub",
+        |c| {
+            c.ack_wait = Duration::from_secs(1);
+            c.max_deliver = 1;
+        },
+        |url, config, queue, log| async move {
+            // The dead-letter stream is gone: the first dead-letter publish fails.
+            let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+            js.delete_stream(config.dead_stream_name()).await.unwrap();
+            let node = Node::start(queue.clone(), pool_of(|| Broken, 1), log.clone())
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(7))
+                .max_attempts(1)
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            wait_for_event(&log, Duration::from_secs(20), "task:dead_lettered", |e| {
+                matches!(e, Event::TaskDeadLettered(_)).then_some(())
+            })
+            .await;
+            // The dead-letter stream is back: the retry can succeed.
+            TaskQueue::open(async_nats::connect(&url).await.unwrap(), config.clone())
+                .await
+                .unwrap();
+            let (pending, dead) = settle(&queue, 1, Duration::from_secs(15)).await;
+            assert_eq!(
+                (pending, dead),
+                (0, 1),
+                "(pending, dead-lettered): the task is stranded on the work queue"
+            );
+            let events = log_events(&log).await;
+            let runs = events
+                .iter()
+                .filter(|e| matches!(e, Event::TaskAssigned(_)))
+                .count();
+            assert_eq!(runs, 1, "a task with max_attempts(1) ran {runs} times");
+            let recorded = events
+                .iter()
+                .filter(|e| matches!(e, Event::TaskDeadLettered(_)))
+                .count();
+            assert_eq!(recorded, 1, "task:dead_lettered recorded {recorded} times");
+            node.stop().await;
+        },
+    )
+    .await;
+}
+
+/// Waits (bounded) until `priority`'s consumer delivered at least `n` messages.
+async fn wait_deliveries(url: &str, config: &TaskQueueConfig, n: u64) -> u64 {
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = deliveries(url, config, Priority::Normal).await;
+        if seen >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    seen
+}
+
+/// (b) A node that cannot run a task (no capable agent free) hands it back,
+/// and that costs no attempt: its first real run, on a node that can, is
+/// attempt 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_task_costs_no_attempt() {
+    with_swarm(
+        "refattempt",
+        |c| {
+            c.max_deliver = 50;
+            c.ack_wait = Duration::from_secs(2);
+        },
+        |url, config, queue, log| async move {
+            let picky = Node::start(queue.clone(), pool_of(|| OtherKindOnly, 1), log.clone())
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(8))
+                .payload(vec![1u8])
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            let refused = wait_deliveries(&url, &config, 4).await;
+            assert!(refused >= 4, "the picky node saw the task {refused} times");
+            let able = Node::start(queue.clone(), pool_of(|| Work, 1), log.clone())
+                .await
+                .unwrap();
+            let attempt =
+                wait_for_event(
+                    &log,
+                    Duration::from_secs(20),
+                    "task:completed",
+                    |e| match e {
+                        Event::TaskCompleted(c) => Some(c.attempt),
+                        _ => None,
+                    },
+                )
+                .await;
+            assert_eq!(attempt, 1, "refusals were counted as attempts");
+            able.stop().await;
+            picky.stop().await;
+        },
+    )
+    .await;
+}
+
+/// (b) Refusals do not use up `max_deliver`: a task refused more often than
+/// `max_deliver` still runs once a capable node shows up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_do_not_use_up_max_deliver() {
+    with_swarm(
+        "refdeliver",
+        |c| {
+            c.max_deliver = 3;
+            c.ack_wait = Duration::from_secs(2);
+        },
+        |url, config, queue, log| async move {
+            let picky = Node::start(queue.clone(), pool_of(|| OtherKindOnly, 1), log.clone())
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(9))
+                .payload(vec![1u8])
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            // As often as max_deliver allows (today's server stops there), and then some.
+            wait_deliveries(&url, &config, 3).await;
+            wait_deliveries(&url, &config, 5).await;
+            let able = Node::start(queue.clone(), pool_of(|| Work, 1), log.clone())
+                .await
+                .unwrap();
+            wait_for_event(&log, Duration::from_secs(20), "task:completed", |e| {
+                matches!(e, Event::TaskCompleted(_)).then_some(())
+            })
+            .await;
+            assert_eq!(settle(&queue, 0, Duration::from_secs(10)).await, (0, 0));
+            able.stop().await;
+            picky.stop().await;
+        },
+    )
+    .await;
+}
+
+/// (c) When the last delivery (`max_deliver`) fails, the log records
+/// `task:dead_lettered`, so the replayed state says dead-lettered rather
+/// than failed-and-retrying for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_delivery_failing_is_recorded_as_dead_lettered() {
+    with_swarm(
+        "lastdelivery",
+        |c| c.max_deliver = 2,
+        |_url, _config, queue, log| async move {
+            let node = Node::start(queue.clone(), pool_of(|| Broken, 1), log.clone())
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(10))
+                .max_attempts(10)
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            assert_eq!(settle(&queue, 1, Duration::from_secs(20)).await, (0, 1));
+            node.stop().await;
+            let state = SystemState::replay(&log).await.unwrap();
+            let record = state.task(task.id()).unwrap();
+            assert_eq!(
+                (record.status, record.will_retry),
+                (TaskStatus::DeadLettered, false),
+                "replayed state of a task whose deliveries are used up"
+            );
+            let dead: Vec<u32> = log_events(&log)
+                .await
+                .iter()
+                .filter_map(|e| match e {
+                    Event::TaskDeadLettered(d) => Some(d.attempts),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(dead, vec![2], "task:dead_lettered attempts");
+        },
+    )
+    .await;
+}
+
+/// What [`FirstCompletion`] does to the first `task:completed` append.
+#[derive(Debug)]
+enum Fault {
+    /// Fails it.
+    Fail,
+    /// Delays it (a slow log).
+    Delay(Duration),
+}
+
+/// A log that fails or delays the append of the first `task:completed` it
+/// is given.
+#[derive(Debug)]
+struct FirstCompletion {
+    inner: NatsStore,
+    fault: Fault,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl FirstCompletion {
+    fn new(inner: NatsStore, fault: Fault) -> Self {
+        FirstCompletion {
+            inner,
+            fault,
+            armed: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+}
+
+impl EventStore for FirstCompletion {
+    fn append(
+        &self,
+        events: Vec<Event>,
+        expected: Option<u64>,
+    ) -> futures::future::BoxFuture<'_, swarm_store::Result<swarm_store::SeqRange>> {
+        let completion = events.iter().any(|e| matches!(e, Event::TaskCompleted(_)));
+        if completion && self.armed.swap(false, Ordering::SeqCst) {
+            return match self.fault {
+                Fault::Fail => Box::pin(async { Err(swarm_store::StoreError::Closed) }),
+                Fault::Delay(delay) => Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    self.inner.append(events, expected).await
+                }),
+            };
+        }
+        self.inner.append(events, expected)
+    }
+    fn read(&self, from_seq: u64) -> swarm_store::EventStream {
+        self.inner.read(from_seq)
+    }
+    fn subscribe(&self, from_seq: u64) -> swarm_store::EventStream {
+        self.inner.subscribe(from_seq)
+    }
+    fn last_seq(&self) -> futures::future::BoxFuture<'_, swarm_store::Result<u64>> {
+        self.inner.last_seq()
+    }
+    fn save_snapshot(
+        &self,
+        snapshot: swarm_store::Snapshot,
+    ) -> futures::future::BoxFuture<'_, swarm_store::Result<()>> {
+        self.inner.save_snapshot(snapshot)
+    }
+    fn latest_snapshot(
+        &self,
+        at_or_before: u64,
+    ) -> futures::future::BoxFuture<'_, swarm_store::Result<Option<swarm_store::Snapshot>>> {
+        self.inner.latest_snapshot(at_or_before)
+    }
+    fn flush(&self) -> futures::future::BoxFuture<'_, swarm_store::Result<()>> {
+        self.inner.flush()
+    }
+    fn close(&self) -> futures::future::BoxFuture<'_, swarm_store::Result<()>> {
+        self.inner.close()
+    }
+}
+
+/// (d) A task whose events could not be appended to the log is not acked:
+/// the node naks it, it runs again, and its completion reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_events_failed_to_append_is_not_acked() {
+    with_swarm(
+        "barrier",
+        |_| {},
+        |_url, _config, queue, log| async move {
+            let store = FirstCompletion::new(log.clone(), Fault::Fail);
+            let node = Node::start(queue.clone(), pool_of(|| Work, 1), store)
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(11))
+                .payload(vec![1u8])
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            wait_for_event(
+                &log,
+                Duration::from_secs(20),
+                "task:completed (the first one was not journaled, so the task was acked unrecorded)",
+                |e| matches!(e, Event::TaskCompleted(_)).then_some(()),
+            )
+            .await;
+            assert_eq!(settle(&queue, 0, Duration::from_secs(10)).await, (0, 0));
+            node.stop().await;
+            let state = SystemState::replay(&log).await.unwrap();
+            assert_eq!(
+                state.task(task.id()).map(|t| t.status),
+                Some(TaskStatus::Completed)
+            );
+        },
+    )
+    .await;
+}
+
+/// A task whose events are slow to reach the log is not redelivered while
+/// the node waits for them: the node keeps sending progress acks until it
+/// acks, so the task runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_log_does_not_get_a_finished_task_redelivered() {
+    with_swarm(
+        "slowlog",
+        |c| c.ack_wait = Duration::from_secs(1),
+        |_url, _config, queue, log| async move {
+            let store = FirstCompletion::new(log.clone(), Fault::Delay(Duration::from_secs(3)));
+            let node = Node::start(queue.clone(), pool_of(|| Work, 2), store)
+                .await
+                .unwrap();
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(12))
+                .payload(vec![1u8])
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            assert_eq!(settle(&queue, 0, Duration::from_secs(20)).await, (0, 0));
+            node.stop().await;
+            let runs = log_events(&log)
+                .await
+                .iter()
+                .filter(|e| matches!(e, Event::TaskAssigned(_)))
+                .count();
+            assert_eq!(runs, 1, "the task ran {runs} times");
+        },
+    )
+    .await;
 }

@@ -13,9 +13,23 @@
 //!   (`AckKind::Progress`) while a task runs, and when the attempt ends acks
 //!   (completed), naks with the retry back-off (failed, will retry), or moves
 //!   the task to the dead-letter stream `SWARM_<swarm>_DEAD` and terminates it
-//!   (dead-lettered, or `max_deliver` deliveries used up).
+//!   (dead-lettered, or its last delivery failed).
 //! - Every node journals its pool's events to one [`NatsStore`](swarm_store::NatsStore)
-//!   log, and a task's events are appended before its ack.
+//!   log (the events of one task or agent in emit order), and a task's
+//!   events are in the log before its ack; a task whose events could not be
+//!   appended is nak'd and runs again.
+//!
+//! Attempts and deliveries: a task's attempt count is what its payload
+//! carries plus one per earlier delivery of its message (a failed attempt
+//! nak'd for its retry, or an attempt lost with its node). A node that cannot
+//! run a task (no agent of its kind) hands it back as a new message, after a
+//! back-off that doubles with each hand-back, so that costs no attempt and
+//! no delivery. The consumers deliver without limit and the nodes enforce
+//! [`TaskQueueConfig::max_deliver`]: when the last delivery fails the task
+//! is dead-lettered (`task:dead_lettered` in the log), and a delivery beyond
+//! it, or one whose attempts are used up, is dead-lettered without running.
+//! If the dead-letter stream does not take a dead task, its message is
+//! nak'd and the copy retried on the next delivery.
 //!
 //! Delivery is at-least-once: a node that dies has its unacked tasks
 //! redelivered to the others after `ack_wait`; a task that was running there

@@ -17,7 +17,12 @@ pub struct TaskQueueConfig {
     /// How long the server waits for an ack (or a progress ack) before it
     /// redelivers a task to another node (30 s).
     pub ack_wait: Duration,
-    /// How often a task is delivered at most; after that it is dead-lettered (5).
+    /// How often a task is delivered at most (5). The nodes enforce it, not
+    /// the server (the consumers deliver without limit, so a node can offer
+    /// a task again, for instance when the dead-letter stream did not take
+    /// it): when a task's `max_deliver`-th delivery fails it is
+    /// dead-lettered, and a task delivered more often (its nodes died while
+    /// running it) is dead-lettered without running again.
     pub max_deliver: i64,
     /// How many tasks a node holds locally per priority beyond those running
     /// (its pull batch). A critical task never waits behind buffered lower
@@ -130,7 +135,8 @@ impl TaskQueue {
                         filter_subject: config.subject(priority),
                         ack_policy: AckPolicy::Explicit,
                         ack_wait: config.ack_wait,
-                        max_deliver: config.max_deliver,
+                        // Unlimited: the nodes enforce `config.max_deliver`.
+                        max_deliver: -1,
                         ..Default::default()
                     },
                 )
