@@ -8,12 +8,11 @@
 //! counts the work of every node.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use swarm::distributed::{Node, NodeHandle, TaskQueue};
-use swarm::{Event, EventStore, Task, TaskId};
+use swarm::distributed::TaskQueue;
+use swarm::{Event, EventStore, Swarm, Task, TaskId};
 use swarm_core::event::TaskCreated;
 use swarm_store::NatsStore;
 
@@ -21,7 +20,7 @@ use crate::DemoArgs;
 use crate::demo::{Outcomes, Summary, due_batch, print_summary, wait_histograms};
 use crate::error::CliError;
 use crate::output::progress_bar;
-use crate::worker::{connect, sim_pool};
+use crate::worker::{connect, queue_config, sim_node};
 
 /// How often the demo asks the server whether the queue is empty once every
 /// task is submitted: the fallback for tasks that leave the queue without a
@@ -35,9 +34,9 @@ pub(crate) async fn run(args: DemoArgs, url: String) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    if args.metrics.is_some() {
+    if args.metrics.is_some() && args.no_local_worker {
         return Err(CliError::BadInput(
-            "--metrics is not available with a nats:// store".into(),
+            "--metrics serves the local worker's metrics: drop --no-local-worker, or scrape the `swarm worker --metrics` processes".into(),
         ));
     }
     let prefetch = if args.prefetch == 0 {
@@ -46,7 +45,7 @@ pub(crate) async fn run(args: DemoArgs, url: String) -> Result<(), CliError> {
         args.prefetch
     };
     let (store, queue) = connect(&url, &args.queue, prefetch).await?;
-    let result = submit_and_wait(&args, &url, &store, &queue).await;
+    let result = submit_and_wait(&args, &url, &store, &queue, prefetch).await;
     if let Err(error) = store.close().await {
         tracing::warn!(%error, "closing the event log");
     }
@@ -58,20 +57,27 @@ async fn submit_and_wait(
     url: &str,
     store: &NatsStore,
     queue: &TaskQueue,
+    prefetch: usize,
 ) -> Result<(), CliError> {
-    let node: Option<NodeHandle> = if args.no_local_worker {
+    let node: Option<Swarm> = if args.no_local_worker {
         None
     } else {
-        let pool = sim_pool(args.agents, args.duration_ms, args.fail_rate, args.seed)?;
         Some(
-            Node::start(queue.clone(), Arc::new(pool), store.clone())
-                .await
-                .map_err(crate::worker::distributed_error)?,
+            sim_node(
+                url,
+                queue_config(&args.queue, prefetch),
+                args.agents,
+                (args.duration_ms, args.fail_rate, args.seed),
+                args.metrics,
+            )
+            .await?,
         )
     };
     let outcome = drive(args, store, queue).await;
     if let Some(node) = node {
-        node.stop().await;
+        if let Err(error) = node.shutdown(Duration::from_secs(30)).await {
+            tracing::warn!(%error, "stopping the local worker");
+        }
     }
     let (outcomes, waits, elapsed, retries, failed_attempts) = outcome?;
     let mode_name = "distributed";

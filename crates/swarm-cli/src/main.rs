@@ -138,6 +138,9 @@ pub(crate) struct WorkerArgs {
     /// Seed of the simulated agents.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+    /// Serve this worker's Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// How the demo's scheduler finds work.

@@ -1,15 +1,20 @@
-//! `swarm worker --nats URL`: one node of a distributed swarm (feature `nats`).
+//! `swarm worker --nats URL`: one node of a distributed swarm (feature
+//! `nats`): a `Swarm` of simulated agents built with `.nats(url)`, so it has
+//! the same retries, health, journal, metrics (`--metrics ADDR`) and
+//! shutdown as a local swarm.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use swarm::distributed::{DistributedError, Node, TaskQueue, TaskQueueConfig};
-use swarm::{DurationDist, EventBus, EventStore, SimConfig};
-use swarm_agents::{AgentPool, PoolConfig, SimAgentFactory};
+use swarm::distributed::{DistributedError, TaskQueue, TaskQueueConfig};
+use swarm::{BuildError, DurationDist, EventStore, SimConfig, Swarm};
 use swarm_store::{NatsStore, NatsStoreOptions};
 
 use crate::error::CliError;
 use crate::{QueueArgs, WorkerArgs};
+
+/// How long a stopping worker lets its running tasks finish.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A distributed-queue failure: the server refused or dropped a request.
 pub(crate) fn distributed_error(e: DistributedError) -> CliError {
@@ -19,8 +24,18 @@ pub(crate) fn distributed_error(e: DistributedError) -> CliError {
     }
 }
 
+/// A swarm that could not start: an unreachable server is a store error (exit 2).
+pub(crate) fn build_error(e: BuildError) -> CliError {
+    match e {
+        BuildError::Store(e) => CliError::Store(e),
+        BuildError::Distributed(e) => distributed_error(e),
+        other => CliError::Runtime(other.to_string()),
+    }
+}
+
 /// Connects to the swarm's shared event log (a shared-writer `NatsStore`) and
-/// opens its task queue on the same connection. An unreachable server is a
+/// opens its task queue on the same connection, for a process that submits
+/// and reads but runs no agents. An unreachable server is a
 /// `CliError::Store` (exit 2).
 pub(crate) async fn connect(
     url: &str,
@@ -29,10 +44,7 @@ pub(crate) async fn connect(
 ) -> Result<(NatsStore, TaskQueue), CliError> {
     let options = NatsStoreOptions::new(url, &args.swarm).shared_writers(true);
     let store = NatsStore::connect(options).await?;
-    let mut config = TaskQueueConfig::new(&args.swarm);
-    config.ack_wait = Duration::from_millis(args.ack_wait_ms);
-    config.prefetch = prefetch.max(1);
-    let queue = match TaskQueue::open(store.client().clone(), config).await {
+    let queue = match TaskQueue::open(store.client().clone(), queue_config(args, prefetch)).await {
         Ok(q) => q,
         Err(e) => {
             let _ = store.close().await;
@@ -42,44 +54,54 @@ pub(crate) async fn connect(
     Ok((store, queue))
 }
 
-/// A pool of `agents` simulated agents.
-pub(crate) fn sim_pool(
+/// The task queue's settings from the command line.
+pub(crate) fn queue_config(args: &QueueArgs, prefetch: usize) -> TaskQueueConfig {
+    let mut config = TaskQueueConfig::new(&args.swarm);
+    config.ack_wait = Duration::from_millis(args.ack_wait_ms);
+    config.prefetch = prefetch.max(1);
+    config
+}
+
+/// A node of `agents` simulated agents on the swarm at `url`.
+pub(crate) async fn sim_node(
+    url: &str,
+    queue: TaskQueueConfig,
     agents: u32,
-    duration: DurationDist,
-    fail_rate: f64,
-    seed: u64,
-) -> Result<AgentPool<SimAgentFactory>, CliError> {
-    let sim = SimConfig::fixed(Duration::ZERO)
+    sim: (DurationDist, f64, u64),
+    metrics: Option<SocketAddr>,
+) -> Result<Swarm, CliError> {
+    let (duration, fail_rate, seed) = sim;
+    let config = SimConfig::fixed(Duration::ZERO)
         .with_duration(duration)
         .with_error_rate(fail_rate)
         .with_seed(seed);
-    AgentPool::new(
-        SimAgentFactory::new(sim),
-        EventBus::new(),
-        PoolConfig {
-            initial_agents: agents as usize,
-            seed,
-            ..PoolConfig::default()
-        },
-    )
-    .map_err(|e| CliError::Runtime(format!("could not create the agents: {e}")))
+    let agents = agents as usize;
+    let mut builder = Swarm::builder()
+        .sim_agents(agents, config)
+        .max_agents(agents)
+        .autoscale(false)
+        .seed(seed)
+        .nats(url)
+        .task_queue(queue);
+    if let Some(addr) = metrics {
+        builder = builder.metrics(addr);
+    }
+    builder.build().await.map_err(build_error)
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> Result<(), CliError> {
     let prefetch = usize::try_from(args.prefetch).unwrap_or(usize::MAX);
-    let (store, queue) = connect(&args.nats, &args.queue, prefetch).await?;
-    let result = serve(&args, &store, queue).await;
-    if let Err(error) = store.close().await {
-        tracing::warn!(%error, "closing the event log");
+    let node = sim_node(
+        &args.nats,
+        queue_config(&args.queue, prefetch),
+        args.agents,
+        (args.duration_ms, args.fail_rate, args.seed),
+        args.metrics,
+    )
+    .await?;
+    if let Some(addr) = node.metrics_addr() {
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
     }
-    result
-}
-
-async fn serve(args: &WorkerArgs, store: &NatsStore, queue: TaskQueue) -> Result<(), CliError> {
-    let pool = sim_pool(args.agents, args.duration_ms, args.fail_rate, args.seed)?;
-    let node = Node::start(queue, Arc::new(pool), store.clone())
-        .await
-        .map_err(distributed_error)?;
     tracing::info!(
         swarm = %args.queue.swarm,
         url = %args.nats,
@@ -88,7 +110,9 @@ async fn serve(args: &WorkerArgs, store: &NatsStore, queue: TaskQueue) -> Result
     );
     let signal = shutdown_signal().await;
     tracing::info!(signal, "stopping: letting running tasks finish and ack");
-    node.stop().await;
+    node.shutdown(STOP_DEADLINE)
+        .await
+        .map_err(|e| CliError::Runtime(format!("stopping the worker: {e}")))?;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -419,3 +419,210 @@ fn demo_refuses_options_that_do_not_fit_the_store() {
         .unwrap();
     support::assert_fails(&out, 2, &["--mode polling"]);
 }
+
+/// The address a worker started with `--metrics 127.0.0.1:0` logged.
+fn metrics_addr(log: &Path) -> std::net::SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("serving Prometheus metrics"))
+        {
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .unwrap_or_else(|| panic!("no addr= in {line:?}"));
+            return addr.parse().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics address logged: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET /metrics` with a plain HTTP/1.0 request.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+fn completed_total(exposition: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| {
+            l.starts_with("swarm_tasks_finished_total{") && l.contains("outcome=\"completed\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn promtool() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("promtool"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin/promtool")])
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn two_workers_with_metrics_count_every_task_once_between_them() {
+    let Some(url) = server_url() else { return };
+    const N: usize = 400;
+    let swarm_name = unique_swarm();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut children = Children::default();
+    let mut logs = Vec::new();
+    for i in 0..2 {
+        let log = tmp.path().join(format!("worker{i}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = swarm()
+            .args([
+                "-v",
+                "worker",
+                "--nats",
+                &url,
+                "--swarm",
+                &swarm_name,
+                "--agents",
+                "4",
+                "--duration-ms",
+                "0..2",
+                "--metrics",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("the swarm binary starts");
+        children.0.push(Some(child));
+        logs.push(log);
+    }
+    for (child, path) in children.0.iter_mut().zip(&logs) {
+        wait_ready(child.as_mut().unwrap(), path);
+    }
+    let addrs: Vec<_> = logs.iter().map(|l| metrics_addr(l)).collect();
+    let out = swarm()
+        .args([
+            "demo",
+            "--store",
+            &url,
+            "--swarm",
+            &swarm_name,
+            "--no-local-worker",
+            "--tasks",
+            &N.to_string(),
+            "--rate",
+            "0",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each worker counts what it ran; together, every task once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (expositions, total) = loop {
+        let expositions: Vec<String> = addrs.iter().map(|a| scrape(*a)).collect();
+        let total: f64 = expositions.iter().map(|e| completed_total(e)).sum();
+        if total >= N as f64 || Instant::now() > deadline {
+            break (expositions, total);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        total, N as f64,
+        "swarm_tasks_finished_total{{outcome=\"completed\"}} over both workers"
+    );
+    assert!(
+        expositions.iter().all(|e| completed_total(e) > 0.0),
+        "one worker did nothing"
+    );
+    match promtool() {
+        Some(promtool) => {
+            for exposition in &expositions {
+                use std::io::Write;
+                let mut check = std::process::Command::new(&promtool)
+                    .args(["check", "metrics"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                check
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(exposition.as_bytes())
+                    .unwrap();
+                let result = check.wait_with_output().unwrap();
+                assert!(
+                    result.status.success(),
+                    "promtool: {}{}",
+                    String::from_utf8_lossy(&result.stdout),
+                    String::from_utf8_lossy(&result.stderr)
+                );
+            }
+        }
+        None => {
+            assert!(
+                std::env::var("SWARM_CI").as_deref() != Ok("1"),
+                "promtool not found but SWARM_CI=1"
+            );
+            eprintln!("skipped the promtool check: promtool not found");
+        }
+    }
+    // SIGTERM stops both cleanly.
+    for child in children.0.iter_mut().flatten() {
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our
+        // own child, not yet reaped.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+    }
+    for child in children.0.iter_mut().flatten() {
+        let status = wait_exit(child, Duration::from_secs(40));
+        assert!(status.success(), "{status}");
+    }
+    children.0.clear();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if let Ok(log) = NatsStore::connect(NatsStoreOptions::new(url.as_str(), &swarm_name)).await
+        {
+            if let Ok(queue) =
+                TaskQueue::open(log.client().clone(), TaskQueueConfig::new(&swarm_name)).await
+            {
+                let _ = queue.destroy().await;
+            }
+            let _ = log.destroy().await;
+        }
+    });
+}

@@ -349,10 +349,10 @@ impl SwarmBuilder {
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
     pub fn nats(mut self, url: impl Into<String>) -> Self {
-        let queue = self
-            .nats
-            .take()
-            .map_or_else(|| crate::distributed::TaskQueueConfig::new("default"), |n| n.queue);
+        let queue = self.nats.take().map_or_else(
+            || crate::distributed::TaskQueueConfig::new("default"),
+            |n| n.queue,
+        );
         self.nats = Some(NatsSpec {
             url: url.into(),
             queue,

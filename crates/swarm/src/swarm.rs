@@ -137,25 +137,25 @@ impl Swarm {
             (log, true)
         } else {
             match b.store {
-            StoreSpec::Memory => (Arc::new(MemoryStore::new()), false),
-            StoreSpec::File {
-                ref dir,
-                ref options,
-            } => {
-                // Opening scans the log to recover it: blocking I/O.
-                let (open_dir, open_options) = (dir.clone(), options.clone());
-                let store = tokio::task::spawn_blocking(move || {
-                    FileStore::open_with(open_dir, open_options)
-                })
-                .await
-                .map_err(|e| BuildError::Config(format!("opening the store failed: {e}")))??;
-                let report = store.open_report();
-                if report.bytes_cut > 0 {
-                    tracing::warn!(dir = %dir.display(), bytes = report.bytes_cut, "cut a torn tail off the event log");
+                StoreSpec::Memory => (Arc::new(MemoryStore::new()), false),
+                StoreSpec::File {
+                    ref dir,
+                    ref options,
+                } => {
+                    // Opening scans the log to recover it: blocking I/O.
+                    let (open_dir, open_options) = (dir.clone(), options.clone());
+                    let store = tokio::task::spawn_blocking(move || {
+                        FileStore::open_with(open_dir, open_options)
+                    })
+                    .await
+                    .map_err(|e| BuildError::Config(format!("opening the store failed: {e}")))??;
+                    let report = store.open_report();
+                    if report.bytes_cut > 0 {
+                        tracing::warn!(dir = %dir.display(), bytes = report.bytes_cut, "cut a torn tail off the event log");
+                    }
+                    (Arc::new(store), durability_of(options))
                 }
-                (Arc::new(store), durability_of(options))
-            }
-            StoreSpec::Custom { ref store, durable } => (Arc::clone(store), durable),
+                StoreSpec::Custom { ref store, durable } => (Arc::clone(store), durable),
             }
         };
 
@@ -381,9 +381,7 @@ impl Swarm {
         )
         .await?;
         if pool
-            .set_membership_observer(Arc::new(crate::distributed::SourceMembership::new(
-                &source,
-            )))
+            .set_membership_observer(Arc::new(crate::distributed::SourceMembership::new(&source)))
             .is_err()
         {
             return Err(BuildError::Config(

@@ -120,7 +120,10 @@ async fn two_nodes_share_the_queue_and_every_handle_resolves() {
             match h.await {
                 TaskOutcome::Completed { .. } => completed += 1,
                 TaskOutcome::DeadLettered { errors } => {
-                    assert!(errors.iter().any(|e| e.contains("never works")), "{errors:?}");
+                    assert!(
+                        errors.iter().any(|e| e.contains("never works")),
+                        "{errors:?}"
+                    );
                     dead += 1;
                 }
                 other => panic!("{other:?}"),
@@ -139,7 +142,10 @@ async fn two_nodes_share_the_queue_and_every_handle_resolves() {
         let total = finished_total(&a.render_metrics().unwrap())
             + finished_total(&b.render_metrics().unwrap());
         // completed + dead_lettered (+ failed attempts, which the metric also counts)
-        assert!(total >= TASKS as f64, "swarm_tasks_finished_total sums to {total}");
+        assert!(
+            total >= TASKS as f64,
+            "swarm_tasks_finished_total sums to {total}"
+        );
         let report = a.shutdown(Duration::from_secs(5)).await.unwrap();
         assert!(report.finished_in_time);
         b.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -174,10 +180,6 @@ async fn a_node_refuses_what_a_distributed_swarm_cannot_do() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("file_store"), "{err}");
-    let err = Swarm::builder()
-        .nats_swarm("x")
-        .build()
-        .await
-        .unwrap_err();
+    let err = Swarm::builder().nats_swarm("x").build().await.unwrap_err();
     assert!(err.to_string().contains("nats(url)"), "{err}");
 }

@@ -1,5 +1,6 @@
-//! Distributed mode against a real nats-server: three worker nodes and a
-//! submitter share one task queue and one event log; one node is killed
+//! Distributed mode against a real nats-server: three worker nodes (each a
+//! `Swarm` built with `.nats(url)`) and a submitter share one task queue and
+//! one event log; one node is killed
 //! mid-run and every task still completes (at-least-once), none is lost, and
 //! the state replayed from the log is the same from every connection.
 //!
@@ -16,10 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use swarm::distributed::{Node, TaskQueue, TaskQueueConfig};
-use swarm_agents::{Agent, AgentPool, ExecuteError, PoolConfig, TaskOutput};
+use swarm::Swarm;
+use swarm::distributed::{TaskQueue, TaskQueueConfig};
+use swarm_agents::{Agent, ExecuteError, TaskOutput};
 use swarm_core::event::TaskCreated;
-use swarm_core::{Event, EventBus, Priority, Task, TaskId};
+use swarm_core::{Event, Priority, Task, TaskId};
 use swarm_store::{EventStore, NatsStore, NatsStoreOptions, SystemState, TaskStatus};
 
 fn server_url() -> Option<String> {
@@ -69,7 +71,7 @@ async fn start_node(
     url: &str,
     config: &TaskQueueConfig,
     store_options: &NatsStoreOptions,
-) -> swarm::distributed::NodeHandle {
+) -> TestNode {
     start_node_with(url, config, store_options, 4).await
 }
 
@@ -78,20 +80,50 @@ async fn start_node_with(
     config: &TaskQueueConfig,
     store_options: &NatsStoreOptions,
     agents: usize,
-) -> swarm::distributed::NodeHandle {
-    let client = async_nats::connect(url).await.unwrap();
-    let queue = TaskQueue::open(client, config.clone()).await.unwrap();
+) -> TestNode {
     let store = NatsStore::connect(store_options.clone()).await.unwrap();
-    let pool = AgentPool::new(
-        |_id| Work,
-        EventBus::new(),
-        PoolConfig {
-            initial_agents: agents,
-            ..PoolConfig::default()
-        },
-    )
-    .unwrap();
-    Node::start(queue, Arc::new(pool), store).await.unwrap()
+    start_on(url, config, || Work, agents, store).await
+}
+
+/// A node of the distributed swarm: a `Swarm` built with `.nats(url)` on
+/// `config`'s queue, `agents` agents made by `make`, journaling to `store`
+/// (the shared log, or a wrapper of it).
+async fn start_on<A: Agent, S: EventStore + 'static>(
+    url: &str,
+    config: &TaskQueueConfig,
+    make: fn() -> A,
+    agents: usize,
+    store: S,
+) -> TestNode {
+    let swarm = Swarm::builder()
+        .agents(agents)
+        .max_agents(agents)
+        .autoscale(false)
+        .agent_factory(move |_id| make())
+        .store(Arc::new(store), true)
+        .nats(url)
+        .task_queue(config.clone())
+        .build()
+        .await
+        .unwrap();
+    TestNode(Some(swarm))
+}
+
+/// A running node; `stop` shuts it down gracefully, `abort` drops it at once
+/// (as if its process died: running tasks are not acked, and the server
+/// redelivers them after `ack_wait`).
+struct TestNode(Option<Swarm>);
+
+impl TestNode {
+    async fn stop(mut self) {
+        if let Some(swarm) = self.0.take() {
+            swarm.shutdown(Duration::from_secs(30)).await.unwrap();
+        }
+    }
+
+    fn abort(mut self) {
+        drop(self.0.take());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,11 +271,7 @@ async fn failing_tasks_are_dead_lettered() {
         let queue = queue.clone();
         let log = log.clone();
         async move {
-            let pool =
-                AgentPool::new(|_id| Broken, EventBus::new(), PoolConfig::default()).unwrap();
-            let node = Node::start(queue.clone(), Arc::new(pool), log.clone())
-                .await
-                .unwrap();
+            let node = start_on(&url, queue.config(), || Broken, 4, log.clone()).await;
             for i in 0..5u64 {
                 let task = Task::builder("work")
                     .id(TaskId::from_u64(100 + i))
@@ -454,18 +482,7 @@ async fn critical_tasks_start_before_buffered_lower_ones() {
                     .unwrap();
                 queue.submit(&task).await.unwrap();
             }
-            let pool = AgentPool::new(
-                |_id| Work,
-                EventBus::new(),
-                PoolConfig {
-                    initial_agents: 1,
-                    ..PoolConfig::default()
-                },
-            )
-            .unwrap();
-            let node = Node::start(queue.clone(), Arc::new(pool), log.clone())
-                .await
-                .unwrap();
+            let node = start_on(&url, queue.config(), || Work, 1, log.clone()).await;
             let mut live = log.subscribe(1);
             let mut order = Vec::new();
             while order.len() < (LOW + CRITICAL) as usize {
@@ -592,23 +609,6 @@ async fn with_swarm<Fut>(
     }
 }
 
-fn pool_of<A: Agent>(
-    make: fn() -> A,
-    agents: usize,
-) -> Arc<AgentPool<impl swarm_agents::AgentFactory<Agent = A>>> {
-    Arc::new(
-        AgentPool::new(
-            move |_id| make(),
-            EventBus::new(),
-            PoolConfig {
-                initial_agents: agents,
-                ..PoolConfig::default()
-            },
-        )
-        .unwrap(),
-    )
-}
-
 /// Journals `task:created` for `task` and queues it.
 async fn submit_journaled(log: &NatsStore, queue: &TaskQueue, task: &Task) {
     log.append(vec![TaskCreated { task: task.clone() }.into()], None)
@@ -705,9 +705,7 @@ async fn a_failed_dead_letter_publish_is_retried_not_stranded() {
             // The dead-letter stream is gone: the first dead-letter publish fails.
             let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
             js.delete_stream(config.dead_stream_name()).await.unwrap();
-            let node = Node::start(queue.clone(), pool_of(|| Broken, 1), log.clone())
-                .await
-                .unwrap();
+            let node = start_on(&url, queue.config(), || Broken, 1, log.clone()).await;
             let task = Task::builder("work")
                 .id(TaskId::from_u64(7))
                 .max_attempts(1)
@@ -770,9 +768,7 @@ async fn a_refused_task_costs_no_attempt() {
             c.ack_wait = Duration::from_secs(2);
         },
         |url, config, queue, log| async move {
-            let picky = Node::start(queue.clone(), pool_of(|| OtherKindOnly, 1), log.clone())
-                .await
-                .unwrap();
+            let picky = start_on(&url, queue.config(), || OtherKindOnly, 1, log.clone()).await;
             let task = Task::builder("work")
                 .id(TaskId::from_u64(8))
                 .payload(vec![1u8])
@@ -781,9 +777,7 @@ async fn a_refused_task_costs_no_attempt() {
             submit_journaled(&log, &queue, &task).await;
             let refused = wait_deliveries(&url, &config, 4).await;
             assert!(refused >= 4, "the picky node saw the task {refused} times");
-            let able = Node::start(queue.clone(), pool_of(|| Work, 1), log.clone())
-                .await
-                .unwrap();
+            let able = start_on(&url, queue.config(), || Work, 1, log.clone()).await;
             let attempt =
                 wait_for_event(
                     &log,
@@ -814,9 +808,7 @@ async fn refusals_do_not_use_up_max_deliver() {
             c.ack_wait = Duration::from_secs(2);
         },
         |url, config, queue, log| async move {
-            let picky = Node::start(queue.clone(), pool_of(|| OtherKindOnly, 1), log.clone())
-                .await
-                .unwrap();
+            let picky = start_on(&url, queue.config(), || OtherKindOnly, 1, log.clone()).await;
             let task = Task::builder("work")
                 .id(TaskId::from_u64(9))
                 .payload(vec![1u8])
@@ -826,9 +818,7 @@ async fn refusals_do_not_use_up_max_deliver() {
             // As often as max_deliver allows (today's server stops there), and then some.
             wait_deliveries(&url, &config, 3).await;
             wait_deliveries(&url, &config, 5).await;
-            let able = Node::start(queue.clone(), pool_of(|| Work, 1), log.clone())
-                .await
-                .unwrap();
+            let able = start_on(&url, queue.config(), || Work, 1, log.clone()).await;
             wait_for_event(&log, Duration::from_secs(20), "task:completed", |e| {
                 matches!(e, Event::TaskCompleted(_)).then_some(())
             })
@@ -849,10 +839,8 @@ async fn the_last_delivery_failing_is_recorded_as_dead_lettered() {
     with_swarm(
         "lastdelivery",
         |c| c.max_deliver = 2,
-        |_url, _config, queue, log| async move {
-            let node = Node::start(queue.clone(), pool_of(|| Broken, 1), log.clone())
-                .await
-                .unwrap();
+        |url, _config, queue, log| async move {
+            let node = start_on(&url, queue.config(), || Broken, 1, log.clone()).await;
             let task = Task::builder("work")
                 .id(TaskId::from_u64(10))
                 .max_attempts(10)
@@ -964,11 +952,9 @@ async fn a_task_whose_events_failed_to_append_is_not_acked() {
     with_swarm(
         "barrier",
         |_| {},
-        |_url, _config, queue, log| async move {
+        |url, _config, queue, log| async move {
             let store = FirstCompletion::new(log.clone(), Fault::Fail);
-            let node = Node::start(queue.clone(), pool_of(|| Work, 1), store)
-                .await
-                .unwrap();
+            let node = start_on(&url, queue.config(), || Work, 1, store).await;
             let task = Task::builder("work")
                 .id(TaskId::from_u64(11))
                 .payload(vec![1u8])
@@ -1002,11 +988,9 @@ async fn a_slow_log_does_not_get_a_finished_task_redelivered() {
     with_swarm(
         "slowlog",
         |c| c.ack_wait = Duration::from_secs(1),
-        |_url, _config, queue, log| async move {
+        |url, _config, queue, log| async move {
             let store = FirstCompletion::new(log.clone(), Fault::Delay(Duration::from_secs(3)));
-            let node = Node::start(queue.clone(), pool_of(|| Work, 2), store)
-                .await
-                .unwrap();
+            let node = start_on(&url, queue.config(), || Work, 2, store).await;
             let task = Task::builder("work")
                 .id(TaskId::from_u64(12))
                 .payload(vec![1u8])

@@ -11,15 +11,15 @@
 //! the round) and deletes them afterwards.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
-use swarm::distributed::{Node, NodeHandle, TaskQueue, TaskQueueConfig};
-use swarm_agents::{Agent, AgentPool, ExecuteError, PoolConfig, TaskOutput};
-use swarm_core::{Event, EventBus, Priority, Task};
+use swarm::Swarm;
+use swarm::distributed::{TaskQueue, TaskQueueConfig};
+use swarm_agents::{Agent, ExecuteError, TaskOutput};
+use swarm_core::{Event, Priority, Task};
 use swarm_store::{EventStore, NatsStore, NatsStoreOptions};
 
 use super::Result;
@@ -252,32 +252,25 @@ async fn measure(
     Ok((tasks as f64 / secs, events))
 }
 
-async fn start_node(
-    config: &TaskQueueConfig,
-    store_options: &NatsStoreOptions,
-) -> Result<NodeHandle> {
-    let store = NatsStore::connect(store_options.clone())
-        .await
-        .map_err(|e| format!("a node could not open the log: {e}"))?;
-    let queue = TaskQueue::open(store.client().clone(), config.clone())
-        .await
-        .map_err(|e| format!("a node could not open the task queue: {e}"))?;
-    let pool = AgentPool::new(
-        |_id| Noop,
-        EventBus::new(),
-        PoolConfig {
-            initial_agents: AGENTS,
-            ..PoolConfig::default()
-        },
-    )
-    .map_err(|e| format!("a node could not build its agent pool: {e}"))?;
-    Node::start(queue, Arc::new(pool), store)
+async fn start_node(config: &TaskQueueConfig, _store_options: &NatsStoreOptions) -> Result<Swarm> {
+    // A node is a Swarm whose work comes from the shared queue; it opens its
+    // own connection and its own writer of the shared log.
+    Swarm::builder()
+        .agents(AGENTS)
+        .max_agents(AGENTS)
+        .autoscale(false)
+        .agent_factory(|_id| Noop)
+        .nats(server_url())
+        .task_queue(config.clone())
+        .build()
         .await
         .map_err(|e| format!("a node could not start: {e}"))
 }
 
-async fn stop(handles: Vec<NodeHandle>) {
+async fn stop(handles: Vec<Swarm>) {
     for handle in handles {
-        handle.stop().await;
+        if let Err(e) = handle.shutdown(Duration::from_secs(30)).await {
+            eprintln!("swarm-bench: distributed: stopping a node: {e}");
+        }
     }
 }

@@ -6,18 +6,25 @@
 //!   (`swarm.<swarm>.tasks.critical|high|normal|low`) and one durable pull
 //!   consumer per priority shared by every node; a task's message id is its
 //!   task id, so a re-submission inside the duplicate window is queued once.
-//! - [`Node`]: pulls tasks whenever one of its agents is free, the most urgent
+//! - A node is a [`Swarm`](crate::Swarm) built with
+//!   [`SwarmBuilder::nats`](crate::SwarmBuilder::nats): its work source is
+//!   the task queue instead of local queues (everything else, agents,
+//!   retries, health, scaling, journal, metrics, shutdown, is the same). It
+//!   pulls a task whenever one of its agents is idle, the most urgent
 //!   subject first (a `biased` select over one held pull request per
-//!   priority: an idle node waits on the server, it never polls), runs them on
-//!   its [`AgentPool`](swarm_agents::AgentPool), sends progress acks
+//!   priority: an idle node waits on the server, it never polls), runs it on
+//!   its agent pool, sends progress acks
 //!   (`AckKind::Progress`) while a task runs, and when the attempt ends acks
 //!   (completed), naks with the retry back-off (failed, will retry), or moves
 //!   the task to the dead-letter stream `SWARM_<swarm>_DEAD` and terminates it
 //!   (dead-lettered, or its last delivery failed).
-//! - Every node journals its pool's events to one [`NatsStore`](swarm_store::NatsStore)
-//!   log (the events of one task or agent in emit order), and a task's
-//!   events are in the log before its ack; a task whose events could not be
-//!   appended is nak'd and runs again.
+//! - Every node journals its events to one [`NatsStore`](swarm_store::NatsStore)
+//!   log through the swarm's one journal, in its shared-writer mode (one
+//!   event per append; the events of one task or agent in emit order), and a
+//!   task's events are in the log before its ack; a task whose events could
+//!   not be appended is nak'd and runs again. `submit` on any node journals
+//!   `task:created` and publishes the task; its handle resolves when the
+//!   task's outcome appears in the log, whichever node ran it.
 //!
 //! Attempts and deliveries: a task's attempt count is what its payload
 //! carries plus one per earlier delivery of its message (a failed attempt
@@ -40,12 +47,10 @@
 //! See docs/nats.md for the server settings durability depends on.
 
 mod error;
-mod node;
 mod queue;
 mod source;
 
 pub(crate) use source::{JetStreamSource, SourceMembership, connect};
 
 pub use error::DistributedError;
-pub use node::{Node, NodeHandle};
 pub use queue::{TaskQueue, TaskQueueConfig};

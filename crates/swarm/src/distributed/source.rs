@@ -170,7 +170,10 @@ impl JetStreamSource {
 
     /// Publishes tasks to the queue, pipelined; the first failure is returned
     /// with the tasks not acknowledged by the server.
-    pub(crate) async fn publish(&self, tasks: &[Task]) -> Result<(), (Vec<Task>, DistributedError)> {
+    pub(crate) async fn publish(
+        &self,
+        tasks: &[Task],
+    ) -> Result<(), (Vec<Task>, DistributedError)> {
         let mut acks = Vec::with_capacity(tasks.len());
         for (i, task) in tasks.iter().enumerate() {
             match self.queue.submit_pipelined(task).await {
@@ -351,7 +354,9 @@ async fn follow(source: Arc<JetStreamSource>, store: Arc<dyn EventStore>, from: 
     let mut events = store.subscribe(from);
     while let Some(stored) = events.next().await {
         let Ok(stored) = stored else {
-            tracing::warn!("following the shared log failed; handles of remote tasks may not resolve");
+            tracing::warn!(
+                "following the shared log failed; handles of remote tasks may not resolve"
+            );
             return;
         };
         let (task, outcome) = match stored.event {
@@ -448,22 +453,14 @@ async fn run_one(
         priority,
         queue_wait: Timestamp::now().saturating_duration_since(task.created_at()),
     });
-    let execute = source.pool.execute(agent, task.clone());
-    tokio::pin!(execute);
-    let mut progress = tokio::time::interval(config.progress_interval());
-    progress.tick().await;
-    let outcome = loop {
+    let outcome = in_progress(&message, &config, async {
         tokio::select! {
-            r = &mut execute => break Ok(r),
-            why = &mut stop => break Err(why.unwrap_or(Stop::Shutdown)),
-            _ = progress.tick() => {
-                // Keeps a long task from being redelivered while it runs.
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
+            r = source.pool.execute(agent, task.clone()) => Ok(r),
+            // Dropping the attempt (cancel, shutdown) frees the agent.
+            why = &mut stop => Err(why.unwrap_or(Stop::Shutdown)),
         }
-    };
-    // Dropping the attempt (cancel, shutdown) frees the agent.
-    drop(execute);
+    })
+    .await;
     source.state.lock().running.remove(&task_id);
     source.freed.notify_one();
     source.attempt_ended.notify_waiters();
@@ -504,6 +501,28 @@ async fn run_one(
             task.set_attempt(attempt - 1);
             let _ = source.journal.barrier_for(task_id).await;
             hand_back(&source, &message, &task, false).await;
+        }
+    }
+}
+
+/// Runs `work` (an attempt, or waiting for the journal) while sending
+/// progress acks, so the server does not redeliver the task meanwhile: a
+/// task whose events are slow to reach the log must not run again elsewhere
+/// while this node is about to ack it.
+async fn in_progress<T>(
+    message: &Message,
+    config: &TaskQueueConfig,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval(config.progress_interval());
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = progress.tick() => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
         }
     }
 }
@@ -604,7 +623,8 @@ async fn finish(source: &JetStreamSource, message: &Message, delivered: i64, exe
             // task; a task whose events could not be appended is offered
             // again (it runs again: at-least-once) rather than acked with a
             // gap in the log.
-            let recorded = source.journal.barrier_for(task.id()).await;
+            let recorded =
+                in_progress(message, config, source.journal.barrier_for(task.id())).await;
             let ack = match (next, recorded) {
                 (Next::Retry { after, .. }, _) => AckKind::Nak(Some(*after)),
                 (_, Ok(())) => AckKind::Ack,
@@ -622,7 +642,7 @@ async fn finish(source: &JetStreamSource, message: &Message, delivered: i64, exe
 /// the dead-letter stream and terminates its message.
 async fn dead_letter(source: &JetStreamSource, message: &Message, task: &Task, reason: &str) {
     let config = &source.queue.config;
-    if let Err(error) = source.journal.barrier_for(task.id()).await {
+    if let Err(error) = in_progress(message, config, source.journal.barrier_for(task.id())).await {
         tracing::warn!(task = %task.id(), %error, "task:dead_lettered is not in the log: offering the task again");
         let _ = message
             .ack_with(AckKind::Nak(Some(JOURNAL_RETRY_DELAY)))
