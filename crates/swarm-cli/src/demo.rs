@@ -8,8 +8,8 @@ use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use swarm::event::TaskAssigned;
+use swarm::rng::SplitMix64;
 use swarm::{Priority, SchedulerMode, SimConfig, Swarm, Task, TaskHandle, TaskOutcome};
-use swarm_core::rng::SplitMix64;
 
 use crate::error::CliError;
 use crate::output::{ms, print_json, print_stdout, progress_bar};

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use swarm::distributed::TaskQueue;
+use swarm::event::TaskCreated;
 use swarm::{Event, EventStore, Swarm, Task, TaskId};
-use swarm_core::event::TaskCreated;
 use swarm_store::NatsStore;
 
 use crate::DemoArgs;
@@ -134,7 +134,7 @@ async fn drive(args: &DemoArgs, store: &NatsStore, queue: &TaskQueue) -> Result<
     let mut finished: HashSet<TaskId> = HashSet::new();
     let mut outcomes = Outcomes::default();
     let (mut retries, mut failed_attempts) = (0u64, 0u64);
-    let mut rng = swarm_core::rng::SplitMix64::new(args.seed ^ 0x5eed);
+    let mut rng = swarm::rng::SplitMix64::new(args.seed ^ 0x5eed);
     let mut submitted = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -16,7 +16,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use swarm::Event;
-use swarm_core::Timestamp;
+use swarm::Timestamp;
 use swarm_store::StoreError;
 use swarm_store::StoredEvent;
 use swarm_store::file::format::{

@@ -75,18 +75,18 @@ pub use swarm::{ShutdownReport, Swarm};
 
 #[doc(inline)]
 pub use swarm_agents::{
-    Agent, AgentFactory, DurationDist, ExecuteError, HealthPolicy, RetryPolicy, SimAgent,
-    SimConfig, TaskOutput,
+    Agent, AgentFactory, AgentPool, CreateAgentError, DurationDist, ExecuteError, HealthPolicy,
+    PoolConfig, RetryPolicy, SimAgent, SimConfig, TaskOutput,
 };
 #[doc(inline)]
 pub use swarm_core::{
     AgentId, CatalogEvent, Event, EventBus, EventKind, EventStream, Payload, Priority, Task,
-    TaskBuilder, TaskError, TaskId, event,
+    TaskBuilder, TaskError, TaskId, Timestamp, event, rng,
 };
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 #[doc(inline)]
-pub use swarm_metrics::{EventMonitor, PrometheusExporter};
+pub use swarm_metrics::{AttachError, EventMonitor, ExporterError, PrometheusExporter};
 #[doc(inline)]
 pub use swarm_queue::{AgingPolicy, PriorityQueue};
 #[doc(inline)]

@@ -52,5 +52,8 @@ mod source;
 
 pub(crate) use source::{JetStreamSource, SourceMembership, connect};
 
+/// The NATS client, whose types appear in this module's signatures
+/// ([`TaskQueue::open`] takes an `async_nats::Client`).
+pub use async_nats;
 pub use error::DistributedError;
 pub use queue::{TaskQueue, TaskQueueConfig};
