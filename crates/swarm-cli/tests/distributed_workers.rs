@@ -25,36 +25,14 @@ use swarm::{Event, EventStore, SystemState, TaskId, TaskStatus};
 use swarm_store::{NatsStore, NatsStoreOptions};
 
 use support::swarm;
+use swarm_testkit::nats::{server_url, unique_name};
+/// A swarm name no other test or test process uses.
+fn unique_swarm() -> String {
+    unique_name("cli", "w")
+}
 
 const TASKS: usize = 10_000;
 const ACK_WAIT_MS: &str = "2000";
-
-fn server_url() -> Option<String> {
-    match std::env::var("SWARM_NATS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            // Under CI a missing server is a failure, not a skip (as the
-            // promtool test does).
-            if std::env::var("SWARM_CI").as_deref() == Ok("1") {
-                panic!(
-                    "SWARM_NATS_URL not set but SWARM_CI=1: start nats-server with JetStream \
-                     (-js) and set SWARM_NATS_URL, as .ci/run does"
-                );
-            }
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "skipped: SWARM_NATS_URL not set");
-            None
-        }
-    }
-}
-
-fn unique_swarm() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("cli_{}_{nanos}", std::process::id())
-}
 
 /// Child processes killed (SIGKILL) when dropped, so a failing test leaves none.
 #[derive(Default)]

@@ -13,43 +13,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use swarm_core::Event;
 use swarm_core::event::QueueBacklog;
 use swarm_store::{EventStore, NatsStore, NatsStoreOptions, Snapshot, StoreError, conformance};
-
-fn server_url() -> Option<String> {
-    match std::env::var("SWARM_NATS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            // Under CI a missing server is a failure, not a skip (as the
-            // promtool test does).
-            if std::env::var("SWARM_CI").as_deref() == Ok("1") {
-                panic!(
-                    "SWARM_NATS_URL not set but SWARM_CI=1: start nats-server with JetStream \
-                     (-js) and set SWARM_NATS_URL, as .ci/run does"
-                );
-            }
-            // Written past the test harness's capture, so that it shows.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "skipped: SWARM_NATS_URL not set");
-            None
-        }
-    }
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A swarm name no other test (or test process) uses.
+use swarm_testkit::nats::{OwnServer, free_port, server_url, unique_name};
+/// A swarm name no other test or test process uses.
 fn unique_swarm(tag: &str) -> String {
-    format!(
-        "test_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        tag
-    )
+    unique_name("test", tag)
 }
 
 fn marker(writer: u64, n: u64) -> Event {
@@ -398,75 +370,6 @@ async fn a_new_connection_reads_the_same_log() {
         assert_eq!(r.start, events.len() as u64 + 1);
     })
     .await;
-}
-
-/// A nats-server this test starts itself (own port, own store dir).
-struct OwnServer {
-    child: std::process::Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl OwnServer {
-    fn binary() -> String {
-        std::env::var("SWARM_NATS_SERVER").unwrap_or_else(|_| {
-            if std::path::Path::new("/usr/sbin/nats-server").exists() {
-                "/usr/sbin/nats-server".into()
-            } else {
-                "nats-server".into()
-            }
-        })
-    }
-
-    fn start(port: u16, dir: &std::path::Path) -> OwnServer {
-        let child = std::process::Command::new(Self::binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("SWARM_NATS_URL is set, so nats-server must be installed (or name it in SWARM_NATS_SERVER)");
-        // Bounded wait for the port to accept connections.
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        OwnServer {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        *self = OwnServer::start(self.port, &self.dir.clone());
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The server is killed and restarted under a writer: every acknowledged

@@ -5,36 +5,15 @@
 #![cfg(feature = "nats")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use swarm::distributed::{TaskQueue, TaskQueueConfig};
 use swarm::{Agent, ExecuteError, Priority, Swarm, Task, TaskOutcome, TaskOutput};
 use swarm_store::{NatsStore, NatsStoreOptions, SystemState, TaskStatus};
-
-fn server_url() -> Option<String> {
-    match std::env::var("SWARM_NATS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("SWARM_CI").is_err(),
-                "SWARM_CI is set but SWARM_NATS_URL is not: CI must run the NATS tests"
-            );
-            eprintln!("skipped: SWARM_NATS_URL not set");
-            None
-        }
-    }
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
+use swarm_testkit::nats::{server_url, unique_name};
+/// A swarm name no other test or test process uses.
 fn unique_swarm(tag: &str) -> String {
-    format!(
-        "node_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        tag
-    )
+    unique_name("node", tag)
 }
 
 /// Fails kind "flaky" on its first attempt; sleeps 1 ms otherwise.

@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,35 +23,10 @@ use swarm_agents::{Agent, ExecuteError, TaskOutput};
 use swarm_core::event::TaskCreated;
 use swarm_core::{Event, Priority, Task, TaskId};
 use swarm_store::{EventStore, NatsStore, NatsStoreOptions, SystemState, TaskStatus};
-
-fn server_url() -> Option<String> {
-    match std::env::var("SWARM_NATS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            // Under CI a missing server is a failure, not a skip (as the
-            // promtool test does).
-            if std::env::var("SWARM_CI").as_deref() == Ok("1") {
-                panic!(
-                    "SWARM_NATS_URL not set but SWARM_CI=1: start nats-server with JetStream \
-                     (-js) and set SWARM_NATS_URL, as .ci/run does"
-                );
-            }
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "skipped: SWARM_NATS_URL not set");
-            None
-        }
-    }
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
+use swarm_testkit::nats::{OwnServer, server_url, unique_name};
+/// A swarm name no other test or test process uses.
 fn unique_swarm(tag: &str) -> String {
-    format!(
-        "dist_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        tag
-    )
+    unique_name("dist", tag)
 }
 
 /// Sleeps a little: long enough that a node is killed with tasks in flight.
@@ -314,54 +289,6 @@ async fn failing_tasks_are_dead_lettered() {
     }
 }
 
-/// A nats-server this test starts itself (own port, own store dir).
-struct OwnServer {
-    child: std::process::Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl OwnServer {
-    fn start(port: u16, dir: &std::path::Path) -> OwnServer {
-        let binary = std::env::var("SWARM_NATS_SERVER").unwrap_or_else(|_| {
-            if std::path::Path::new("/usr/sbin/nats-server").exists() {
-                "/usr/sbin/nats-server".into()
-            } else {
-                "nats-server".into()
-            }
-        });
-        let child = std::process::Command::new(binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("SWARM_NATS_URL is set, so nats-server must be installed (or named in SWARM_NATS_SERVER)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        OwnServer {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// The server is stopped and restarted mid-run: the run completes and no
 /// acknowledged task is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +355,7 @@ async fn a_server_restart_loses_no_acknowledged_task() {
                     let mut s = server.lock();
                     s.kill();
                     std::thread::sleep(Duration::from_millis(300));
-                    let (port, dir) = (s.port, s.dir.clone());
+                    let (port, dir) = (s.port(), s.dir().to_path_buf());
                     *s = OwnServer::start(port, &dir);
                 })
                 .await
