@@ -155,7 +155,7 @@ async fn shutdown_drops_attempts_still_running_at_the_deadline() {
     assert_eq!(hanging.await, TaskOutcome::Interrupted);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_idle_event_mode_swarm_does_not_wake_up() {
     let swarm = Swarm::builder().agents(8).build().await.unwrap();
     // Some work first, so every part has run at least once.
@@ -166,10 +166,14 @@ async fn an_idle_event_mode_swarm_does_not_wake_up() {
     for h in handles {
         assert!(h.await.is_completed());
     }
-    // Let the tail of that work (the store writer, the snapshotter) settle.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Let the tail of that work (tasks it spawned) run out: yields, no timer.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
     let before = swarm.stats().wakeups;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // An hour of paused time: the clock jumps from timer to timer, so any
+    // timer the idle swarm kept (a poll, a balancer) would fire and be counted.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
     let after = swarm.stats().wakeups;
     assert_eq!(
         after,
@@ -180,7 +184,7 @@ async fn an_idle_event_mode_swarm_does_not_wake_up() {
     swarm.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_idle_polling_swarm_wakes_up_every_interval() {
     // The contrast that makes the previous test meaningful: the counter does count.
     let swarm = Swarm::builder()
@@ -193,9 +197,10 @@ async fn an_idle_polling_swarm_wakes_up_every_interval() {
         .await
         .unwrap();
     let before = swarm.stats().wakeups;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Ten intervals of paused time: exactly ten polls, each counted.
+    tokio::time::sleep(Duration::from_millis(501)).await;
     let woke = swarm.stats().wakeups - before;
-    assert!(woke >= 5, "polling woke {woke} times in 10 intervals");
+    assert_eq!(woke, 10, "polling woke {woke} times in 10 intervals");
     swarm.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 

@@ -37,16 +37,40 @@ async fn idle_agents_steal_from_an_agent_with_skewed_affinity_and_all_tasks_comp
         })
         .collect();
     let handles = swarm.submit_batch(tasks).await.unwrap();
+    let mut ran_on = std::collections::HashMap::new();
     for h in handles {
-        assert!(h.await.is_completed());
+        let id = h.id();
+        match h.await {
+            swarm::TaskOutcome::Completed { agent_id, .. } => {
+                ran_on.insert(id, agent_id);
+            }
+            other => panic!("{other:?}"),
+        }
     }
     let steals = recorder.of::<WorkStolen>();
-    assert!(!steals.is_empty(), "no work was stolen");
+    let skewed = AgentId::new(0);
+    let from_skewed: Vec<_> = steals.iter().filter(|s| s.from == skewed).collect();
     assert!(
-        steals
-            .iter()
-            .all(|s| s.from == AgentId::new(0) || s.count > 0)
+        !from_skewed.is_empty(),
+        "nobody stole from the overloaded agent"
     );
+    for s in &steals {
+        assert!(
+            s.count > 0 && s.from != s.to,
+            "an empty or self steal: {s:?}"
+        );
+    }
+    // What was stolen from the overloaded agent ran elsewhere.
+    for s in &from_skewed {
+        for id in &s.task_ids {
+            assert_ne!(
+                ran_on[id], skewed,
+                "task {id} was stolen yet ran on agent 0"
+            );
+        }
+    }
+    let helpers: std::collections::HashSet<_> = ran_on.values().filter(|a| **a != skewed).collect();
+    assert!(helpers.len() >= 2, "the work did not spread: {helpers:?}");
     let stats = swarm.stats();
     assert_eq!(stats.completed, 400);
     assert!(stats.stolen_tasks > 0);
