@@ -297,7 +297,15 @@ impl SystemState {
                 }
             }
             Event::TaskDeadLettered(e) => {
-                self.counters.tasks_dead_lettered += 1;
+                // Recorded twice when a distributed node retries a failed
+                // dead-letter copy on another node: count the task once.
+                let again = self
+                    .tasks
+                    .get(&e.task_id)
+                    .is_some_and(|t| t.status == TaskStatus::DeadLettered);
+                if !again {
+                    self.counters.tasks_dead_lettered += 1;
+                }
                 if let Some(t) = self.tasks.get_mut(&e.task_id) {
                     t.status = TaskStatus::DeadLettered;
                     t.will_retry = false;

@@ -397,3 +397,27 @@ fn system_state_is_a_projection() {
     assert_eq!(state.last_seq(), 7);
     assert!(state.agent(AgentId::new(3)).unwrap().reserve);
 }
+
+#[test]
+fn a_task_dead_lettered_twice_is_counted_once() {
+    use swarm_core::event::{TaskCreated, TaskDeadLettered};
+    let task = swarm_core::Task::builder("k").build().unwrap();
+    let id = task.id();
+    let mut state = SystemState::new();
+    state.apply_event(&TaskCreated { task }.into());
+    for _ in 0..2 {
+        state.apply_event(
+            &TaskDeadLettered {
+                task_id: id,
+                attempts: 3,
+                errors: vec!["boom".into()],
+            }
+            .into(),
+        );
+    }
+    assert_eq!(state.counters().tasks_dead_lettered, 1);
+    assert_eq!(
+        state.task(id).unwrap().status,
+        swarm_store::TaskStatus::DeadLettered
+    );
+}
