@@ -74,6 +74,24 @@ pub enum StoreError {
         /// The store's directory.
         dir: PathBuf,
     },
+    /// The directory holds no event log (it is missing, not a directory, or
+    /// has no segment file).
+    #[error("no event store at {}: {reason}", dir.display())]
+    NoLog {
+        /// The directory.
+        dir: PathBuf,
+        /// What is missing.
+        reason: &'static str,
+    },
+    /// A write was asked of a read-only [`FileLogReader`](crate::FileLogReader).
+    #[error(
+        "the event log at {} is open read-only: open it with `FileStore::open` to write",
+        dir.display()
+    )]
+    ReadOnly {
+        /// The log's directory.
+        dir: PathBuf,
+    },
     /// The store was closed (or its writer stopped) and takes no more appends.
     #[error("the event store is closed: open it again to append")]
     Closed,
@@ -150,6 +168,11 @@ impl StoreError {
                 message: message.clone(),
             },
             StoreError::Locked { dir } => StoreError::Locked { dir: dir.clone() },
+            StoreError::NoLog { dir, reason } => StoreError::NoLog {
+                dir: dir.clone(),
+                reason,
+            },
+            StoreError::ReadOnly { dir } => StoreError::ReadOnly { dir: dir.clone() },
             StoreError::Closed => StoreError::Closed,
             StoreError::Poisoned { source } => StoreError::Poisoned {
                 source: Arc::clone(source),

@@ -29,22 +29,22 @@ use swarm_core::{Event, Timestamp};
 use crate::error::{Result, StoreError};
 
 /// The magic bytes a segment starts with.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"SWRMLOG\0";
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"SWRMLOG\0";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 /// The event encoding id: MessagePack with named fields.
-pub const ENCODING_MSGPACK_NAMED: u32 = 1;
+pub(crate) const ENCODING_MSGPACK_NAMED: u32 = 1;
 /// The length of a segment header.
-pub const SEGMENT_HEADER_LEN: usize = 28;
+pub(crate) const SEGMENT_HEADER_LEN: usize = 28;
 /// The length of a record's frame header (length + CRC).
-pub const FRAME_HEADER_LEN: usize = 8;
+pub(crate) const FRAME_HEADER_LEN: usize = 8;
 /// The sequence and timestamp at the start of each record body.
-pub const BODY_PREFIX_LEN: usize = 16;
+pub(crate) const BODY_PREFIX_LEN: usize = 16;
 /// Records longer than this are taken as damage, not data.
-pub const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
+pub(crate) const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
 
 /// The header of a segment starting at `first_seq`.
-pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+pub(crate) fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -205,6 +205,20 @@ pub(crate) fn parse_frame(buf: &[u8], at: usize, expected_seq: u64) -> Result<Fr
         )));
     }
     Ok(Frame { end })
+}
+
+/// Whether a whole, valid record with sequence `next_seq` follows the
+/// damaged record at `at` (as its length field places it): then the damage is
+/// not a torn tail.
+pub(crate) fn record_follows(buf: &[u8], at: usize, next_seq: u64) -> bool {
+    if buf.len() - at < FRAME_HEADER_LEN {
+        return false;
+    }
+    let len = u32_at(buf, at) as usize;
+    let Some(next) = at.checked_add(FRAME_HEADER_LEN + len) else {
+        return false;
+    };
+    next < buf.len() && parse_frame(buf, next, next_seq).is_ok()
 }
 
 /// Decodes an event payload.

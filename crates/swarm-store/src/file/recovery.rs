@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::format::{self, FRAME_HEADER_LEN, FrameError, Header, SEGMENT_HEADER_LEN};
+use super::format::{self, FrameError, Header, SEGMENT_HEADER_LEN};
 use super::options::{CutPoint, FileStoreOptions, OpenReport};
 use super::snapshot;
 use crate::error::{Result, StoreError};
@@ -31,7 +31,8 @@ pub(crate) struct Recovered {
     pub(crate) report: OpenReport,
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
+/// The segment files of `dir` (named `<first sequence>.log`), oldest first.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
     let mut segments = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
     for entry in entries {
@@ -106,19 +107,6 @@ fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Whether a whole, valid record with sequence `next_seq` follows the
-/// checksum-damaged record at `at`: then the damage is not a torn tail.
-fn valid_record_follows(data: &[u8], at: usize, next_seq: u64) -> bool {
-    if data.len() - at < FRAME_HEADER_LEN {
-        return false;
-    }
-    let len = format::u32_at(data, at) as usize;
-    let Some(next) = at.checked_add(FRAME_HEADER_LEN + len) else {
-        return false;
-    };
-    next < data.len() && format::parse_frame(data, next, next_seq).is_ok()
-}
-
 /// Opens the directory's log: checks every segment, cuts a torn tail of the
 /// last one, and refuses damage before it unless `options.repair` is set.
 pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovered> {
@@ -185,7 +173,7 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
         if let Some(e) = bad {
             let mid_log = !is_last
                 || (matches!(e, FrameError::Bad(_))
-                    && valid_record_follows(&data, at, expected + 1));
+                    && format::record_follows(&data, at, expected + 1));
             if mid_log && !options.repair {
                 return Err(StoreError::Corrupt {
                     file: seg.path.clone(),
