@@ -207,18 +207,35 @@ pub(crate) fn parse_frame(buf: &[u8], at: usize, expected_seq: u64) -> Result<Fr
     Ok(Frame { end })
 }
 
-/// Whether a whole, valid record with sequence `next_seq` follows the
-/// damaged record at `at` (as its length field places it): then the damage is
-/// not a torn tail.
-pub(crate) fn record_follows(buf: &[u8], at: usize, next_seq: u64) -> bool {
-    if buf.len() - at < FRAME_HEADER_LEN {
-        return false;
-    }
-    let len = u32_at(buf, at) as usize;
-    let Some(next) = at.checked_add(FRAME_HEADER_LEN + len) else {
+/// Whether an intact record (whole, its checksum right, a sequence from
+/// `next_seq` on) starts anywhere after `at`, where the record before it is
+/// damaged or cut short: then the damage is not a torn tail. A torn tail is
+/// only the bytes after the last write, so nothing intact can follow it.
+///
+/// Every offset is tried, not only where the damaged record's length points:
+/// the length itself may be what is damaged.
+pub(crate) fn intact_record_after(buf: &[u8], at: usize, next_seq: u64) -> bool {
+    let min_record = FRAME_HEADER_LEN + BODY_PREFIX_LEN;
+    let Some(room) = buf.len().checked_sub(at) else {
         return false;
     };
-    next < buf.len() && parse_frame(buf, next, next_seq).is_ok()
+    // No later record can carry a sequence beyond what fits in the bytes left.
+    let max_seq = next_seq.saturating_add((room / min_record) as u64);
+    let mut o = at + 1;
+    while o + min_record <= buf.len() {
+        let len = u32_at(buf, o);
+        if len as usize >= BODY_PREFIX_LEN
+            && len <= MAX_BODY_LEN
+            && o + FRAME_HEADER_LEN + len as usize <= buf.len()
+        {
+            let seq = u64_at(buf, o + FRAME_HEADER_LEN);
+            if (next_seq..=max_seq).contains(&seq) && parse_frame(buf, o, seq).is_ok() {
+                return true;
+            }
+        }
+        o += 1;
+    }
+    false
 }
 
 /// Decodes an event payload.

@@ -332,7 +332,7 @@ impl LogRecords {
                     if !self.is_last {
                         return Err(self.corrupt(offset, e.reason()));
                     }
-                    if format::record_follows(&self.buf, at, self.next_seq + 1) {
+                    if format::intact_record_after(&self.buf, at, self.next_seq + 1) {
                         return Err(self.corrupt(offset, e.reason()));
                     }
                     self.torn = Some(TornTail {

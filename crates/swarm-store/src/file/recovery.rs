@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::format::{self, FrameError, Header, SEGMENT_HEADER_LEN};
+use super::format::{self, Header, SEGMENT_HEADER_LEN};
 use super::options::{CutPoint, FileStoreOptions, OpenReport};
 use super::snapshot;
 use crate::error::{Result, StoreError};
@@ -171,9 +171,9 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
             }
         }
         if let Some(e) = bad {
-            let mid_log = !is_last
-                || (matches!(e, FrameError::Bad(_))
-                    && format::record_follows(&data, at, expected + 1));
+            // Damage that an intact record follows is not a torn tail,
+            // whatever the damage looks like (a bad length reads as "torn").
+            let mid_log = !is_last || format::intact_record_after(&data, at, expected + 1);
             if mid_log && !options.repair {
                 return Err(StoreError::Corrupt {
                     file: seg.path.clone(),

@@ -1,0 +1,190 @@
+//! Regression tests for the findings of fuzzing the file log (issue 22): each
+//! reproducer, minimised, is a fixture under `tests/fixtures/damage/`
+//! (regenerate them with `SWARM_STORE_WRITE_FIXTURES=1`: the first test
+//! checks that each fixture is what its recipe below makes).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use support::{push_record, record_bounds, segment_header};
+use swarm_core::event::AgentRemoved;
+use swarm_core::{AgentId, Event};
+use swarm_store::{EventStore, FileLogReader, FileStore, FileStoreOptions, StoreError};
+
+fn event(n: u64) -> Event {
+    AgentRemoved {
+        agent_id: AgentId::new(n),
+        reason: format!("reason {n}"),
+    }
+    .into()
+}
+
+fn encoded(event: &Event) -> Vec<u8> {
+    rmp_serde::to_vec_named(event).unwrap()
+}
+
+/// A clean segment of `count` records from `first`, with fixed timestamps.
+fn segment(first: u64, count: u64) -> Vec<u8> {
+    let mut log = segment_header(first).to_vec();
+    for seq in first..first + count {
+        push_record(
+            &mut log,
+            seq,
+            1_700_000_000_000_000 + seq,
+            &encoded(&event(seq)),
+        );
+    }
+    log
+}
+
+/// Finding 1: five records, bit 0 of the third record's length flipped.
+fn flipped_length_bit() -> Vec<u8> {
+    let mut log = segment(1, 5);
+    let third = record_bounds(&log)[2];
+    log[third] ^= 0x01;
+    log
+}
+
+/// The fixtures: (directory, file name, bytes).
+fn recipes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    vec![(
+        "flipped-length-bit",
+        "00000000000000000001.log",
+        flipped_length_bit(),
+    )]
+}
+
+fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/damage")
+        .join(name)
+}
+
+/// A copy of a fixture's directory to damage or repair freely.
+fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(fixture_dir(name)).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    tmp
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn read_all(store: &impl EventStore) -> Vec<Result<u64, StoreError>> {
+    runtime().block_on(store.read(1).map(|r| r.map(|e| e.seq)).collect())
+}
+
+fn seg1(dir: &Path) -> PathBuf {
+    dir.join("00000000000000000001.log")
+}
+
+#[test]
+fn the_fixtures_are_what_their_recipes_make() {
+    for (name, file, bytes) in recipes() {
+        let path = fixture_dir(name).join(file);
+        if std::env::var_os("SWARM_STORE_WRITE_FIXTURES").is_some() {
+            fs::create_dir_all(fixture_dir(name)).unwrap();
+            fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(fs::read(&path).unwrap(), bytes, "{}", path.display());
+    }
+}
+
+// --- finding 1: a flipped bit in a length field is damage, not a torn tail ---
+
+#[test]
+fn a_flipped_length_bit_with_intact_records_after_it_is_corruption_not_a_cut() {
+    let tmp = copy_fixture("flipped-length-bit");
+    let seg = seg1(tmp.path());
+    let before = fs::read(&seg).unwrap();
+    let third = record_bounds(&segment(1, 5))[2] as u64;
+
+    let err = FileStore::open(tmp.path()).unwrap_err();
+    match &err {
+        StoreError::Corrupt { file, offset, .. } => {
+            assert_eq!(file, &seg);
+            assert_eq!(*offset, third);
+        }
+        other => panic!("records 4 and 5 are intact, so this is corruption: {other:?}"),
+    }
+    assert_eq!(
+        fs::read(&seg).unwrap(),
+        before,
+        "a refused open changed the log"
+    );
+
+    // The reader refuses it the same way, after the two records before it.
+    let reader = FileLogReader::open(tmp.path()).unwrap();
+    let read: Vec<_> = reader.read(1).map(|r| r.map(|e| e.seq)).collect();
+    assert_eq!(read.len(), 3, "{read:?}");
+    assert!(matches!(&read[2], Err(StoreError::Corrupt { offset, .. }) if *offset == third));
+
+    // Repair cuts there, and says it repaired.
+    let store = FileStore::open_with(tmp.path(), FileStoreOptions::default().repair(true)).unwrap();
+    let cut = store.open_report().cut.clone().unwrap();
+    assert!(cut.repaired);
+    assert_eq!(cut.offset, third);
+    assert_eq!(
+        read_all(&store)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+/// Bit 0 and bit 7 of every byte of a clean five-record segment, flipped in
+/// turn: opening either refuses the log or yields every record before the
+/// damage; only damage to the last record may be cut as a torn tail.
+#[test]
+fn a_flipped_bit_anywhere_never_silently_drops_an_intact_record() {
+    let clean = segment(1, 5);
+    let bounds = record_bounds(&clean);
+    for at in 0..clean.len() {
+        for bit in [0x01u8, 0x80] {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut bytes = clean.clone();
+            bytes[at] ^= bit;
+            fs::write(seg1(tmp.path()), &bytes).unwrap();
+            let in_last = at >= bounds[4];
+            let reader = FileLogReader::open(tmp.path()).unwrap();
+            let read: Vec<_> = reader.read(1).collect();
+            let ok: Vec<u64> = read
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(|e| e.seq))
+                .collect();
+            let failed = read.iter().any(Result::is_err);
+            if !failed {
+                assert!(
+                    in_last && ok == [1, 2, 3, 4] || ok == [1, 2, 3, 4, 5],
+                    "byte {at} bit {bit:#x}: the reader listed {ok:?} without an error"
+                );
+            }
+            match FileStore::open(tmp.path()) {
+                Ok(store) => {
+                    let last = store.open_report().last_seq;
+                    assert!(
+                        last == 5 || in_last && last == 4,
+                        "byte {at} bit {bit:#x}: opened with {last} records, {:?}",
+                        store.open_report().cut
+                    );
+                }
+                Err(e) => assert!(
+                    e.is_corrupt() || matches!(e, StoreError::UnsupportedVersion { .. }),
+                    "byte {at} bit {bit:#x}: {e}"
+                ),
+            }
+        }
+    }
+}
