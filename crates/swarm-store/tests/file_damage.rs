@@ -51,11 +51,19 @@ fn flipped_length_bit() -> Vec<u8> {
 
 /// The fixtures: (directory, file name, bytes).
 fn recipes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    vec![(
-        "flipped-length-bit",
-        "00000000000000000001.log",
-        flipped_length_bit(),
-    )]
+    vec![
+        (
+            "flipped-length-bit",
+            "00000000000000000001.log",
+            flipped_length_bit(),
+        ),
+        // Finding 2: a segment named for sequence 2 whose header (and records) start at 1.
+        (
+            "misnamed-segment",
+            "00000000000000000002.log",
+            segment(1, 3),
+        ),
+    ]
 }
 
 fn fixture_dir(name: &str) -> PathBuf {
@@ -187,4 +195,60 @@ fn a_flipped_bit_anywhere_never_silently_drops_an_intact_record() {
             }
         }
     }
+}
+
+// --- finding 2: a segment's name and header must agree ---
+
+#[test]
+fn a_segment_whose_name_disagrees_with_its_header_is_refused_and_repair_renames_it() {
+    let tmp = copy_fixture("misnamed-segment");
+    let misnamed = tmp.path().join("00000000000000000002.log");
+    let before = fs::read(&misnamed).unwrap();
+
+    let err = FileStore::open(tmp.path()).unwrap_err();
+    match &err {
+        StoreError::Corrupt {
+            file,
+            offset,
+            reason,
+        } => {
+            assert_eq!(file, &misnamed);
+            assert_eq!(*offset, 0);
+            assert!(reason.contains("name"), "{reason}");
+        }
+        other => panic!("a misnamed segment opened: {other:?}"),
+    }
+    assert_eq!(fs::read(&misnamed).unwrap(), before);
+    let reader = FileLogReader::open(tmp.path()).unwrap();
+    let read: Vec<_> = reader.read(1).collect();
+    assert!(
+        matches!(&read[..], [Err(StoreError::Corrupt { .. })]),
+        "{read:?}"
+    );
+
+    // Repair renames it after its header; then everything reads, and appends follow.
+    let store = FileStore::open_with(tmp.path(), FileStoreOptions::default().repair(true)).unwrap();
+    let report = store.open_report().clone();
+    assert_eq!(report.last_seq, 3);
+    assert_eq!(
+        report.segments_renamed,
+        [(misnamed.clone(), seg1(tmp.path()))]
+    );
+    runtime()
+        .block_on(store.append(vec![event(4)], None))
+        .unwrap();
+    assert_eq!(
+        read_all(&store)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    runtime().block_on(store.close()).unwrap();
+    drop(store);
+    let reader = FileLogReader::open(tmp.path()).unwrap();
+    assert_eq!(
+        reader.read(1).map(|r| r.unwrap().seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
 }

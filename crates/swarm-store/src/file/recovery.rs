@@ -116,13 +116,46 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
     let mut tail_len = 0u64;
     let mut keep = segments.len();
 
-    for (i, seg) in segments.iter().enumerate() {
+    for i in 0..segments.len() {
         let is_last = i + 1 == segments.len();
+        let seg = segments[i].clone();
         let data = fs::read(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
 
-        // The header.
+        // The header, which must agree with the sequence reached and with the
+        // file's name (readers find a sequence's segment by name).
         let header_problem = match format::parse_header(&data) {
-            Header::Ok { first_seq } if first_seq == expected => None,
+            Header::Ok { first_seq } if first_seq == expected && seg.first_seq == expected => None,
+            Header::Ok { first_seq } if first_seq == expected => {
+                let reason = format!(
+                    "the segment's name says it starts at sequence {} but its header says {first_seq}",
+                    seg.first_seq
+                );
+                let target = segment_path(dir, first_seq);
+                if !options.repair {
+                    return Err(StoreError::Corrupt {
+                        file: seg.path.clone(),
+                        offset: 0,
+                        reason,
+                    });
+                }
+                if target.exists() {
+                    // Cannot take the right name: cut here like other header damage.
+                    Some(reason)
+                } else {
+                    // The header and records agree with the log: repair is a rename.
+                    fs::rename(&seg.path, &target).map_err(|e| StoreError::io(&seg.path, e))?;
+                    sync_dir(dir)?;
+                    tracing::warn!(from = %seg.path.display(), to = %target.display(), "renamed a segment after its header");
+                    report
+                        .segments_renamed
+                        .push((seg.path.clone(), target.clone()));
+                    segments[i] = SegmentMeta {
+                        first_seq,
+                        path: target,
+                    };
+                    None
+                }
+            }
             Header::Ok { first_seq } => Some(format!(
                 "segment starts at sequence {first_seq} where {expected} was expected"
             )),
@@ -155,7 +188,8 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
             break;
         }
 
-        // The records.
+        // The records (of the segment as it is named now).
+        let seg = segments[i].clone();
         let mut at = SEGMENT_HEADER_LEN;
         let mut bad = None;
         while at < data.len() {
