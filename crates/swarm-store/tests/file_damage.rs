@@ -49,6 +49,21 @@ fn flipped_length_bit() -> Vec<u8> {
     log
 }
 
+/// Finding 3: ten records, the eighth whole and checksummed but not an event
+/// (0xc1 is never valid MessagePack).
+fn undecodable_record() -> Vec<u8> {
+    let mut log = segment_header(1).to_vec();
+    for seq in 1..=10 {
+        let payload = if seq == 8 {
+            vec![0xc1]
+        } else {
+            encoded(&event(seq))
+        };
+        push_record(&mut log, seq, 1_700_000_000_000_000 + seq, &payload);
+    }
+    log
+}
+
 /// The fixtures: (directory, file name, bytes).
 fn recipes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     vec![
@@ -62,6 +77,12 @@ fn recipes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "misnamed-segment",
             "00000000000000000002.log",
             segment(1, 3),
+        ),
+        // Finding 3.
+        (
+            "undecodable-record",
+            "00000000000000000001.log",
+            undecodable_record(),
         ),
     ]
 }
@@ -250,5 +271,44 @@ fn a_segment_whose_name_disagrees_with_its_header_is_refused_and_repair_renames_
     assert_eq!(
         reader.read(1).map(|r| r.unwrap().seq).collect::<Vec<_>>(),
         [1, 2, 3, 4]
+    );
+}
+
+// --- finding 3: a read delivers every intact event before an error ---
+
+#[test]
+fn a_read_that_meets_an_undecodable_record_delivers_the_events_before_it_then_the_error() {
+    let tmp = copy_fixture("undecodable-record");
+    let eighth = record_bounds(&undecodable_record())[7] as u64;
+    let check = |read: Vec<Result<u64, StoreError>>, what: &str| {
+        let ok: Vec<u64> = read
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        assert_eq!(ok, (1..=7).collect::<Vec<_>>(), "{what}: {read:?}");
+        assert_eq!(
+            read.len(),
+            8,
+            "{what}: the error comes last, once: {read:?}"
+        );
+        match &read[7] {
+            Err(StoreError::Corrupt { offset, reason, .. }) => {
+                assert_eq!(*offset, eighth, "{what}");
+                assert!(reason.contains("decoded"), "{what}: {reason}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    };
+    // Recovery checks frames, not payloads: the store opens.
+    let store = FileStore::open(tmp.path()).unwrap();
+    assert_eq!(store.open_report().last_seq, 10);
+    check(read_all(&store), "FileStore::read");
+    runtime().block_on(store.close()).unwrap();
+    drop(store);
+    let reader = FileLogReader::open(tmp.path()).unwrap();
+    check(read_all(&reader), "FileLogReader as EventStore");
+    check(
+        reader.read(1).map(|r| r.map(|e| e.seq)).collect(),
+        "FileLogReader::read",
     );
 }

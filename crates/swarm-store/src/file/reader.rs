@@ -29,7 +29,13 @@ pub(crate) fn read_range(shared: Arc<Shared>, from: u64, to: u64) -> EventStream
     async move {
         let (tx, rx) = mpsc::channel::<Chunk>(4);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = read_blocking(&shared, from, to, &tx) {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let result = read_blocking(&shared, from, to, &tx, &mut chunk);
+            // Every intact event read, then the error, if any.
+            if !chunk.is_empty() && tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+            if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
             }
         });
@@ -76,12 +82,19 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-fn read_blocking(shared: &Shared, from: u64, to: u64, tx: &mpsc::Sender<Chunk>) -> Result<()> {
+/// Reads `from..=to` into `chunk`, sending each full chunk; what is left in
+/// `chunk` when it returns (with or without an error) is the caller's to send.
+fn read_blocking(
+    shared: &Shared,
+    from: u64,
+    to: u64,
+    tx: &mpsc::Sender<Chunk>,
+    chunk: &mut Vec<StoredEvent>,
+) -> Result<()> {
     let segments = shared.segments.read().clone();
     let start = segments
         .partition_point(|s| s.first_seq <= from)
         .saturating_sub(1);
-    let mut chunk = Vec::with_capacity(CHUNK);
     let mut body = Vec::new();
     let mut expected = segments.get(start).map_or(1, |s| s.first_seq);
     for seg in &segments[start.min(segments.len())..] {
@@ -139,7 +152,7 @@ fn read_blocking(shared: &Shared, from: u64, to: u64, tx: &mpsc::Sender<Chunk>) 
                     event,
                 });
                 if chunk.len() == CHUNK {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
                     if tx.blocking_send(Ok(full)).is_err() {
                         return Ok(()); // the reader went away
                     }
@@ -156,9 +169,6 @@ fn read_blocking(shared: &Shared, from: u64, to: u64, tx: &mpsc::Sender<Chunk>) 
             0,
             format!("the log ends at sequence {} before {to}", expected - 1),
         ));
-    }
-    if !chunk.is_empty() {
-        let _ = tx.blocking_send(Ok(chunk));
     }
     Ok(())
 }
