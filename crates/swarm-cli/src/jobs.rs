@@ -115,6 +115,12 @@ pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, CliError> {
         if raw.trim().is_empty() {
             continue;
         }
+        // serde would take a JSON array for the struct, field by field.
+        if !raw.trim_start().starts_with('{') {
+            return Err(bad(
+                "malformed job: a job line must be a JSON object, such as {\"id\": \"build\", \"cmd\": \"make\"}".into(),
+            ));
+        }
         let parsed: JobLine = serde_json::from_str(raw).map_err(|e| {
             bad(format!(
                 "malformed job ({e}); expected {{\"id\": \"...\", \"cmd\": \"...\"}} with optional priority, max_attempts, timeout_ms"
