@@ -32,6 +32,9 @@ pub(crate) const JOB_KIND: &str = "job";
 /// failed attempt's error.
 const TAIL_BYTES: usize = 2048;
 
+/// The longest timeout the log can hold: it stores microseconds in a u64.
+const MAX_TIMEOUT_MS: u64 = u64::MAX / 1000;
+
 /// One line of a jobs file, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +144,11 @@ pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, CliError> {
         }
         if parsed.timeout_ms == Some(0) {
             return Err(bad("timeout_ms must be at least 1".into()));
+        }
+        if let Some(ms) = parsed.timeout_ms.filter(|ms| *ms > MAX_TIMEOUT_MS) {
+            return Err(bad(format!(
+                "timeout_ms {ms} is out of range: the log holds at most {MAX_TIMEOUT_MS} (in microseconds, a u64)"
+            )));
         }
         if let Some(first) = by_id.get(&parsed.id) {
             return Err(bad(format!(
@@ -322,6 +330,26 @@ mod tests {
             output.as_str(),
             Some(format!("{}\n", there.display()).as_str())
         );
+    }
+
+    #[test]
+    fn the_longest_timeout_the_log_holds_is_kept_exactly() {
+        let line = format!("{{\"id\":\"a\",\"cmd\":\"true\",\"timeout_ms\":{MAX_TIMEOUT_MS}}}");
+        let job = &parse_jobs("jobs", &line).unwrap()[0];
+        let task = job.to_task(Path::new("/")).unwrap();
+        let event: swarm::Event = swarm_core::event::TaskCreated { task }.into();
+        let back: swarm::Event = json_roundtrip(&event);
+        let swarm::Event::TaskCreated(created) = back else {
+            panic!("{back:?}")
+        };
+        assert_eq!(
+            created.task.timeout(),
+            Some(Duration::from_millis(MAX_TIMEOUT_MS))
+        );
+    }
+
+    fn json_roundtrip(event: &swarm::Event) -> swarm::Event {
+        serde_json::from_str(&serde_json::to_string(event).unwrap()).unwrap()
     }
 
     #[test]
