@@ -227,11 +227,13 @@ impl SystemState {
         self.apply_at(event, 0);
     }
 
+    // Counters saturate: a snapshot may carry any value (one at u64::MAX has a
+    // valid checksum as well), and replay must neither panic nor wrap.
     fn apply_at(&mut self, event: &Event, seq: u64) {
-        self.counters.events += 1;
+        self.counters.events = self.counters.events.saturating_add(1);
         match event {
             Event::TaskCreated(e) => {
-                self.counters.tasks_created += 1;
+                self.counters.tasks_created = self.counters.tasks_created.saturating_add(1);
                 self.tasks.insert(
                     e.task.id(),
                     TaskRecord {
@@ -263,22 +265,22 @@ impl SystemState {
                 }
             }
             Event::TaskCompleted(e) => {
-                self.counters.tasks_completed += 1;
+                self.counters.tasks_completed = self.counters.tasks_completed.saturating_add(1);
                 if let Some(t) = self.tasks.get_mut(&e.task_id) {
                     t.status = TaskStatus::Completed;
                     t.agent = Some(e.agent_id);
                 }
                 if let Some(a) = self.agents.get_mut(&e.agent_id) {
-                    a.completed += 1;
+                    a.completed = a.completed.saturating_add(1);
                     if a.busy_with == Some(e.task_id) {
                         a.busy_with = None;
                     }
                 }
             }
             Event::TaskFailed(e) => {
-                self.counters.attempts_failed += 1;
+                self.counters.attempts_failed = self.counters.attempts_failed.saturating_add(1);
                 if e.will_retry {
-                    self.counters.retries += 1;
+                    self.counters.retries = self.counters.retries.saturating_add(1);
                 }
                 if let Some(t) = self.tasks.get_mut(&e.task_id) {
                     t.status = TaskStatus::Failed;
@@ -290,14 +292,15 @@ impl SystemState {
                     }
                 }
                 if let Some(a) = e.agent_id.and_then(|id| self.agents.get_mut(&id)) {
-                    a.failed += 1;
+                    a.failed = a.failed.saturating_add(1);
                     if a.busy_with == Some(e.task_id) {
                         a.busy_with = None;
                     }
                 }
             }
             Event::TaskDeadLettered(e) => {
-                self.counters.tasks_dead_lettered += 1;
+                self.counters.tasks_dead_lettered =
+                    self.counters.tasks_dead_lettered.saturating_add(1);
                 if let Some(t) = self.tasks.get_mut(&e.task_id) {
                     t.status = TaskStatus::DeadLettered;
                     t.will_retry = false;
@@ -308,7 +311,7 @@ impl SystemState {
                 }
             }
             Event::TaskCancelled(e) => {
-                self.counters.tasks_cancelled += 1;
+                self.counters.tasks_cancelled = self.counters.tasks_cancelled.saturating_add(1);
                 self.set_status(e.task_id, TaskStatus::Cancelled);
             }
             Event::TaskInterrupted(e) => {
@@ -327,7 +330,7 @@ impl SystemState {
                 }
             }
             Event::AgentCreated(e) => {
-                self.counters.agents_created += 1;
+                self.counters.agents_created = self.counters.agents_created.saturating_add(1);
                 self.agents.insert(
                     e.agent_id,
                     AgentRecord {
@@ -341,7 +344,7 @@ impl SystemState {
                 );
             }
             Event::AgentRemoved(e) => {
-                self.counters.agents_removed += 1;
+                self.counters.agents_removed = self.counters.agents_removed.saturating_add(1);
                 self.agents.remove(&e.agent_id);
             }
             Event::AgentAvailable(e) => {
@@ -355,13 +358,16 @@ impl SystemState {
                 }
             }
             Event::AgentError(e) => {
-                self.counters.agent_errors += 1;
+                self.counters.agent_errors = self.counters.agent_errors.saturating_add(1);
                 if let Some(a) = self.agents.get_mut(&e.agent_id) {
                     a.health = e.health;
                 }
             }
             Event::WorkStolen(e) => {
-                self.counters.tasks_stolen += u64::from(e.count);
+                self.counters.tasks_stolen = self
+                    .counters
+                    .tasks_stolen
+                    .saturating_add(u64::from(e.count));
             }
             // Signals that change no stored state.
             _ => {}

@@ -6,14 +6,18 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use support::{push_record, record_bounds, segment_header};
-use swarm_core::event::AgentRemoved;
-use swarm_core::{AgentId, Event};
-use swarm_store::{EventStore, FileLogReader, FileStore, FileStoreOptions, StoreError};
+use swarm_core::event::{AgentCreated, AgentRemoved, WorkStolen};
+use swarm_core::{AgentId, Event, TaskId, Timestamp};
+use swarm_store::{
+    AgentRecord, Counters, EventStore, FileLogReader, FileStore, FileStoreOptions, StoreError,
+    StoredEvent, SystemState, TaskRecord,
+};
 
 fn event(n: u64) -> Event {
     AgentRemoved {
@@ -64,6 +68,93 @@ fn undecodable_record() -> Vec<u8> {
     log
 }
 
+/// Finding 6: agent 1 created (the snapshot's sequence), then events that
+/// count: another agent created, one removed, a stolen batch.
+fn counters_log() -> Vec<u8> {
+    let events: Vec<Event> = vec![
+        AgentCreated {
+            agent_id: AgentId::new(1),
+            reserve: false,
+        }
+        .into(),
+        AgentCreated {
+            agent_id: AgentId::new(2),
+            reserve: false,
+        }
+        .into(),
+        event(2),
+        WorkStolen {
+            from: AgentId::new(1),
+            to: AgentId::new(2),
+            count: 7,
+            task_ids: Vec::new(),
+        }
+        .into(),
+    ];
+    let mut log = segment_header(1).to_vec();
+    for (i, e) in events.iter().enumerate() {
+        let seq = i as u64 + 1;
+        push_record(&mut log, seq, 1_700_000_000_000_000 + seq, &encoded(e));
+    }
+    log
+}
+
+/// The state after record 1 with every counter (and agent 1's) at u64::MAX,
+/// as a snapshot file with a valid checksum.
+fn counters_at_max_snapshot() -> Vec<u8> {
+    let mut state = SystemState::new();
+    state.apply(&StoredEvent {
+        seq: 1,
+        timestamp: Timestamp::from_micros(1),
+        event: AgentCreated {
+            agent_id: AgentId::new(1),
+            reserve: false,
+        }
+        .into(),
+    });
+    let snapshot = state.to_snapshot().unwrap();
+    // The snapshot's layout, to edit it (the fields of `SystemState` are private).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Envelope {
+        version: u32,
+        state: State,
+    }
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct State {
+        last_seq: u64,
+        tasks: BTreeMap<TaskId, TaskRecord>,
+        agents: BTreeMap<AgentId, AgentRecord>,
+        counters: Counters,
+    }
+    let mut value: Envelope = rmp_serde::from_slice(&snapshot.data).unwrap();
+    let max = u64::MAX;
+    value.state.counters = Counters {
+        events: max,
+        tasks_created: max,
+        tasks_completed: max,
+        attempts_failed: max,
+        retries: max,
+        tasks_dead_lettered: max,
+        tasks_cancelled: max,
+        tasks_stolen: max,
+        agent_errors: max,
+        agents_created: max,
+        agents_removed: max,
+    };
+    for agent in value.state.agents.values_mut() {
+        agent.completed = max;
+        agent.failed = max;
+    }
+    let data = rmp_serde::to_vec_named(&value).unwrap();
+    let mut file = b"SWRMSNAP".to_vec();
+    file.extend_from_slice(&1u32.to_le_bytes());
+    file.extend_from_slice(&1u64.to_le_bytes());
+    file.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    file.extend_from_slice(&crc32c::crc32c(&data).to_le_bytes());
+    file.extend_from_slice(&data);
+    file
+}
+
 /// The fixtures: (directory, file name, bytes).
 fn recipes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     vec![
@@ -77,6 +168,17 @@ fn recipes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "misnamed-segment",
             "00000000000000000002.log",
             segment(1, 3),
+        ),
+        // Finding 6: a valid snapshot whose counters are all at u64::MAX.
+        (
+            "snapshot-counters-at-max",
+            "00000000000000000001.log",
+            counters_log(),
+        ),
+        (
+            "snapshot-counters-at-max",
+            "snapshot-00000000000000000001.snap",
+            counters_at_max_snapshot(),
         ),
         // Finding 3.
         (
@@ -311,4 +413,23 @@ fn a_read_that_meets_an_undecodable_record_delivers_the_events_before_it_then_th
         reader.read(1).map(|r| r.map(|e| e.seq)).collect(),
         "FileLogReader::read",
     );
+}
+
+// --- finding 6: counters at their limit saturate, never overflow ---
+
+#[test]
+fn a_snapshot_with_counters_at_u64_max_replays_saturated() {
+    let tmp = copy_fixture("snapshot-counters-at-max");
+    let reader = FileLogReader::open(tmp.path()).unwrap();
+    assert_eq!(reader.latest_snapshot(u64::MAX).unwrap().unwrap().seq, 1);
+    // Debug builds panicked here on overflow; release builds wrapped to small numbers.
+    let state = runtime().block_on(SystemState::replay(&reader)).unwrap();
+    assert_eq!(state.last_seq(), 4);
+    let c = state.counters();
+    assert_eq!(c.events, u64::MAX);
+    assert_eq!(c.agents_created, u64::MAX);
+    assert_eq!(c.agents_removed, u64::MAX);
+    assert_eq!(c.tasks_stolen, u64::MAX);
+    assert_eq!(state.agent(AgentId::new(1)).unwrap().completed, u64::MAX);
+    assert!(state.agent(AgentId::new(2)).is_none(), "created, then removed");
 }
