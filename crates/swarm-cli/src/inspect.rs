@@ -48,6 +48,21 @@ fn open_log(dir: &std::path::Path) -> Result<FileLogReader, CliError> {
     })
 }
 
+/// The event, or `None` (with a warning) for a record of an event kind a
+/// newer version of swarm wrote: not damage, the read goes on.
+fn known(
+    stored: Result<swarm_store::StoredEvent, StoreError>,
+) -> Result<Option<swarm_store::StoredEvent>, CliError> {
+    match stored {
+        Ok(stored) => Ok(Some(stored)),
+        Err(e) if e.is_unknown_event() => {
+            tracing::warn!("{e}");
+            Ok(None)
+        }
+        Err(e) => Err(CliError::Store(e)),
+    }
+}
+
 fn warn_torn(torn: Option<&TornTail>) {
     if let Some(torn) = torn {
         tracing::warn!(
@@ -191,7 +206,9 @@ pub(crate) async fn events(args: EventsArgs) -> Result<(), CliError> {
     // Prints what is visible now; `false` once stdout is closed.
     let mut print_available = || -> Result<bool, CliError> {
         for stored in records.by_ref() {
-            let stored = stored?;
+            let Some(stored) = known(stored)? else {
+                continue;
+            };
             if !kinds.is_empty() && !kinds.contains(&stored.event.kind()) {
                 continue;
             }
@@ -231,7 +248,9 @@ pub(crate) fn stats(args: StatsArgs) -> Result<(), CliError> {
     let mut last_seq = 0;
     let mut records = reader.read(1);
     for stored in records.by_ref() {
-        let stored = stored?;
+        let Some(stored) = known(stored)? else {
+            continue;
+        };
         completion.apply(&stored);
         performance.apply(&stored);
         last_seq = stored.seq;

@@ -433,6 +433,9 @@ impl SystemState {
     /// The state as of sequence `seq` (or the log's end, if shorter): the newest
     /// valid snapshot at or before `seq`, then the events after it. A snapshot
     /// that cannot be decoded is skipped (logged) and the log read from the start.
+    /// Records of event kinds this version does not know
+    /// ([`StoreError::UnknownEvent`], written by a newer version) are skipped
+    /// and named in a warning.
     pub async fn replay_to<S: EventStore + ?Sized>(store: &S, seq: u64) -> Result<SystemState> {
         let mut state = match store.latest_snapshot(seq).await? {
             Some(snapshot) => match SystemState::from_snapshot(&snapshot) {
@@ -448,8 +451,22 @@ impl SystemState {
             return Ok(state);
         }
         let mut events = store.read(state.last_seq + 1);
+        // Records of event kinds a newer version wrote: skipped, by name.
+        let mut ignored: BTreeMap<String, u64> = BTreeMap::new();
         while let Some(stored) = events.next().await {
-            let stored = stored?;
+            let stored = match stored {
+                Ok(stored) => stored,
+                Err(StoreError::UnknownEvent { seq: at, name, .. }) if at <= seq => {
+                    *ignored.entry(name).or_default() += 1;
+                    state.last_seq = at;
+                    if at == seq {
+                        break;
+                    }
+                    continue;
+                }
+                Err(StoreError::UnknownEvent { .. }) => break,
+                Err(e) => return Err(e),
+            };
             if stored.seq > seq {
                 break;
             }
@@ -457,6 +474,16 @@ impl SystemState {
             if stored.seq == seq {
                 break;
             }
+        }
+        if !ignored.is_empty() {
+            let list: Vec<String> = ignored
+                .iter()
+                .map(|(name, n)| format!("{n} × {name}"))
+                .collect();
+            tracing::warn!(
+                ignored = %list.join(", "),
+                "the log was written by a newer version of swarm: replay ignored the events this version does not know"
+            );
         }
         Ok(state)
     }

@@ -155,6 +155,41 @@ fn counters_at_max_snapshot() -> Vec<u8> {
     file
 }
 
+/// Finding 4: agent 1 created, a `task:paused` (a kind this version does not
+/// know, as a later version would write it), agent 2 created.
+fn future_event_kind() -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Paused {
+        task_id: u64,
+        reason: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Future {
+        event: &'static str,
+        data: Paused,
+    }
+    let created = |n| -> Event {
+        AgentCreated {
+            agent_id: AgentId::new(n),
+            reserve: false,
+        }
+        .into()
+    };
+    let paused = rmp_serde::to_vec_named(&Future {
+        event: "task:paused",
+        data: Paused {
+            task_id: 7,
+            reason: "operator",
+        },
+    })
+    .unwrap();
+    let mut log = segment_header(1).to_vec();
+    push_record(&mut log, 1, 1_700_000_000_000_001, &encoded(&created(1)));
+    push_record(&mut log, 2, 1_700_000_000_000_002, &paused);
+    push_record(&mut log, 3, 1_700_000_000_000_003, &encoded(&created(2)));
+    log
+}
+
 /// The fixtures: (directory, file name, bytes).
 fn recipes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     vec![
@@ -179,6 +214,12 @@ fn recipes() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "snapshot-counters-at-max",
             "snapshot-00000000000000000001.snap",
             counters_at_max_snapshot(),
+        ),
+        // Finding 4: a record of an event kind a later version added.
+        (
+            "future-event-kind",
+            "00000000000000000001.log",
+            future_event_kind(),
         ),
         // Finding 3.
         (
@@ -431,5 +472,60 @@ fn a_snapshot_with_counters_at_u64_max_replays_saturated() {
     assert_eq!(c.agents_removed, u64::MAX);
     assert_eq!(c.tasks_stolen, u64::MAX);
     assert_eq!(state.agent(AgentId::new(1)).unwrap().completed, u64::MAX);
-    assert!(state.agent(AgentId::new(2)).is_none(), "created, then removed");
+    assert!(
+        state.agent(AgentId::new(2)).is_none(),
+        "created, then removed"
+    );
+}
+
+// --- finding 4: an event kind this version does not know is not damage ---
+
+fn is_unknown_paused(r: &Result<u64, StoreError>) -> bool {
+    matches!(r, Err(StoreError::UnknownEvent { seq: 2, name, .. }) if name == "task:paused")
+}
+
+#[test]
+fn a_future_event_kind_is_delivered_as_unknown_replay_skips_it_and_repair_keeps_it() {
+    let tmp = copy_fixture("future-event-kind");
+    let seg = seg1(tmp.path());
+    let before = fs::read(&seg).unwrap();
+
+    // Reading: 1, the unknown record (a typed error that is not corruption,
+    // and the read goes on), then 3.
+    let reader = FileLogReader::open(tmp.path()).unwrap();
+    for (what, read) in [
+        (
+            "FileLogReader::read",
+            reader.read(1).map(|r| r.map(|e| e.seq)).collect::<Vec<_>>(),
+        ),
+        ("FileLogReader as EventStore", read_all(&reader)),
+    ] {
+        assert_eq!(read.len(), 3, "{what}: {read:?}");
+        assert_eq!(read[0].as_ref().ok(), Some(&1), "{what}");
+        assert!(is_unknown_paused(&read[1]), "{what}: {read:?}");
+        assert!(!read[1].as_ref().unwrap_err().is_corrupt(), "{what}");
+        assert_eq!(read[2].as_ref().ok(), Some(&3), "{what}");
+    }
+    let message = reader.read(2).next().unwrap().unwrap_err().to_string();
+    assert!(message.contains("newer version"), "{message}");
+
+    // Replay applies what it knows and skips the rest.
+    let state = runtime().block_on(SystemState::replay(&reader)).unwrap();
+    assert_eq!(state.last_seq(), 3);
+    assert!(state.agent(AgentId::new(2)).is_some());
+
+    // Repair finds nothing to cut; the store reads the same way.
+    let store = FileStore::open_with(tmp.path(), FileStoreOptions::default().repair(true)).unwrap();
+    assert_eq!(store.open_report().cut, None);
+    assert_eq!(store.open_report().last_seq, 3);
+    let read = read_all(&store);
+    assert_eq!(read.len(), 3, "FileStore::read: {read:?}");
+    assert!(is_unknown_paused(&read[1]), "{read:?}");
+    assert_eq!(read[2].as_ref().ok(), Some(&3));
+    runtime().block_on(store.close()).unwrap();
+    assert_eq!(
+        fs::read(&seg).unwrap(),
+        before,
+        "the unknown record was touched"
+    );
 }

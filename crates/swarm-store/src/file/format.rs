@@ -24,7 +24,7 @@
 //! Named fields make the encoding survive schema growth: a field added with
 //! `#[serde(default)]` is absent from old records and defaulted when read.
 
-use swarm_core::{Event, Timestamp};
+use swarm_core::{Event, EventKind, Timestamp};
 
 use crate::error::{Result, StoreError};
 
@@ -238,7 +238,29 @@ pub(crate) fn intact_record_after(buf: &[u8], at: usize, next_seq: u64) -> bool 
     false
 }
 
+/// Why an event payload did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// A well-formed event of a kind this version does not know (written by
+    /// a newer version): its name.
+    Unknown(String),
+    /// Not an event.
+    Bad(String),
+}
+
 /// Decodes an event payload.
-pub(crate) fn decode_event(payload: &[u8]) -> Result<Event, String> {
-    rmp_serde::from_slice(payload).map_err(|e| format!("event could not be decoded: {e}"))
+pub(crate) fn decode_event(payload: &[u8]) -> Result<Event, DecodeError> {
+    rmp_serde::from_slice(payload).map_err(|e| {
+        // Events are tagged by name: `{"event": name, "data": ..}`.
+        #[derive(serde::Deserialize)]
+        struct Tagged {
+            event: String,
+        }
+        match rmp_serde::from_slice::<Tagged>(payload) {
+            Ok(tagged) if tagged.event.parse::<EventKind>().is_err() => {
+                DecodeError::Unknown(tagged.event)
+            }
+            _ => DecodeError::Bad(format!("event could not be decoded: {e}")),
+        }
+    })
 }

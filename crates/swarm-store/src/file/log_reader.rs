@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use swarm_core::{Event, Timestamp};
 use tokio::sync::mpsc;
 
-use super::format::{self, FRAME_HEADER_LEN, Header, SEGMENT_HEADER_LEN};
+use super::format::{self, DecodeError, FRAME_HEADER_LEN, Header, SEGMENT_HEADER_LEN};
 use super::recovery::{SegmentMeta, list_segments};
 use super::snapshot;
 use crate::error::{Result, StoreError};
@@ -319,8 +319,20 @@ impl LogRecords {
                     }
                     let body = &self.buf[at + FRAME_HEADER_LEN..frame.end];
                     let timestamp = Timestamp::from_micros(format::u64_at(body, 8));
-                    let event: Event = format::decode_event(&body[format::BODY_PREFIX_LEN..])
-                        .map_err(|reason| self.corrupt(self.offset + at as u64, reason))?;
+                    let offset = self.offset + at as u64;
+                    let event: Event = match format::decode_event(&body[format::BODY_PREFIX_LEN..])
+                    {
+                        Ok(event) => event,
+                        Err(DecodeError::Unknown(name)) => {
+                            return Err(StoreError::UnknownEvent {
+                                file: self.path(),
+                                offset,
+                                seq,
+                                name,
+                            });
+                        }
+                        Err(DecodeError::Bad(reason)) => return Err(self.corrupt(offset, reason)),
+                    };
                     return Ok(Some(StoredEvent {
                         seq,
                         timestamp,
@@ -415,19 +427,20 @@ impl Iterator for LogRecords {
                 None
             }
             Err(e) => {
-                self.failed = true;
+                // A record of an unknown kind is not damage: reading goes on.
+                self.failed = !e.is_unknown_event();
                 Some(Err(e))
             }
         }
     }
 }
 
-/// Takes up to a chunk of records off `records` (blocking); the error, if
-/// one comes, is the last item.
+/// Takes up to a chunk of records off `records` (blocking); an error that
+/// ends the read, if one comes, is the last item.
 fn take_chunk(records: &mut LogRecords) -> Vec<Result<StoredEvent>> {
     let mut chunk = Vec::new();
     for record in records.by_ref() {
-        let failed = record.is_err();
+        let failed = record.as_ref().is_err_and(|e| !e.is_unknown_event());
         chunk.push(record);
         if failed || chunk.len() == CHUNK {
             break;
@@ -450,7 +463,10 @@ impl EventStore for FileLogReader {
             tokio::task::spawn_blocking(move || {
                 loop {
                     let chunk = take_chunk(&mut records);
-                    let last = chunk.len() < CHUNK || chunk.last().is_some_and(|r| r.is_err());
+                    let last = chunk.len() < CHUNK
+                        || chunk
+                            .last()
+                            .is_some_and(|r| r.as_ref().is_err_and(|e| !e.is_unknown_event()));
                     if chunk.is_empty() || tx.blocking_send(chunk).is_err() || last {
                         return;
                     }

@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt};
 use swarm_core::Timestamp;
 use tokio::sync::mpsc;
 
-use super::format::{self, FRAME_HEADER_LEN, Header, SEGMENT_HEADER_LEN};
+use super::format::{self, DecodeError, FRAME_HEADER_LEN, Header, SEGMENT_HEADER_LEN};
 use super::writer::Shared;
 use crate::error::{Result, StoreError};
 use crate::store::{EventStream, StoredEvent};
@@ -144,13 +144,30 @@ fn read_blocking(
                         format!("record has sequence {seq} where {expected} was expected"),
                     ));
                 }
-                let event = format::decode_event(&body[format::BODY_PREFIX_LEN..])
-                    .map_err(|reason| corrupt(path, offset, reason))?;
-                chunk.push(StoredEvent {
-                    seq,
-                    timestamp: Timestamp::from_micros(format::u64_at(&body, 8)),
-                    event,
-                });
+                match format::decode_event(&body[format::BODY_PREFIX_LEN..]) {
+                    Ok(event) => chunk.push(StoredEvent {
+                        seq,
+                        timestamp: Timestamp::from_micros(format::u64_at(&body, 8)),
+                        event,
+                    }),
+                    Err(DecodeError::Unknown(name)) => {
+                        // Not damage: the events before it, this error in its
+                        // place, and the read goes on.
+                        let before = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
+                        let unknown = StoreError::UnknownEvent {
+                            file: path.clone(),
+                            offset,
+                            seq,
+                            name,
+                        };
+                        if (!before.is_empty() && tx.blocking_send(Ok(before)).is_err())
+                            || tx.blocking_send(Err(unknown)).is_err()
+                        {
+                            return Ok(()); // the reader went away
+                        }
+                    }
+                    Err(DecodeError::Bad(reason)) => return Err(corrupt(path, offset, reason)),
+                }
                 if chunk.len() == CHUNK {
                     let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
                     if tx.blocking_send(Ok(full)).is_err() {
