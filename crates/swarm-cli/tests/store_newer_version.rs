@@ -27,7 +27,11 @@ fn an_unknown_event_kind_is_read_past_with_a_warning() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let seqs: Vec<u64> = stdout(&out)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, [1, 3]);
     assert!(stderr(&out).contains("newer version"), "{}", stderr(&out));
