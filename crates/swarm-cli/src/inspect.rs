@@ -1,16 +1,18 @@
 //! `swarm replay`, `swarm events` and `swarm stats`: read a log without
-//! changing it (see [`crate::log`]).
+//! changing it, through [`FileLogReader`] (no lock, no repair, beside a
+//! running swarm; a record being written at the tail is not yet visible).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
 use swarm::{EventKind, SystemState, TaskStatus};
-use swarm_store::{AgentPerformance, Projection, TaskCompletion};
+use swarm_store::{
+    AgentPerformance, FileLogReader, Projection, StoreError, TaskCompletion, TornTail,
+};
 
 use crate::error::CliError;
 use crate::jobs::JobPayload;
-use crate::log::LogReader;
 use crate::output::{ms, print_json, print_stdout};
 use crate::{EventsArgs, ReplayArgs, StatsArgs};
 
@@ -36,29 +38,50 @@ fn status_name(s: TaskStatus) -> &'static str {
     }
 }
 
-fn warn_torn(reader: &LogReader) {
-    if let Some((file, offset)) = reader.torn_at() {
+/// Opens the log of `--store` for reading.
+fn open_log(dir: &std::path::Path) -> Result<FileLogReader, CliError> {
+    FileLogReader::open(dir).map_err(|e| match e {
+        StoreError::NoLog { .. } => CliError::BadInput(format!(
+            "{e} (pass the --store directory that `swarm run` or `swarm demo` wrote)"
+        )),
+        other => CliError::Store(other),
+    })
+}
+
+/// The event, or `None` (with a warning) for a record of an event kind a
+/// newer version of swarm wrote: not damage, the read goes on.
+fn known(
+    stored: Result<swarm_store::StoredEvent, StoreError>,
+) -> Result<Option<swarm_store::StoredEvent>, CliError> {
+    match stored {
+        Ok(stored) => Ok(Some(stored)),
+        Err(e) if e.is_unknown_event() => {
+            tracing::warn!("{e}");
+            Ok(None)
+        }
+        Err(e) => Err(CliError::Store(e)),
+    }
+}
+
+fn warn_torn(torn: Option<&TornTail>) {
+    if let Some(torn) = torn {
         tracing::warn!(
-            file = %file.display(),
-            offset,
+            file = %torn.file.display(),
+            offset = torn.offset,
+            reason = %torn.reason,
             "the log ends inside a record (a write in progress, or a torn tail the next start will cut)"
         );
     }
 }
 
-/// `swarm replay`: the state rebuilt from the log.
-pub(crate) fn replay(args: ReplayArgs) -> Result<(), CliError> {
-    let mut reader = LogReader::open(&args.store)?;
-    let to = args.to.unwrap_or(u64::MAX);
-    let mut state = SystemState::new();
-    reader.read_available(|stored| {
-        if stored.seq > to {
-            return Ok(false);
-        }
-        state.apply(&stored);
-        Ok(true)
-    })?;
-    warn_torn(&reader);
+/// `swarm replay`: the state rebuilt from the log, newest snapshot first.
+pub(crate) async fn replay(args: ReplayArgs) -> Result<(), CliError> {
+    let reader = open_log(&args.store)?;
+    let state = match args.to {
+        Some(to) => SystemState::replay_to(&reader, to).await?,
+        None => SystemState::replay(&reader).await?,
+    };
+    warn_torn(reader.torn_tail().as_ref());
 
     let mut by_status = serde_json::Map::new();
     for s in STATUSES {
@@ -178,22 +201,30 @@ pub(crate) async fn events(args: EventsArgs) -> Result<(), CliError> {
             }
         }
     }
-    let mut reader = LogReader::open(&args.store)?;
-    let open = std::cell::Cell::new(true);
-    let mut print = |stored: swarm_store::StoredEvent| -> Result<bool, CliError> {
-        if stored.seq < args.from || (!kinds.is_empty() && !kinds.contains(&stored.event.kind())) {
-            return Ok(true);
+    let reader = open_log(&args.store)?;
+    let mut records = reader.read(args.from);
+    // Prints what is visible now; `false` once stdout is closed.
+    let mut print_available = || -> Result<bool, CliError> {
+        for stored in records.by_ref() {
+            let Some(stored) = known(stored)? else {
+                continue;
+            };
+            if !kinds.is_empty() && !kinds.contains(&stored.event.kind()) {
+                continue;
+            }
+            let mut line = serde_json::to_string(&stored).map_err(|e| {
+                CliError::Runtime(format!("could not encode event {}: {e}", stored.seq))
+            })?;
+            line.push('\n');
+            if !crate::output::print_stdout(&line)? {
+                return Ok(false);
+            }
         }
-        let mut line = serde_json::to_string(&stored).map_err(|e| {
-            CliError::Runtime(format!("could not encode event {}: {e}", stored.seq))
-        })?;
-        line.push('\n');
-        open.set(crate::output::print_stdout(&line)?);
-        Ok(open.get())
+        Ok(true)
     };
-    reader.read_available(&mut print)?;
-    if !args.follow {
-        warn_torn(&reader);
+    let open = print_available()?;
+    if !args.follow || !open {
+        warn_torn(records.torn_tail());
         return Ok(());
     }
     let ctrl_c = tokio::signal::ctrl_c();
@@ -203,8 +234,7 @@ pub(crate) async fn events(args: EventsArgs) -> Result<(), CliError> {
             _ = &mut ctrl_c => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        reader.read_available(&mut print)?;
-        if !open.get() {
+        if !print_available()? {
             return Ok(());
         }
     }
@@ -212,17 +242,20 @@ pub(crate) async fn events(args: EventsArgs) -> Result<(), CliError> {
 
 /// `swarm stats`: the projections.
 pub(crate) fn stats(args: StatsArgs) -> Result<(), CliError> {
-    let mut reader = LogReader::open(&args.store)?;
+    let reader = open_log(&args.store)?;
     let mut completion = TaskCompletion::new();
     let mut performance = AgentPerformance::new();
     let mut last_seq = 0;
-    reader.read_available(|stored| {
+    let mut records = reader.read(1);
+    for stored in records.by_ref() {
+        let Some(stored) = known(stored)? else {
+            continue;
+        };
         completion.apply(&stored);
         performance.apply(&stored);
         last_seq = stored.seq;
-        Ok(true)
-    })?;
-    warn_torn(&reader);
+    }
+    warn_torn(records.torn_tail());
     const OUTCOMES: [&str; 4] = ["completed", "failed", "dead_lettered", "cancelled"];
     let totals: BTreeMap<&str, u64> = OUTCOMES.iter().map(|o| (*o, completion.total(o))).collect();
     let by_kind: BTreeMap<&str, BTreeMap<&str, u64>> = completion

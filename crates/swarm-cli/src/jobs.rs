@@ -12,17 +12,17 @@
 //! before the directory was recorded have none; such jobs run in the current
 //! directory of the resuming `swarm run`.
 
+mod line;
 mod tail;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use swarm::{Agent, ExecuteError, Priority, Task, TaskId, TaskOutput};
+use swarm::{Agent, ExecuteError, Task, TaskOutput};
 
 use crate::error::CliError;
+pub(crate) use line::Job;
 use tail::{Tail, read_tail};
 
 /// The task kind of jobs in the event log.
@@ -31,20 +31,6 @@ pub(crate) const JOB_KIND: &str = "job";
 /// Bytes of a job's stdout kept as its output, and of its stderr kept in a
 /// failed attempt's error.
 const TAIL_BYTES: usize = 2048;
-
-/// One line of a jobs file, as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobLine {
-    id: String,
-    cmd: String,
-    #[serde(default)]
-    priority: Option<String>,
-    #[serde(default)]
-    max_attempts: Option<u32>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
 
 /// The payload of a job's task: what the log needs to run it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,18 +52,6 @@ impl JobPayload {
     pub(crate) fn same_job(&self, other: &JobPayload) -> bool {
         self.id == other.id && self.cmd == other.cmd
     }
-}
-
-/// A checked job.
-#[derive(Debug, Clone)]
-pub(crate) struct Job {
-    pub(crate) line: usize,
-    pub(crate) id: String,
-    pub(crate) task_id: TaskId,
-    pub(crate) cmd: String,
-    pub(crate) priority: Priority,
-    pub(crate) max_attempts: Option<u32>,
-    pub(crate) timeout: Option<Duration>,
 }
 
 impl Job {
@@ -106,62 +80,7 @@ impl Job {
 
 /// Parses and checks a whole jobs file; `name` is used in messages.
 pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, CliError> {
-    let mut jobs: Vec<Job> = Vec::new();
-    let mut by_id: HashMap<String, usize> = HashMap::new();
-    let mut by_task: HashMap<TaskId, (usize, String)> = HashMap::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
-        let bad = |what: String| CliError::BadInput(format!("{name} line {line}: {what}"));
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let parsed: JobLine = serde_json::from_str(raw).map_err(|e| {
-            bad(format!(
-                "malformed job ({e}); expected {{\"id\": \"...\", \"cmd\": \"...\"}} with optional priority, max_attempts, timeout_ms"
-            ))
-        })?;
-        if parsed.id.trim().is_empty() {
-            return Err(bad("the job id is empty".into()));
-        }
-        if parsed.cmd.trim().is_empty() {
-            return Err(bad(format!("job {:?} has an empty cmd", parsed.id)));
-        }
-        let priority = match &parsed.priority {
-            None => Priority::Normal,
-            Some(p) => p.parse::<Priority>().map_err(|e| bad(e.to_string()))?,
-        };
-        if parsed.max_attempts == Some(0) {
-            return Err(bad("max_attempts must be at least 1".into()));
-        }
-        if parsed.timeout_ms == Some(0) {
-            return Err(bad("timeout_ms must be at least 1".into()));
-        }
-        if let Some(first) = by_id.get(&parsed.id) {
-            return Err(bad(format!(
-                "duplicate job id {:?} (first on line {first})",
-                parsed.id
-            )));
-        }
-        let task_id = TaskId::from_name(&parsed.id);
-        if let Some((first, other)) = by_task.get(&task_id) {
-            return Err(bad(format!(
-                "job id {:?} hashes to the same task id as {other:?} on line {first}: rename one",
-                parsed.id
-            )));
-        }
-        by_id.insert(parsed.id.clone(), line);
-        by_task.insert(task_id, (line, parsed.id.clone()));
-        jobs.push(Job {
-            line,
-            id: parsed.id,
-            task_id,
-            cmd: parsed.cmd,
-            priority,
-            max_attempts: parsed.max_attempts,
-            timeout: parsed.timeout_ms.map(Duration::from_millis),
-        });
-    }
-    Ok(jobs)
+    line::parse_jobs(name, text).map_err(CliError::BadInput)
 }
 
 /// Runs a job's `cmd` with `sh -c`: exit status 0 completes the attempt,
@@ -269,6 +188,10 @@ impl Drop for GroupKill {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use swarm::{Priority, TaskId};
+
     use super::*;
 
     #[test]
@@ -316,6 +239,29 @@ mod tests {
             output.as_str(),
             Some(format!("{}\n", there.display()).as_str())
         );
+    }
+
+    #[test]
+    fn the_longest_timeout_the_log_holds_is_kept_exactly() {
+        let line = format!(
+            "{{\"id\":\"a\",\"cmd\":\"true\",\"timeout_ms\":{}}}",
+            line::MAX_TIMEOUT_MS
+        );
+        let job = &parse_jobs("jobs", &line).unwrap()[0];
+        let task = job.to_task(Path::new("/")).unwrap();
+        let event: swarm::Event = swarm::event::TaskCreated { task }.into();
+        let back: swarm::Event = json_roundtrip(&event);
+        let swarm::Event::TaskCreated(created) = back else {
+            panic!("{back:?}")
+        };
+        assert_eq!(
+            created.task.timeout(),
+            Some(Duration::from_millis(line::MAX_TIMEOUT_MS))
+        );
+    }
+
+    fn json_roundtrip(event: &swarm::Event) -> swarm::Event {
+        serde_json::from_str(&serde_json::to_string(event).unwrap()).unwrap()
     }
 
     #[test]

@@ -19,7 +19,6 @@ mod dist;
 mod error;
 mod inspect;
 mod jobs;
-mod log;
 mod output;
 mod run;
 #[cfg(feature = "nats")]
@@ -301,7 +300,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
-            Command::Replay(args) => inspect::replay(args),
+            Command::Replay(args) => inspect::replay(args).await,
             Command::Events(args) => inspect::events(args).await,
             Command::Stats(args) => inspect::stats(args),
             #[cfg(feature = "nats")]

@@ -118,3 +118,20 @@ fn a_missing_store_is_bad_input_and_is_not_created() {
         assert!(!store.exists());
     }
 }
+
+#[test]
+fn a_line_that_is_a_json_array_is_refused() {
+    // serde takes a sequence for a struct: this was a job "1Ia" running `priority`.
+    refused("[\"1Ia\",\"priority\"]", "must be a JSON object");
+    refused("\"just a string\"", "must be a JSON object");
+}
+
+#[test]
+fn a_timeout_the_log_cannot_hold_is_refused() {
+    // The log stores a timeout in microseconds (u64): one more millisecond
+    // than fits would be stored saturated, a thousand times shorter.
+    refused(
+        "{\"id\": \"c\", \"cmd\": \"true\", \"timeout_ms\": 18446744073709552}",
+        "timeout_ms 18446744073709552 is out of range",
+    );
+}

@@ -46,6 +46,25 @@ pub enum StoreError {
         /// The version this build reads.
         supported: u32,
     },
+    /// A whole, checksummed record holds an event kind this version does not
+    /// know: the log was written by a newer version of swarm. Not damage:
+    /// reading goes on after it (a stream yields this error in the record's
+    /// place, then the records after it), replay skips it, and `repair`
+    /// leaves it in place.
+    #[error(
+        "log record {seq} ({} byte {offset}) is a `{name}` event, which this version of swarm does not know: the log was written by a newer version; upgrade swarm to read it (replay ignores it)",
+        file.display()
+    )]
+    UnknownEvent {
+        /// The segment file.
+        file: PathBuf,
+        /// The byte offset of the record.
+        offset: u64,
+        /// The record's sequence.
+        seq: u64,
+        /// The event's name, as written.
+        name: String,
+    },
     /// An event or snapshot could not be encoded.
     #[error("could not encode {what}: {message}")]
     Encode {
@@ -72,6 +91,24 @@ pub enum StoreError {
     )]
     Locked {
         /// The store's directory.
+        dir: PathBuf,
+    },
+    /// The directory holds no event log (it is missing, not a directory, or
+    /// has no segment file).
+    #[error("no event store at {}: {reason}", dir.display())]
+    NoLog {
+        /// The directory.
+        dir: PathBuf,
+        /// What is missing.
+        reason: &'static str,
+    },
+    /// A write was asked of a read-only [`FileLogReader`](crate::FileLogReader).
+    #[error(
+        "the event log at {} is open read-only: open it with `FileStore::open` to write",
+        dir.display()
+    )]
+    ReadOnly {
+        /// The log's directory.
         dir: PathBuf,
     },
     /// The store was closed (or its writer stopped) and takes no more appends.
@@ -141,6 +178,17 @@ impl StoreError {
                 found: *found,
                 supported: *supported,
             },
+            StoreError::UnknownEvent {
+                file,
+                offset,
+                seq,
+                name,
+            } => StoreError::UnknownEvent {
+                file: file.clone(),
+                offset: *offset,
+                seq: *seq,
+                name: name.clone(),
+            },
             StoreError::Encode { what, message } => StoreError::Encode {
                 what,
                 message: message.clone(),
@@ -150,6 +198,11 @@ impl StoreError {
                 message: message.clone(),
             },
             StoreError::Locked { dir } => StoreError::Locked { dir: dir.clone() },
+            StoreError::NoLog { dir, reason } => StoreError::NoLog {
+                dir: dir.clone(),
+                reason,
+            },
+            StoreError::ReadOnly { dir } => StoreError::ReadOnly { dir: dir.clone() },
             StoreError::Closed => StoreError::Closed,
             StoreError::Poisoned { source } => StoreError::Poisoned {
                 source: Arc::clone(source),
@@ -159,6 +212,13 @@ impl StoreError {
                 source: io::Error::new(source.kind(), source.to_string()),
             },
         }
+    }
+
+    /// Whether this is a record of an event kind this version does not know
+    /// ([`UnknownEvent`](StoreError::UnknownEvent)): not damage, and a read
+    /// goes on after it.
+    pub fn is_unknown_event(&self) -> bool {
+        matches!(self, StoreError::UnknownEvent { .. })
     }
 
     /// Whether this is an append [`Conflict`](StoreError::Conflict).

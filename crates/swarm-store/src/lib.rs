@@ -5,7 +5,8 @@
 //!   optimistic concurrency, read, subscribe with catch-up then live, snapshots).
 //! - [`MemoryStore`] for tests and benchmarks; [`FileStore`], the embedded
 //!   default: a segmented, checksummed, append-only log in a directory, with
-//!   group commit, crash recovery and atomic snapshots.
+//!   group commit, crash recovery and atomic snapshots; [`FileLogReader`], its
+//!   read-only reader (no lock, no repair, beside a live writer).
 //! - [`SystemState`]: the state a log describes (tasks by status, agents,
 //!   counters), with [`SystemState::replay`] / [`SystemState::replay_to`] from
 //!   the newest snapshot, and a [`Snapshotter`] that snapshots every N events.
@@ -63,7 +64,10 @@ mod store;
 
 pub use error::{Result, StoreError};
 #[doc(inline)]
-pub use file::{CutPoint, Durability, FileStore, FileStoreOptions, OpenReport};
+pub use file::{
+    CutPoint, Durability, FileLogReader, FileStore, FileStoreOptions, LogRecords, OpenReport,
+    TornTail,
+};
 pub use memory::MemoryStore;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]

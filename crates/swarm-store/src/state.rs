@@ -227,11 +227,13 @@ impl SystemState {
         self.apply_at(event, 0);
     }
 
+    // Counters saturate: a snapshot may carry any value (one at u64::MAX has a
+    // valid checksum as well), and replay must neither panic nor wrap.
     fn apply_at(&mut self, event: &Event, seq: u64) {
-        self.counters.events += 1;
+        self.counters.events = self.counters.events.saturating_add(1);
         match event {
             Event::TaskCreated(e) => {
-                self.counters.tasks_created += 1;
+                self.counters.tasks_created = self.counters.tasks_created.saturating_add(1);
                 self.tasks.insert(
                     e.task.id(),
                     TaskRecord {
@@ -263,22 +265,22 @@ impl SystemState {
                 }
             }
             Event::TaskCompleted(e) => {
-                self.counters.tasks_completed += 1;
+                self.counters.tasks_completed = self.counters.tasks_completed.saturating_add(1);
                 if let Some(t) = self.tasks.get_mut(&e.task_id) {
                     t.status = TaskStatus::Completed;
                     t.agent = Some(e.agent_id);
                 }
                 if let Some(a) = self.agents.get_mut(&e.agent_id) {
-                    a.completed += 1;
+                    a.completed = a.completed.saturating_add(1);
                     if a.busy_with == Some(e.task_id) {
                         a.busy_with = None;
                     }
                 }
             }
             Event::TaskFailed(e) => {
-                self.counters.attempts_failed += 1;
+                self.counters.attempts_failed = self.counters.attempts_failed.saturating_add(1);
                 if e.will_retry {
-                    self.counters.retries += 1;
+                    self.counters.retries = self.counters.retries.saturating_add(1);
                 }
                 if let Some(t) = self.tasks.get_mut(&e.task_id) {
                     t.status = TaskStatus::Failed;
@@ -290,7 +292,7 @@ impl SystemState {
                     }
                 }
                 if let Some(a) = e.agent_id.and_then(|id| self.agents.get_mut(&id)) {
-                    a.failed += 1;
+                    a.failed = a.failed.saturating_add(1);
                     if a.busy_with == Some(e.task_id) {
                         a.busy_with = None;
                     }
@@ -304,7 +306,8 @@ impl SystemState {
                     .get(&e.task_id)
                     .is_some_and(|t| t.status == TaskStatus::DeadLettered);
                 if !again {
-                    self.counters.tasks_dead_lettered += 1;
+                    self.counters.tasks_dead_lettered =
+                        self.counters.tasks_dead_lettered.saturating_add(1);
                 }
                 if let Some(t) = self.tasks.get_mut(&e.task_id) {
                     t.status = TaskStatus::DeadLettered;
@@ -316,7 +319,7 @@ impl SystemState {
                 }
             }
             Event::TaskCancelled(e) => {
-                self.counters.tasks_cancelled += 1;
+                self.counters.tasks_cancelled = self.counters.tasks_cancelled.saturating_add(1);
                 self.set_status(e.task_id, TaskStatus::Cancelled);
             }
             Event::TaskInterrupted(e) => {
@@ -335,7 +338,7 @@ impl SystemState {
                 }
             }
             Event::AgentCreated(e) => {
-                self.counters.agents_created += 1;
+                self.counters.agents_created = self.counters.agents_created.saturating_add(1);
                 self.agents.insert(
                     e.agent_id,
                     AgentRecord {
@@ -349,7 +352,7 @@ impl SystemState {
                 );
             }
             Event::AgentRemoved(e) => {
-                self.counters.agents_removed += 1;
+                self.counters.agents_removed = self.counters.agents_removed.saturating_add(1);
                 self.agents.remove(&e.agent_id);
             }
             Event::AgentAvailable(e) => {
@@ -363,13 +366,16 @@ impl SystemState {
                 }
             }
             Event::AgentError(e) => {
-                self.counters.agent_errors += 1;
+                self.counters.agent_errors = self.counters.agent_errors.saturating_add(1);
                 if let Some(a) = self.agents.get_mut(&e.agent_id) {
                     a.health = e.health;
                 }
             }
             Event::WorkStolen(e) => {
-                self.counters.tasks_stolen += u64::from(e.count);
+                self.counters.tasks_stolen = self
+                    .counters
+                    .tasks_stolen
+                    .saturating_add(u64::from(e.count));
             }
             // Signals that change no stored state.
             _ => {}
@@ -435,6 +441,9 @@ impl SystemState {
     /// The state as of sequence `seq` (or the log's end, if shorter): the newest
     /// valid snapshot at or before `seq`, then the events after it. A snapshot
     /// that cannot be decoded is skipped (logged) and the log read from the start.
+    /// Records of event kinds this version does not know
+    /// ([`StoreError::UnknownEvent`], written by a newer version) are skipped
+    /// and named in a warning.
     pub async fn replay_to<S: EventStore + ?Sized>(store: &S, seq: u64) -> Result<SystemState> {
         let mut state = match store.latest_snapshot(seq).await? {
             Some(snapshot) => match SystemState::from_snapshot(&snapshot) {
@@ -450,8 +459,22 @@ impl SystemState {
             return Ok(state);
         }
         let mut events = store.read(state.last_seq + 1);
+        // Records of event kinds a newer version wrote: skipped, by name.
+        let mut ignored: BTreeMap<String, u64> = BTreeMap::new();
         while let Some(stored) = events.next().await {
-            let stored = stored?;
+            let stored = match stored {
+                Ok(stored) => stored,
+                Err(StoreError::UnknownEvent { seq: at, name, .. }) if at <= seq => {
+                    *ignored.entry(name).or_default() += 1;
+                    state.last_seq = at;
+                    if at == seq {
+                        break;
+                    }
+                    continue;
+                }
+                Err(StoreError::UnknownEvent { .. }) => break,
+                Err(e) => return Err(e),
+            };
             if stored.seq > seq {
                 break;
             }
@@ -459,6 +482,16 @@ impl SystemState {
             if stored.seq == seq {
                 break;
             }
+        }
+        if !ignored.is_empty() {
+            let list: Vec<String> = ignored
+                .iter()
+                .map(|(name, n)| format!("{n} × {name}"))
+                .collect();
+            tracing::warn!(
+                ignored = %list.join(", "),
+                "the log was written by a newer version of swarm: replay ignored the events this version does not know"
+            );
         }
         Ok(state)
     }

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use proptest::prelude::*;
+use support::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use swarm_core::Event;
-use swarm_store::file::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+
+mod support;
 use swarm_store::{Durability, EventStore, FileStore, FileStoreOptions, StoreError, conformance};
 
 fn runtime() -> tokio::runtime::Runtime {

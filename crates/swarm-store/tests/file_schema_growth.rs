@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
+use support::segment_header;
 use swarm_core::event::{AgentCreated, FailureReason, TaskCompleted, TaskCreated, TaskFailed};
 use swarm_core::{AgentId, Event, Priority, TaskId, Timestamp};
-use swarm_store::file::format::segment_header;
 use swarm_store::{EventStore, FileStore};
+
+mod support;
 
 /// The events as an earlier version declared them.
 mod previous {
@@ -102,7 +104,7 @@ fn previous_events() -> Vec<previous::Event> {
     ]
 }
 
-/// Frames records the way the log format does (see `swarm_store::file::format`).
+/// Frames records the way the log format does (see `src/file/format.rs` of the store).
 fn frame<T: Serialize>(out: &mut Vec<u8>, seq: u64, timestamp: u64, event: &T) {
     let mut body = Vec::new();
     body.extend_from_slice(&seq.to_le_bytes());

@@ -24,27 +24,27 @@
 //! Named fields make the encoding survive schema growth: a field added with
 //! `#[serde(default)]` is absent from old records and defaulted when read.
 
-use swarm_core::{Event, Timestamp};
+use swarm_core::{Event, EventKind, Timestamp};
 
 use crate::error::{Result, StoreError};
 
 /// The magic bytes a segment starts with.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"SWRMLOG\0";
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"SWRMLOG\0";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 /// The event encoding id: MessagePack with named fields.
-pub const ENCODING_MSGPACK_NAMED: u32 = 1;
+pub(crate) const ENCODING_MSGPACK_NAMED: u32 = 1;
 /// The length of a segment header.
-pub const SEGMENT_HEADER_LEN: usize = 28;
+pub(crate) const SEGMENT_HEADER_LEN: usize = 28;
 /// The length of a record's frame header (length + CRC).
-pub const FRAME_HEADER_LEN: usize = 8;
+pub(crate) const FRAME_HEADER_LEN: usize = 8;
 /// The sequence and timestamp at the start of each record body.
-pub const BODY_PREFIX_LEN: usize = 16;
+pub(crate) const BODY_PREFIX_LEN: usize = 16;
 /// Records longer than this are taken as damage, not data.
-pub const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
+pub(crate) const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
 
 /// The header of a segment starting at `first_seq`.
-pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+pub(crate) fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -207,7 +207,60 @@ pub(crate) fn parse_frame(buf: &[u8], at: usize, expected_seq: u64) -> Result<Fr
     Ok(Frame { end })
 }
 
+/// Whether an intact record (whole, its checksum right, a sequence from
+/// `next_seq` on) starts anywhere after `at`, where the record before it is
+/// damaged or cut short: then the damage is not a torn tail. A torn tail is
+/// only the bytes after the last write, so nothing intact can follow it.
+///
+/// Every offset is tried, not only where the damaged record's length points:
+/// the length itself may be what is damaged.
+pub(crate) fn intact_record_after(buf: &[u8], at: usize, next_seq: u64) -> bool {
+    let min_record = FRAME_HEADER_LEN + BODY_PREFIX_LEN;
+    let Some(room) = buf.len().checked_sub(at) else {
+        return false;
+    };
+    // No later record can carry a sequence beyond what fits in the bytes left.
+    let max_seq = next_seq.saturating_add((room / min_record) as u64);
+    let mut o = at + 1;
+    while o + min_record <= buf.len() {
+        let len = u32_at(buf, o);
+        if len as usize >= BODY_PREFIX_LEN
+            && len <= MAX_BODY_LEN
+            && o + FRAME_HEADER_LEN + len as usize <= buf.len()
+        {
+            let seq = u64_at(buf, o + FRAME_HEADER_LEN);
+            if (next_seq..=max_seq).contains(&seq) && parse_frame(buf, o, seq).is_ok() {
+                return true;
+            }
+        }
+        o += 1;
+    }
+    false
+}
+
+/// Why an event payload did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// A well-formed event of a kind this version does not know (written by
+    /// a newer version): its name.
+    Unknown(String),
+    /// Not an event.
+    Bad(String),
+}
+
 /// Decodes an event payload.
-pub(crate) fn decode_event(payload: &[u8]) -> Result<Event, String> {
-    rmp_serde::from_slice(payload).map_err(|e| format!("event could not be decoded: {e}"))
+pub(crate) fn decode_event(payload: &[u8]) -> Result<Event, DecodeError> {
+    rmp_serde::from_slice(payload).map_err(|e| {
+        // Events are tagged by name: `{"event": name, "data": ..}`.
+        #[derive(serde::Deserialize)]
+        struct Tagged {
+            event: String,
+        }
+        match rmp_serde::from_slice::<Tagged>(payload) {
+            Ok(tagged) if tagged.event.parse::<EventKind>().is_err() => {
+                DecodeError::Unknown(tagged.event)
+            }
+            _ => DecodeError::Bad(format!("event could not be decoded: {e}")),
+        }
+    })
 }

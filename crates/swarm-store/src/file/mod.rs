@@ -1,7 +1,7 @@
 //! [`FileStore`]: the embedded default event store, a directory on local disk.
 //!
-//! - A segmented append-only log (see [`format`](mod@format) for the bytes), each record
-//!   framed with its length and a CRC32C.
+//! - A segmented append-only log, each record framed with its length and a
+//!   CRC32C (the bytes are documented in `src/file/format.rs`).
 //! - Group commit: one writer thread takes every append queued while it was
 //!   busy and writes them with one `write` and one `fdatasync`.
 //! - Recovery on open: a torn or damaged tail of the last segment is cut back
@@ -9,9 +9,12 @@
 //!   it is a [`StoreError::Corrupt`] naming the file and byte offset, unless
 //!   [`FileStoreOptions::repair`] is set.
 //! - Snapshots written atomically, the newest K kept.
+//! - [`FileLogReader`]: the read-only reader of a log directory, beside a live
+//!   writer or without one (what `swarm replay`, `events` and `stats` use).
 
-pub mod format;
+pub(crate) mod format;
 mod lock;
+mod log_reader;
 mod options;
 mod reader;
 mod recovery;
@@ -29,6 +32,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use swarm_core::{Event, Timestamp};
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use log_reader::{FileLogReader, LogRecords, TornTail};
 pub use options::{
     CutPoint, DEFAULT_SEGMENT_SIZE, DEFAULT_SNAPSHOTS_KEPT, Durability, FileStoreOptions,
     OpenReport,
@@ -49,8 +53,8 @@ use writer::{Pending, Shared};
 /// One store at a time may have a directory open: [`open`](FileStore::open)
 /// takes an OS advisory lock on a file in it, held until the store is closed
 /// or dropped (or its process dies), and a second open, from this process or
-/// another, fails with [`StoreError::Locked`]. Reading the files without
-/// opening the store (as `swarm events` does) takes no lock.
+/// another, fails with [`StoreError::Locked`]. A [`FileLogReader`] reads the
+/// files without opening the store and takes no lock.
 ///
 /// ```
 /// use swarm_core::event::AgentAvailable;

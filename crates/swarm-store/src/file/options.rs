@@ -123,6 +123,9 @@ pub struct OpenReport {
     pub cut: Option<CutPoint>,
     /// Snapshots deleted because they were past the end of the recovered log.
     pub snapshots_dropped: usize,
+    /// Segments that `repair` renamed after their header, which disagreed with
+    /// their file name: `(old path, new path)`.
+    pub segments_renamed: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Where recovery cut the log, and why.

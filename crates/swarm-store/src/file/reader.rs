@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt};
 use swarm_core::Timestamp;
 use tokio::sync::mpsc;
 
-use super::format::{self, FRAME_HEADER_LEN, Header, SEGMENT_HEADER_LEN};
+use super::format::{self, DecodeError, FRAME_HEADER_LEN, Header, SEGMENT_HEADER_LEN};
 use super::writer::Shared;
 use crate::error::{Result, StoreError};
 use crate::store::{EventStream, StoredEvent};
@@ -29,7 +29,13 @@ pub(crate) fn read_range(shared: Arc<Shared>, from: u64, to: u64) -> EventStream
     async move {
         let (tx, rx) = mpsc::channel::<Chunk>(4);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = read_blocking(&shared, from, to, &tx) {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let result = read_blocking(&shared, from, to, &tx, &mut chunk);
+            // Every intact event read, then the error, if any.
+            if !chunk.is_empty() && tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+            if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e));
             }
         });
@@ -76,12 +82,19 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-fn read_blocking(shared: &Shared, from: u64, to: u64, tx: &mpsc::Sender<Chunk>) -> Result<()> {
+/// Reads `from..=to` into `chunk`, sending each full chunk; what is left in
+/// `chunk` when it returns (with or without an error) is the caller's to send.
+fn read_blocking(
+    shared: &Shared,
+    from: u64,
+    to: u64,
+    tx: &mpsc::Sender<Chunk>,
+    chunk: &mut Vec<StoredEvent>,
+) -> Result<()> {
     let segments = shared.segments.read().clone();
     let start = segments
         .partition_point(|s| s.first_seq <= from)
         .saturating_sub(1);
-    let mut chunk = Vec::with_capacity(CHUNK);
     let mut body = Vec::new();
     let mut expected = segments.get(start).map_or(1, |s| s.first_seq);
     for seg in &segments[start.min(segments.len())..] {
@@ -131,15 +144,32 @@ fn read_blocking(shared: &Shared, from: u64, to: u64, tx: &mpsc::Sender<Chunk>) 
                         format!("record has sequence {seq} where {expected} was expected"),
                     ));
                 }
-                let event = format::decode_event(&body[format::BODY_PREFIX_LEN..])
-                    .map_err(|reason| corrupt(path, offset, reason))?;
-                chunk.push(StoredEvent {
-                    seq,
-                    timestamp: Timestamp::from_micros(format::u64_at(&body, 8)),
-                    event,
-                });
+                match format::decode_event(&body[format::BODY_PREFIX_LEN..]) {
+                    Ok(event) => chunk.push(StoredEvent {
+                        seq,
+                        timestamp: Timestamp::from_micros(format::u64_at(&body, 8)),
+                        event,
+                    }),
+                    Err(DecodeError::Unknown(name)) => {
+                        // Not damage: the events before it, this error in its
+                        // place, and the read goes on.
+                        let before = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
+                        let unknown = StoreError::UnknownEvent {
+                            file: path.clone(),
+                            offset,
+                            seq,
+                            name,
+                        };
+                        if (!before.is_empty() && tx.blocking_send(Ok(before)).is_err())
+                            || tx.blocking_send(Err(unknown)).is_err()
+                        {
+                            return Ok(()); // the reader went away
+                        }
+                    }
+                    Err(DecodeError::Bad(reason)) => return Err(corrupt(path, offset, reason)),
+                }
                 if chunk.len() == CHUNK {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
                     if tx.blocking_send(Ok(full)).is_err() {
                         return Ok(()); // the reader went away
                     }
@@ -156,9 +186,6 @@ fn read_blocking(shared: &Shared, from: u64, to: u64, tx: &mpsc::Sender<Chunk>) 
             0,
             format!("the log ends at sequence {} before {to}", expected - 1),
         ));
-    }
-    if !chunk.is_empty() {
-        let _ = tx.blocking_send(Ok(chunk));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::format::{self, FRAME_HEADER_LEN, FrameError, Header, SEGMENT_HEADER_LEN};
+use super::format::{self, Header, SEGMENT_HEADER_LEN};
 use super::options::{CutPoint, FileStoreOptions, OpenReport};
 use super::snapshot;
 use crate::error::{Result, StoreError};
@@ -31,7 +31,8 @@ pub(crate) struct Recovered {
     pub(crate) report: OpenReport,
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
+/// The segment files of `dir` (named `<first sequence>.log`), oldest first.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentMeta>> {
     let mut segments = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
     for entry in entries {
@@ -106,19 +107,6 @@ fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Whether a whole, valid record with sequence `next_seq` follows the
-/// checksum-damaged record at `at`: then the damage is not a torn tail.
-fn valid_record_follows(data: &[u8], at: usize, next_seq: u64) -> bool {
-    if data.len() - at < FRAME_HEADER_LEN {
-        return false;
-    }
-    let len = format::u32_at(data, at) as usize;
-    let Some(next) = at.checked_add(FRAME_HEADER_LEN + len) else {
-        return false;
-    };
-    next < data.len() && format::parse_frame(data, next, next_seq).is_ok()
-}
-
 /// Opens the directory's log: checks every segment, cuts a torn tail of the
 /// last one, and refuses damage before it unless `options.repair` is set.
 pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovered> {
@@ -128,13 +116,46 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
     let mut tail_len = 0u64;
     let mut keep = segments.len();
 
-    for (i, seg) in segments.iter().enumerate() {
+    for i in 0..segments.len() {
         let is_last = i + 1 == segments.len();
+        let seg = segments[i].clone();
         let data = fs::read(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
 
-        // The header.
+        // The header, which must agree with the sequence reached and with the
+        // file's name (readers find a sequence's segment by name).
         let header_problem = match format::parse_header(&data) {
-            Header::Ok { first_seq } if first_seq == expected => None,
+            Header::Ok { first_seq } if first_seq == expected && seg.first_seq == expected => None,
+            Header::Ok { first_seq } if first_seq == expected => {
+                let reason = format!(
+                    "the segment's name says it starts at sequence {} but its header says {first_seq}",
+                    seg.first_seq
+                );
+                let target = segment_path(dir, first_seq);
+                if !options.repair {
+                    return Err(StoreError::Corrupt {
+                        file: seg.path.clone(),
+                        offset: 0,
+                        reason,
+                    });
+                }
+                if target.exists() {
+                    // Cannot take the right name: cut here like other header damage.
+                    Some(reason)
+                } else {
+                    // The header and records agree with the log: repair is a rename.
+                    fs::rename(&seg.path, &target).map_err(|e| StoreError::io(&seg.path, e))?;
+                    sync_dir(dir)?;
+                    tracing::warn!(from = %seg.path.display(), to = %target.display(), "renamed a segment after its header");
+                    report
+                        .segments_renamed
+                        .push((seg.path.clone(), target.clone()));
+                    segments[i] = SegmentMeta {
+                        first_seq,
+                        path: target,
+                    };
+                    None
+                }
+            }
             Header::Ok { first_seq } => Some(format!(
                 "segment starts at sequence {first_seq} where {expected} was expected"
             )),
@@ -167,7 +188,8 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
             break;
         }
 
-        // The records.
+        // The records (of the segment as it is named now).
+        let seg = segments[i].clone();
         let mut at = SEGMENT_HEADER_LEN;
         let mut bad = None;
         while at < data.len() {
@@ -183,9 +205,9 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
             }
         }
         if let Some(e) = bad {
-            let mid_log = !is_last
-                || (matches!(e, FrameError::Bad(_))
-                    && valid_record_follows(&data, at, expected + 1));
+            // Damage that an intact record follows is not a torn tail,
+            // whatever the damage looks like (a bad length reads as "torn").
+            let mid_log = !is_last || format::intact_record_after(&data, at, expected + 1);
             if mid_log && !options.repair {
                 return Err(StoreError::Corrupt {
                     file: seg.path.clone(),

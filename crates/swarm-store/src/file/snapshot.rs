@@ -21,8 +21,15 @@ fn path_of(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("snapshot-{seq:020}.snap"))
 }
 
-/// The snapshot files in `dir`, oldest first.
+/// The snapshot files in `dir`, oldest first; deletes the temp files of
+/// interrupted saves.
 pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    list_files(dir, true)
+}
+
+/// The snapshot files in `dir`, oldest first; with `clean`, deletes the temp
+/// files of interrupted saves (a read-only reader passes `false`).
+fn list_files(dir: &Path, clean: bool) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
     for entry in entries {
@@ -35,7 +42,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
             .and_then(|s| s.parse::<u64>().ok())
         {
             out.push((seq, entry.path()));
-        } else if name.starts_with("snapshot-") && name.ends_with(".tmp") {
+        } else if clean && name.starts_with("snapshot-") && name.ends_with(".tmp") {
             // A save interrupted by a crash: never renamed, never valid.
             let _ = fs::remove_file(entry.path());
         }
@@ -106,7 +113,16 @@ fn read_valid(path: &Path, seq: u64) -> Result<Option<Snapshot>, String> {
 /// The newest valid snapshot at or before `at_or_before`; damaged ones are
 /// skipped (and logged).
 pub(crate) fn latest(dir: &Path, at_or_before: u64) -> Result<Option<Snapshot>> {
-    for (seq, path) in list(dir)?.into_iter().rev() {
+    latest_in(list(dir)?, at_or_before)
+}
+
+/// [`latest`] without writing: a temp file of an interrupted save is left alone.
+pub(crate) fn latest_read_only(dir: &Path, at_or_before: u64) -> Result<Option<Snapshot>> {
+    latest_in(list_files(dir, false)?, at_or_before)
+}
+
+fn latest_in(files: Vec<(u64, PathBuf)>, at_or_before: u64) -> Result<Option<Snapshot>> {
+    for (seq, path) in files.into_iter().rev() {
         if seq > at_or_before {
             continue;
         }

@@ -1,0 +1,109 @@
+//! The lines of a jobs file: parsing and checking, with no I/O and nothing
+//! of the runtime (the fuzz crate includes this file as it is).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use swarm::{Priority, TaskId};
+
+/// The longest timeout the log can hold: it stores microseconds in a u64.
+pub(crate) const MAX_TIMEOUT_MS: u64 = u64::MAX / 1000;
+
+/// One line of a jobs file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobLine {
+    id: String,
+    cmd: String,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// A checked job.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) line: usize,
+    pub(crate) id: String,
+    pub(crate) task_id: TaskId,
+    pub(crate) cmd: String,
+    pub(crate) priority: Priority,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Parses and checks a whole jobs file; `name` is used in messages. The
+/// error is one line naming the line of the file.
+pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, String> {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let mut by_task: HashMap<TaskId, (usize, String)> = HashMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let bad = |what: String| format!("{name} line {line}: {what}");
+        if raw.trim().is_empty() {
+            continue;
+        }
+        // serde would take a JSON array for the struct, field by field.
+        if !raw.trim_start().starts_with('{') {
+            return Err(bad(
+                "malformed job: a job line must be a JSON object, such as {\"id\": \"build\", \"cmd\": \"make\"}".into(),
+            ));
+        }
+        let parsed: JobLine = serde_json::from_str(raw).map_err(|e| {
+            bad(format!(
+                "malformed job ({e}); expected {{\"id\": \"...\", \"cmd\": \"...\"}} with optional priority, max_attempts, timeout_ms"
+            ))
+        })?;
+        if parsed.id.trim().is_empty() {
+            return Err(bad("the job id is empty".into()));
+        }
+        if parsed.cmd.trim().is_empty() {
+            return Err(bad(format!("job {:?} has an empty cmd", parsed.id)));
+        }
+        let priority = match &parsed.priority {
+            None => Priority::Normal,
+            Some(p) => p.parse::<Priority>().map_err(|e| bad(e.to_string()))?,
+        };
+        if parsed.max_attempts == Some(0) {
+            return Err(bad("max_attempts must be at least 1".into()));
+        }
+        if parsed.timeout_ms == Some(0) {
+            return Err(bad("timeout_ms must be at least 1".into()));
+        }
+        if let Some(ms) = parsed.timeout_ms.filter(|ms| *ms > MAX_TIMEOUT_MS) {
+            return Err(bad(format!(
+                "timeout_ms {ms} is out of range: the log holds at most {MAX_TIMEOUT_MS} (in microseconds, a u64)"
+            )));
+        }
+        if let Some(first) = by_id.get(&parsed.id) {
+            return Err(bad(format!(
+                "duplicate job id {:?} (first on line {first})",
+                parsed.id
+            )));
+        }
+        let task_id = TaskId::from_name(&parsed.id);
+        if let Some((first, other)) = by_task.get(&task_id) {
+            return Err(bad(format!(
+                "job id {:?} hashes to the same task id as {other:?} on line {first}: rename one",
+                parsed.id
+            )));
+        }
+        by_id.insert(parsed.id.clone(), line);
+        by_task.insert(task_id, (line, parsed.id.clone()));
+        jobs.push(Job {
+            line,
+            id: parsed.id,
+            task_id,
+            cmd: parsed.cmd,
+            priority,
+            max_attempts: parsed.max_attempts,
+            timeout: parsed.timeout_ms.map(Duration::from_millis),
+        });
+    }
+    Ok(jobs)
+}
