@@ -65,8 +65,8 @@ async fn a_steal_emits_only_work_stolen_for_the_moved_tasks() {
                 .collect();
             let last_thief = steals
                 .iter()
-                .filter(|t| t.task_ids.contains(id))
-                .last()
+                .rev()
+                .find(|t| t.task_ids.contains(id))
                 .unwrap()
                 .to;
             assert_eq!(enq, vec![QueueLocation::Local(AgentId::new(0))], "{id}");
