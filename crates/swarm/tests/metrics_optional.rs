@@ -35,10 +35,16 @@ async fn record_metrics_off_runs_no_exporter_thread() {
         .unwrap();
 
     let recording = Swarm::builder().agents(1).build().await.unwrap();
-    assert!(
-        exporter_threads() >= 1,
-        "the exporter's upkeep thread is not seen"
-    );
+    // A new thread names itself once it runs: give it a moment.
+    let mut seen = exporter_threads();
+    for _ in 0..200 {
+        if seen >= 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        seen = exporter_threads();
+    }
+    assert!(seen >= 1, "the exporter's upkeep thread is not seen");
     assert!(recording.render_metrics().unwrap().contains("swarm_"));
     recording
         .shutdown(std::time::Duration::from_secs(1))
