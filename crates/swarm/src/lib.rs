@@ -15,7 +15,8 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `nats` | `swarm::distributed`: tasks through a NATS JetStream work queue shared by many nodes, events in one `NatsStore` |
+//! | `prometheus` (default) | the Prometheus exporter: [`SwarmBuilder::metrics`], [`Swarm::render_metrics`]; without it nothing is recorded and no exporter thread runs |
+//! | `nats` | [`SwarmBuilder::nats`]: a swarm node whose work comes from a NATS JetStream work queue shared by many nodes, events in one shared `NatsStore` log; `swarm::distributed` holds the queue's types |
 //! | `test-util` | `swarm_core::testing::EventRecorder`, to assert on a swarm's events in tests |
 //!
 //! # Example
@@ -48,7 +49,16 @@
 //! [`Swarm::submit`] returns, and a restarted swarm re-queues every task that
 //! was pending, queued, waiting for a retry, or running. A task that was
 //! running at a crash runs again; its lost attempt is recorded as a
-//! `task:failed` with reason `lost` and counts against its attempts.
+//! `task:failed` with reason `lost` and counts against its attempts. An
+//! attempt stopped by [`Swarm::shutdown`] is recorded as `task:interrupted`
+//! and does not count.
+//!
+//! # One runtime
+//!
+//! [`Swarm`] is the only thing that runs agents, locally or as a node of a
+//! distributed swarm ([`SwarmBuilder::nats`]): the work source differs (local
+//! queues, or the shared JetStream queue), everything else (agents, retries,
+//! health, scaling, the journal, metrics, events, shutdown) is the same.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
