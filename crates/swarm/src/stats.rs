@@ -78,6 +78,44 @@ impl SwarmStats {
     }
 }
 
+/// Current load, from whichever work source the swarm has.
+pub(crate) struct Load {
+    pub(crate) queued: u64,
+    pub(crate) waiting_retry: u64,
+    pub(crate) running: u64,
+}
+
+impl SwarmStats {
+    /// The counters, the pool's agents by state, and the work source's load.
+    pub(crate) fn from_counters(
+        c: &Counters,
+        agents: swarm_agents::PoolCounts,
+        load_now: Load,
+    ) -> SwarmStats {
+        SwarmStats {
+            submitted: load(&c.submitted),
+            recovered: load(&c.recovered),
+            completed: load(&c.completed),
+            failed_attempts: load(&c.failed_attempts),
+            retries: load(&c.retries),
+            dead_lettered: load(&c.dead_lettered),
+            cancelled: load(&c.cancelled),
+            queued: load_now.queued,
+            waiting_retry: load_now.waiting_retry,
+            running: load_now.running,
+            steals: load(&c.steals),
+            stolen_tasks: load(&c.stolen_tasks),
+            idle_agents: agents.idle as u64,
+            busy_agents: (agents.busy + agents.claimed) as u64,
+            reserve_agents: agents.reserve as u64,
+            wakeups: load(&c.wakeups),
+            events_stored: load(&c.events_stored),
+            store_errors: load(&c.store_errors),
+            snapshot_failures: load(&c.snapshot_failures),
+        }
+    }
+}
+
 pub(crate) fn load(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }

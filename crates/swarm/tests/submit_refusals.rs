@@ -192,63 +192,18 @@ async fn a_refused_batch_hands_every_task_back_in_order() {
     swarm.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
-/// A store whose appends fail once `fail` is set.
-#[derive(Debug, Default)]
-struct FailingStore {
-    inner: swarm::MemoryStore,
-    fail: std::sync::atomic::AtomicBool,
-}
-
-impl swarm::EventStore for FailingStore {
-    fn append(
-        &self,
-        events: Vec<swarm::Event>,
-        expected: Option<u64>,
-    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<swarm::SeqRange>> {
-        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
-            return Box::pin(async { Err(swarm::StoreError::Closed) });
-        }
-        self.inner.append(events, expected)
-    }
-    fn read(&self, from_seq: u64) -> swarm::StoredEventStream {
-        self.inner.read(from_seq)
-    }
-    fn subscribe(&self, from_seq: u64) -> swarm::StoredEventStream {
-        self.inner.subscribe(from_seq)
-    }
-    fn last_seq(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<u64>> {
-        self.inner.last_seq()
-    }
-    fn save_snapshot(
-        &self,
-        snapshot: swarm::Snapshot,
-    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
-        self.inner.save_snapshot(snapshot)
-    }
-    fn latest_snapshot(
-        &self,
-        at_or_before: u64,
-    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<Option<swarm::Snapshot>>> {
-        self.inner.latest_snapshot(at_or_before)
-    }
-    fn flush(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
-        self.inner.flush()
-    }
-    fn close(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
-        self.inner.close()
-    }
-}
-
 #[tokio::test]
 async fn a_store_failure_reaches_submit_as_the_typed_store_error() {
-    let store = std::sync::Arc::new(FailingStore::default());
+    let store = std::sync::Arc::new(support::FaultyStore::default());
     let swarm = Swarm::builder()
         .agents(1)
         .store(store.clone(), true)
         .build()
         .await
         .unwrap();
-    store.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    store
+        .fail_appends
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let err = swarm
         .submit(task("lost?", Priority::Normal))
         .await
@@ -269,7 +224,7 @@ async fn a_store_failure_reaches_submit_as_the_typed_store_error() {
 
 #[tokio::test]
 async fn after_a_failed_append_a_non_durable_swarm_refuses_submits() {
-    let store = std::sync::Arc::new(FailingStore::default());
+    let store = std::sync::Arc::new(support::FaultyStore::default());
     let swarm = Swarm::builder()
         .agents(1)
         .store(store.clone(), false)
@@ -284,7 +239,9 @@ async fn after_a_failed_append_a_non_durable_swarm_refuses_submits() {
             .await
             .is_completed()
     );
-    store.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    store
+        .fail_appends
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     // Not waited for: this one is accepted before the journal learns of the failure.
     let _unrecorded = swarm.submit(task("first", Priority::Normal)).await;
     while swarm.stats().store_errors == 0 {
@@ -297,61 +254,11 @@ async fn after_a_failed_append_a_non_durable_swarm_refuses_submits() {
     assert!(matches!(err, SubmitError::Store { .. }), "{err:?}");
 }
 
-/// A store whose first `save_snapshot` calls fail.
-#[derive(Debug, Default)]
-struct FlakySnapshots {
-    inner: swarm::MemoryStore,
-    failures_left: std::sync::atomic::AtomicU32,
-}
-
-impl swarm::EventStore for FlakySnapshots {
-    fn append(
-        &self,
-        events: Vec<swarm::Event>,
-        expected: Option<u64>,
-    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<swarm::SeqRange>> {
-        self.inner.append(events, expected)
-    }
-    fn read(&self, from_seq: u64) -> swarm::StoredEventStream {
-        self.inner.read(from_seq)
-    }
-    fn subscribe(&self, from_seq: u64) -> swarm::StoredEventStream {
-        self.inner.subscribe(from_seq)
-    }
-    fn last_seq(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<u64>> {
-        self.inner.last_seq()
-    }
-    fn save_snapshot(
-        &self,
-        snapshot: swarm::Snapshot,
-    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
-        use std::sync::atomic::Ordering;
-        let left = self.failures_left.load(Ordering::Relaxed);
-        if left > 0 {
-            self.failures_left.store(left - 1, Ordering::Relaxed);
-            return Box::pin(async { Err(swarm::StoreError::Closed) });
-        }
-        self.inner.save_snapshot(snapshot)
-    }
-    fn latest_snapshot(
-        &self,
-        at_or_before: u64,
-    ) -> futures::future::BoxFuture<'_, swarm::StoreResult<Option<swarm::Snapshot>>> {
-        self.inner.latest_snapshot(at_or_before)
-    }
-    fn flush(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
-        self.inner.flush()
-    }
-    fn close(&self) -> futures::future::BoxFuture<'_, swarm::StoreResult<()>> {
-        self.inner.close()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_snapshots_are_counted_exported_and_retried() {
-    let store = std::sync::Arc::new(FlakySnapshots::default());
+    let store = std::sync::Arc::new(support::FaultyStore::default());
     store
-        .failures_left
+        .snapshot_failures
         .store(2, std::sync::atomic::Ordering::Relaxed);
     let swarm = Swarm::builder()
         .agents(2)

@@ -688,30 +688,15 @@ impl JetStreamSource {
     /// Counters and current load (the queue is on the server: `queued` and
     /// `waiting_retry` are 0 here).
     pub(crate) fn stats(&self) -> crate::SwarmStats {
-        use crate::stats::load;
-        let agents = self.pool.counts();
-        let c = &self.counters;
-        crate::SwarmStats {
-            submitted: load(&c.submitted),
-            recovered: load(&c.recovered),
-            completed: load(&c.completed),
-            failed_attempts: load(&c.failed_attempts),
-            retries: load(&c.retries),
-            dead_lettered: load(&c.dead_lettered),
-            cancelled: load(&c.cancelled),
-            queued: 0,
-            waiting_retry: 0,
-            running: self.running_count() as u64,
-            steals: load(&c.steals),
-            stolen_tasks: load(&c.stolen_tasks),
-            idle_agents: agents.idle as u64,
-            busy_agents: (agents.busy + agents.claimed) as u64,
-            reserve_agents: agents.reserve as u64,
-            wakeups: load(&c.wakeups),
-            events_stored: load(&c.events_stored),
-            store_errors: load(&c.store_errors),
-            snapshot_failures: load(&c.snapshot_failures),
-        }
+        crate::SwarmStats::from_counters(
+            &self.counters,
+            self.pool.counts(),
+            crate::stats::Load {
+                queued: 0,
+                waiting_retry: 0,
+                running: self.running_count() as u64,
+            },
+        )
     }
 }
 

@@ -273,7 +273,6 @@ impl Core {
     }
 
     pub(crate) fn stats(&self) -> SwarmStats {
-        use crate::stats::load;
         let (queued, waiting_retry, running) = {
             let s = self.sched.lock();
             (
@@ -282,29 +281,15 @@ impl Core {
                 s.running.len() as u64,
             )
         };
-        let agents = self.pool.counts();
-        let c = &self.counters;
-        SwarmStats {
-            submitted: load(&c.submitted),
-            recovered: load(&c.recovered),
-            completed: load(&c.completed),
-            failed_attempts: load(&c.failed_attempts),
-            retries: load(&c.retries),
-            dead_lettered: load(&c.dead_lettered),
-            cancelled: load(&c.cancelled),
-            queued,
-            waiting_retry,
-            running,
-            steals: load(&c.steals),
-            stolen_tasks: load(&c.stolen_tasks),
-            idle_agents: agents.idle as u64,
-            busy_agents: (agents.busy + agents.claimed) as u64,
-            reserve_agents: agents.reserve as u64,
-            wakeups: load(&c.wakeups),
-            events_stored: load(&c.events_stored),
-            store_errors: load(&c.store_errors),
-            snapshot_failures: load(&c.snapshot_failures),
-        }
+        SwarmStats::from_counters(
+            &self.counters,
+            self.pool.counts(),
+            crate::stats::Load {
+                queued,
+                waiting_retry,
+                running,
+            },
+        )
     }
 }
 
