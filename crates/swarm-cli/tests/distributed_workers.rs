@@ -451,19 +451,6 @@ fn completed_total(exposition: &str) -> f64 {
         .sum()
 }
 
-fn promtool() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("promtool"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin/promtool")])
-        .find(|p| p.is_file())
-}
-
 #[test]
 fn two_workers_with_metrics_count_every_task_once_between_them() {
     let Some(url) = server_url() else { return };
@@ -540,38 +527,11 @@ fn two_workers_with_metrics_count_every_task_once_between_them() {
         expositions.iter().all(|e| completed_total(e) > 0.0),
         "one worker did nothing"
     );
-    match promtool() {
-        Some(promtool) => {
-            for exposition in &expositions {
-                use std::io::Write;
-                let mut check = std::process::Command::new(&promtool)
-                    .args(["check", "metrics"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                check
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(exposition.as_bytes())
-                    .unwrap();
-                let result = check.wait_with_output().unwrap();
-                assert!(
-                    result.status.success(),
-                    "promtool: {}{}",
-                    String::from_utf8_lossy(&result.stdout),
-                    String::from_utf8_lossy(&result.stderr)
-                );
+    if let Some(promtool) = swarm_testkit::promtool::find() {
+        for exposition in &expositions {
+            if let Err(finding) = swarm_testkit::promtool::check_metrics(&promtool, exposition) {
+                panic!("{finding}");
             }
-        }
-        None => {
-            assert!(
-                std::env::var("SWARM_CI").as_deref() != Ok("1"),
-                "promtool not found but SWARM_CI=1"
-            );
-            eprintln!("skipped the promtool check: promtool not found");
         }
     }
     // SIGTERM stops both cleanly.

@@ -8,9 +8,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use swarm_core::event::{
@@ -19,20 +16,6 @@ use swarm_core::event::{
 };
 use swarm_core::{AgentId, EventBus, Priority, Task, TaskId};
 use swarm_metrics::PrometheusExporter;
-
-fn promtool() -> Option<PathBuf> {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("promtool"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    candidates
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin/promtool")])
-        .find(|p| p.is_file())
-}
 
 /// An exposition with every metric fed at least once.
 fn exposition() -> String {
@@ -109,32 +92,10 @@ fn exposition() -> String {
 #[test]
 fn exposition_passes_promtool_check_metrics() {
     let text = exposition();
-    let Some(promtool) = promtool() else {
-        if std::env::var("SWARM_CI").as_deref() == Ok("1") {
-            panic!("promtool not found but SWARM_CI=1: install Debian's `prometheus` package");
-        }
-        println!("skipped: promtool not found");
+    let Some(promtool) = swarm_testkit::promtool::find() else {
         return;
     };
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
-        "promtool check metrics failed ({}):\n{stdout}{stderr}\nexposition:\n{text}",
-        output.status
-    );
+    if let Err(finding) = swarm_testkit::promtool::check_metrics(&promtool, &text) {
+        panic!("{finding}\nexposition:\n{text}");
+    }
 }

@@ -7,10 +7,12 @@
 //! - [`nats::unique_name`]: a swarm / stream name no other test or test
 //!   process uses;
 //! - [`nats::OwnServer`]: a nats-server with JetStream that a test starts on
-//!   its own port and store directory, to kill and restart it.
+//!   its own port and store directory, to kill and restart it;
+//! - [`promtool`]: `promtool check metrics` on an exposition.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 // Test support: a harness that cannot start is a failed test, so it panics.
 #![allow(clippy::expect_used)]
 
 pub mod nats;
+pub mod promtool;
