@@ -76,6 +76,13 @@ pub(crate) const STEPS: &[Step] = &[
         env: &[],
         leaves: Some("bench/report.json"),
     },
+    Step {
+        name: "fuzz smoke",
+        // Every target of fuzz/ for 15 s, seeded from a real log; fails on a finding.
+        cargo_args: &["xtask", "fuzz", "--seconds", "15"],
+        env: &[],
+        leaves: None,
+    },
 ];
 
 /// The environment every step runs with: CI mode (a missing tool or server
@@ -197,7 +204,8 @@ mod tests {
                 "doc tests",
                 "docs",
                 "cargo deny",
-                "bench smoke run"
+                "bench smoke run",
+                "fuzz smoke"
             ]
         );
         let tests = STEPS

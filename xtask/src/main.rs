@@ -7,9 +7,12 @@
 //!   `nats://127.0.0.1:4222`, which must answer).
 //! - `cargo xtask bench [--quick] [--scenario NAME]...`: the whole-system
 //!   benchmarks (polling vs event, against bare tokio), with a report and charts.
+//! - `cargo xtask fuzz [TARGET]... [--seconds N] [--seed]`: the fuzz targets
+//!   of `fuzz/` (cargo-fuzz), each for N seconds, seeded from a real log.
 
 mod bench;
 mod ci;
+mod fuzz;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,8 @@ tasks:
   bench [--quick] [--scenario NAME]...
                       whole-system benchmarks; report and charts in target/bench/
                       (`cargo xtask bench --help` lists the scenarios)
+  fuzz [TARGET]... [--seconds N] [--seed]
+                      the fuzz targets (cargo-fuzz), N seconds each (default 60)
   help                this text
 ";
 
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Some("fuzz") => fuzz::run(&rest),
         Some("help" | "--help" | "-h") => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

@@ -20,6 +20,9 @@ use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
 use swarm::{Agent, ExecuteError, Task, TaskOutput};
+// The job-line parser (`line`) names these through `super::`, so that the
+// fuzz crate can include it with swarm-core's types.
+use swarm::{Priority, TaskId};
 
 use crate::error::CliError;
 pub(crate) use line::Job;

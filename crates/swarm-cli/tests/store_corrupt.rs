@@ -92,3 +92,36 @@ fn flipped_bytes_mid_log_exit_2_naming_the_file_and_offset() {
         "the damaged log was changed"
     );
 }
+
+/// Issue 22, finding 1, through the CLI: a flipped bit in the first
+/// record's length made `swarm events` exit 0 listing none of the events.
+#[test]
+fn a_flipped_length_bit_is_corruption_not_a_shorter_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let s = store.to_str().unwrap();
+    let jobs = tmp.path().join("jobs.jsonl");
+    support::write_jobs(
+        &jobs,
+        &[
+            support::job("a", "true"),
+            support::job("b", "true"),
+            support::job("c", "true"),
+        ],
+    );
+    let out = run(&["run", jobs.to_str().unwrap(), "--store", s]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let seg = segment(&store);
+    let mut data = std::fs::read(&seg).unwrap();
+    let first = record_offsets(&data)[0];
+    data[first] ^= 0x01;
+    std::fs::write(&seg, &data).unwrap();
+    let name = seg.file_name().unwrap().to_str().unwrap().to_owned();
+    for args in [
+        vec!["events", "--store", s],
+        vec!["replay", "--store", s],
+        vec!["stats", "--store", s],
+    ] {
+        assert_fails(&run(&args), 2, &["corrupt", &name, &first.to_string()]);
+    }
+}

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::{Priority, TaskId};
 use serde::Deserialize;
-use swarm::{Priority, TaskId};
 
 /// The longest timeout the log can hold: it stores microseconds in a u64.
 pub(crate) const MAX_TIMEOUT_MS: u64 = u64::MAX / 1000;
@@ -55,6 +55,19 @@ pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, String> {
             ));
         }
         let parsed: JobLine = serde_json::from_str(raw).map_err(|e| {
+            // serde quotes field names unescaped: a "\n" in one would break the line.
+            let e: String = e
+                .to_string()
+                .chars()
+                .flat_map(|c| {
+                    let escaped: Vec<char> = if c.is_control() {
+                        c.escape_default().collect()
+                    } else {
+                        vec![c]
+                    };
+                    escaped
+                })
+                .collect();
             bad(format!(
                 "malformed job ({e}); expected {{\"id\": \"...\", \"cmd\": \"...\"}} with optional priority, max_attempts, timeout_ms"
             ))
@@ -106,4 +119,22 @@ pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, String> {
         });
     }
     Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Found by the `jobs_lines` fuzz target: an unknown field whose name
+    /// holds a newline made the message two lines (and the CLI, which folds
+    /// whitespace, showed a field name that is not in the file).
+    #[test]
+    fn a_field_name_with_a_newline_is_quoted_escaped_in_one_line() {
+        let e = parse_jobs("jobs", "{\"id\\n\": 1}").unwrap_err();
+        assert!(!e.contains('\n'), "{e:?}");
+        assert!(e.contains("id\\n"), "{e:?}");
+        assert!(e.starts_with("jobs line 1: malformed job"), "{e:?}");
+    }
 }
