@@ -171,7 +171,7 @@ impl<S: EventStore + 'static> Follower<S> {
                         retry = Some(self.failed("follow the log", &e));
                     }
                     None => break,
-                }
+                },
             }
         }
         if state.last_seq() > saved
