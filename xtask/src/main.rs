@@ -10,6 +10,7 @@
 
 mod bench;
 mod ci;
+mod deps;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ tasks:
   bench [--quick] [--scenario NAME]...
                       whole-system benchmarks; report and charts in target/bench/
                       (`cargo xtask bench --help` lists the scenarios)
+  deps                each layer's dependency count against its budget (xtask/src/deps.rs)
   help                this text
 ";
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match task.as_deref() {
         Some("ci") => ci::run(&rest),
+        Some("deps") => deps::run(&rest),
         Some("bench") => match bench::run(&rest) {
             Ok(()) => Ok(()),
             Err(message) => {
