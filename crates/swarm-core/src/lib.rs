@@ -2,10 +2,11 @@
 //! the [`EventBus`].
 //!
 //! swarm schedules tasks onto pools of agents the event-driven way. This crate is
-//! its bottom layer: small and light (no runtime, no exporter, no I/O), shared by
-//! every other swarm crate. Depend on it directly to write handlers, agents or
-//! tools that speak swarm's events; depend on the `swarm` facade for a working
-//! scheduler.
+//! its event layer: small and light (no runtime, no exporter, no I/O), shared by
+//! every other swarm crate. Below it sits only `swarm-queue`, which defines
+//! [`Priority`] (re-exported here, the same type). Depend on it directly to write
+//! handlers, agents or tools that speak swarm's events; depend on the `swarm`
+//! facade for a working scheduler.
 //!
 //! # Feature flags
 //!
