@@ -23,7 +23,7 @@ pub(crate) const BUDGETS: &[(&str, usize)] = &[
     ("swarm-agents", 30),
     // `SwarmMetrics` and `EventMonitor` alone; the exporter is feature `prometheus`.
     ("swarm-metrics", 25),
-    ("swarm", 52),
+    ("swarm", 48),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
