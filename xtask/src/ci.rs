@@ -71,6 +71,12 @@ pub(crate) const STEPS: &[Step] = &[
         leaves: None,
     },
     Step {
+        name: "dependency budgets",
+        cargo_args: &["xtask", "deps"],
+        env: &[],
+        leaves: None,
+    },
+    Step {
         name: "bench smoke run",
         cargo_args: &["xtask", "bench", "--quick"],
         env: &[],
@@ -204,6 +210,7 @@ mod tests {
                 "doc tests",
                 "docs",
                 "cargo deny",
+                "dependency budgets",
                 "bench smoke run",
                 "fuzz smoke"
             ]

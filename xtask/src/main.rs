@@ -12,6 +12,7 @@
 
 mod bench;
 mod ci;
+mod deps;
 mod fuzz;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ tasks:
                       (`cargo xtask bench --help` lists the scenarios)
   fuzz [TARGET]... [--seconds N] [--seed]
                       the fuzz targets (cargo-fuzz), N seconds each (default 60)
+  deps                each layer's dependency count against its budget (xtask/src/deps.rs)
   help                this text
 ";
 
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     let result = match task.as_deref() {
         Some("ci") => ci::run(&rest),
+        Some("deps") => deps::run(&rest),
         Some("bench") => match bench::run(&rest) {
             Ok(()) => Ok(()),
             Err(message) => {

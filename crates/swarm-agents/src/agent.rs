@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use futures_util::future::BoxFuture;
 use swarm_core::{AgentId, Payload, Task};
 
 use crate::error::{CreateAgentError, ExecuteError};

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures_util::FutureExt;
 use swarm_core::Task;
 use swarm_core::event::FailureReason;
 use tokio::time::Instant;

@@ -135,8 +135,7 @@ impl FromStr for AgentId {
 }
 
 /// The error returned when a [`TaskId`] or [`AgentId`] cannot be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} id {input:?}: expected the form {example}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseIdError {
     what: &'static str,
     input: String,
@@ -152,6 +151,18 @@ impl ParseIdError {
         }
     }
 }
+
+impl std::fmt::Display for ParseIdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid {} id {:?}: expected the form {}",
+            self.what, self.input, self.example
+        )
+    }
+}
+
+impl std::error::Error for ParseIdError {}
 
 #[cfg(test)]
 mod tests {

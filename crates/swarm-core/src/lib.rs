@@ -2,15 +2,17 @@
 //! the [`EventBus`].
 //!
 //! swarm schedules tasks onto pools of agents the event-driven way. This crate is
-//! its bottom layer: small and light (no runtime, no exporter, no I/O), shared by
-//! every other swarm crate. Depend on it directly to write handlers, agents or
-//! tools that speak swarm's events; depend on the `swarm` facade for a working
-//! scheduler.
+//! its event layer: small and light (no runtime, no exporter, no I/O), shared by
+//! every other swarm crate. Below it sits only `swarm-queue`, which defines
+//! [`Priority`] (re-exported here, the same type). Depend on it directly to write
+//! handlers, agents or tools that speak swarm's events; depend on the `swarm`
+//! facade for a working scheduler.
 //!
 //! # Feature flags
 //!
 //! | feature | what it adds |
 //! |---|---|
+//! | `tracing` (default) | logs an isolated handler panic with `tracing::error!` (panics are counted either way) |
 //! | `json` | JSON helpers on payloads ([`Payload::json`], [`TaskBuilder::json`]) |
 //! | `test-util` | [`testing::EventRecorder`], to assert on emitted events in tests |
 //! | `proptest` | `testing::strategy`, proptest strategies for tasks and events |
@@ -47,7 +49,6 @@
 pub mod bus;
 pub mod event;
 mod id;
-mod priority;
 pub mod rng;
 mod task;
 pub mod testing;
@@ -58,6 +59,8 @@ pub use bus::{EventBus, EventStream, Lagged, Subscription};
 #[doc(inline)]
 pub use event::{CatalogEvent, Event, EventKind};
 pub use id::{AgentId, ParseIdError, TaskId};
-pub use priority::{ParsePriorityError, Priority};
+// `Priority` lives in the bottom crate, swarm-queue, so the queue needs no event core.
+#[doc(inline)]
+pub use swarm_queue::{ParsePriorityError, Priority};
 pub use task::{DEFAULT_MAX_PAYLOAD, Payload, Task, TaskBuilder, TaskError};
 pub use time::Timestamp;

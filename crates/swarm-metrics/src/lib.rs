@@ -19,7 +19,8 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `http-listener` | yes | the exporter's built-in `/metrics` HTTP listener (std threads, no runtime) |
+//! | `prometheus` | yes (through `http-listener`) | [`PrometheusExporter`]: the metrics-exporter-prometheus recorder and the exposition text; without it, [`SwarmMetrics`] records through any `metrics` recorder and [`EventMonitor`] works alone, on `swarm-core`, `metrics` and `hdrhistogram` only |
+//! | `http-listener` | yes | the exporter's built-in `/metrics` HTTP listener (std threads, no runtime); turns on `prometheus` |
 //!
 //! # Example
 //!
@@ -52,6 +53,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+#[cfg(feature = "prometheus")]
 mod exporter;
 mod monitor;
 pub mod names;
@@ -61,6 +63,8 @@ mod recorder;
 pub use error::AttachError;
 #[cfg(feature = "http-listener")]
 pub use exporter::DEFAULT_LISTEN_ADDR;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use exporter::{
     DEFAULT_BUCKETS, DEFAULT_UPKEEP_INTERVAL, ExporterError, PrometheusExporter,
     PrometheusExporterBuilder,
@@ -70,4 +74,6 @@ pub use observer::FanOutObserver;
 pub use recorder::{AgentState, SwarmMetrics};
 
 /// The metrics-exporter-prometheus handle that renders the exposition text.
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use metrics_exporter_prometheus::PrometheusHandle;

@@ -2,6 +2,7 @@
 //! one the exporter really emits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "prometheus")]
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! recorder is process-wide.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "prometheus")]
 
 use swarm_metrics::{ExporterError, PrometheusExporter, SwarmMetrics};
 

@@ -5,6 +5,7 @@
 //! under `SWARM_CI=1`, where a missing promtool is a failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "prometheus")]
 
 mod support;
 

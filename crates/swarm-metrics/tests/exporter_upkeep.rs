@@ -6,6 +6,7 @@
 //! One test in this file: it looks the upkeep thread up by name, so no other
 //! exporter may live in the process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "prometheus")]
 #![cfg(target_os = "linux")]
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! What `SwarmMetrics` makes of each event.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "prometheus")]
 
 mod support;
 

@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU32;
 
-use swarm_core::Priority;
+use crate::Priority;
 
 /// The starvation bound of a [`PriorityQueue`](crate::PriorityQueue) with aging.
 ///

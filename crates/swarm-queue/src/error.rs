@@ -3,7 +3,7 @@
 use std::error::Error;
 use std::fmt;
 
-use swarm_core::Priority;
+use crate::Priority;
 
 /// A bounded queue was full: the item was not queued and is handed back.
 ///

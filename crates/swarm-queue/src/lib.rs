@@ -10,15 +10,19 @@
 //!   `pop().await` sleeps until a push (no polling, no timers) and is
 //!   cancellation safe; `close()` wakes everyone.
 //!
-//! This crate depends only on `swarm-core` (for [`Priority`]) and tokio's `sync`
-//! module; it needs no runtime. Depend on it alone to get just the queue; the
+//! This is the bottom layer of swarm: it defines [`Priority`] (which
+//! `swarm-core` re-exports) and depends on no other swarm crate. With default
+//! features off it depends on nothing at all; the `async` feature adds tokio's
+//! `sync` module (no runtime). Depend on it alone to get just the queue; the
 //! `swarm` facade builds its global and per-agent queues on it.
 //!
 //! # Feature flags
 //!
-//! | feature | what it adds |
-//! |---|---|
-//! | `proptest` | [`model`]: the reference model, proptest strategies and an invariant checker, to property-test code built on the queue |
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `async` | yes | [`SharedQueue`], the async shared form (tokio `sync`) |
+//! | `serde` | no | `Serialize`/`Deserialize` for [`Priority`] (lowercase names) |
+//! | `proptest` | no | [`model`]: the reference model, proptest strategies and an invariant checker, to property-test code built on the queue |
 //!
 //! # Example
 //!
@@ -44,12 +48,15 @@ mod error;
 #[cfg(feature = "proptest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proptest")))]
 pub mod model;
+mod priority;
 mod priority_queue;
+#[cfg(feature = "async")]
 mod shared;
 
 pub use aging::AgingPolicy;
 pub use error::{QueueClosed, QueueFull, TryPushError};
+pub use priority::{ParsePriorityError, Priority};
 pub use priority_queue::{Drain, IntoIter, Iter, PriorityQueue, QueueStats};
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub use shared::SharedQueue;
-#[doc(inline)]
-pub use swarm_core::Priority;

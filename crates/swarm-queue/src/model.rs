@@ -61,9 +61,8 @@ use std::fmt;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use swarm_core::Priority;
 
-use crate::{AgingPolicy, PriorityQueue, QueueFull, QueueStats};
+use crate::{AgingPolicy, Priority, PriorityQueue, QueueFull, QueueStats};
 
 const LEVELS: usize = Priority::LEVELS;
 

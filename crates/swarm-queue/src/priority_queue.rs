@@ -4,8 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::iter::FusedIterator;
 
-use swarm_core::Priority;
-
+use crate::Priority;
 use crate::aging::{Aging, AgingPolicy, select_strict};
 use crate::error::QueueFull;
 

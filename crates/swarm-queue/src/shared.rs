@@ -4,11 +4,10 @@ use std::fmt;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use swarm_core::Priority;
 use tokio::sync::Notify;
 
 use crate::error::{QueueClosed, TryPushError};
-use crate::{AgingPolicy, PriorityQueue, QueueStats};
+use crate::{AgingPolicy, Priority, PriorityQueue, QueueStats};
 
 /// A [`PriorityQueue`] shared by many producers and consumers.
 ///

@@ -1,5 +1,7 @@
 //! The errors of the event store.
 
+use std::error::Error;
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,13 +9,10 @@ use std::sync::Arc;
 /// Why an operation on an event store failed.
 ///
 /// Messages are lowercase and say what to do next.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
     /// Optimistic concurrency: another writer appended first.
-    #[error(
-        "append conflict: expected the log to end at sequence {expected} but it ends at {actual}: re-read the log and retry"
-    )]
     Conflict {
         /// The last sequence the caller expected.
         expected: u64,
@@ -21,10 +20,6 @@ pub enum StoreError {
         actual: u64,
     },
     /// A record before the tail of the log is damaged.
-    #[error(
-        "log segment {} is corrupt at byte {offset}: {reason}; open with `repair` to cut the log there (events after it are dropped)",
-        file.display()
-    )]
     Corrupt {
         /// The segment file.
         file: PathBuf,
@@ -34,10 +29,6 @@ pub enum StoreError {
         reason: String,
     },
     /// A segment or snapshot header names a format this build cannot read.
-    #[error(
-        "{} has format version {found}, this build reads version {supported}: upgrade swarm to read it",
-        file.display()
-    )]
     UnsupportedVersion {
         /// The file.
         file: PathBuf,
@@ -51,10 +42,6 @@ pub enum StoreError {
     /// reading goes on after it (a stream yields this error in the record's
     /// place, then the records after it), replay skips it, and `repair`
     /// leaves it in place.
-    #[error(
-        "log record {seq} ({} byte {offset}) is a `{name}` event, which this version of swarm does not know: the log was written by a newer version; upgrade swarm to read it (replay ignores it)",
-        file.display()
-    )]
     UnknownEvent {
         /// The segment file.
         file: PathBuf,
@@ -66,7 +53,6 @@ pub enum StoreError {
         name: String,
     },
     /// An event or snapshot could not be encoded.
-    #[error("could not encode {what}: {message}")]
     Encode {
         /// What was being encoded.
         what: &'static str,
@@ -74,9 +60,6 @@ pub enum StoreError {
         message: String,
     },
     /// A snapshot could not be decoded.
-    #[error(
-        "snapshot at sequence {seq} could not be decoded: {message}; delete it to replay from the log"
-    )]
     BadSnapshot {
         /// The snapshot's sequence.
         seq: u64,
@@ -85,17 +68,12 @@ pub enum StoreError {
     },
     /// Another [`FileStore`](crate::FileStore) holds the directory's lock: a
     /// directory has one writer at a time.
-    #[error(
-        "the event store {} is in use: another process (or another open store in this process) holds its lock; wait for it to finish or use another directory",
-        dir.display()
-    )]
     Locked {
         /// The store's directory.
         dir: PathBuf,
     },
     /// The directory holds no event log (it is missing, not a directory, or
     /// has no segment file).
-    #[error("no event store at {}: {reason}", dir.display())]
     NoLog {
         /// The directory.
         dir: PathBuf,
@@ -103,38 +81,107 @@ pub enum StoreError {
         reason: &'static str,
     },
     /// A write was asked of a read-only [`FileLogReader`](crate::FileLogReader).
-    #[error(
-        "the event log at {} is open read-only: open it with `FileStore::open` to write",
-        dir.display()
-    )]
     ReadOnly {
         /// The log's directory.
         dir: PathBuf,
     },
     /// The store was closed (or its writer stopped) and takes no more appends.
-    #[error("the event store is closed: open it again to append")]
     Closed,
     /// A write failed (this append's or an earlier one); the store refuses
     /// every append from then on, whatever its durability policy, until it is
     /// opened again. [`EventStore::is_poisoned`](crate::EventStore::is_poisoned)
     /// says so without appending.
-    #[error(
-        "the event store stopped after a failed write ({source}): fix the cause and open it again"
-    )]
     Poisoned {
         /// The failure that stopped the store (usually an [`Io`](StoreError::Io)
         /// error), shared by every append it refuses.
         source: Arc<StoreError>,
     },
     /// An I/O error on a file of the store.
-    #[error("i/o error on {}: {source}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The error.
-        #[source]
         source: io::Error,
     },
+}
+
+// Display and Error by hand rather than derived: the store alone stays off
+// the proc-macro `thiserror` (see xtask/src/deps.rs for its dependency budget).
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict { expected, actual } => write!(
+                f,
+                "append conflict: expected the log to end at sequence {expected} but it ends at {actual}: re-read the log and retry"
+            ),
+            StoreError::Corrupt {
+                file,
+                offset,
+                reason,
+            } => write!(
+                f,
+                "log segment {} is corrupt at byte {offset}: {reason}; open with `repair` to cut the log there (events after it are dropped)",
+                file.display()
+            ),
+            StoreError::UnsupportedVersion {
+                file,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{} has format version {found}, this build reads version {supported}: upgrade swarm to read it",
+                file.display()
+            ),
+            StoreError::UnknownEvent {
+                file,
+                offset,
+                seq,
+                name,
+            } => write!(
+                f,
+                "log record {seq} ({} byte {offset}) is a `{name}` event, which this version of swarm does not know: the log was written by a newer version; upgrade swarm to read it (replay ignores it)",
+                file.display()
+            ),
+            StoreError::Encode { what, message } => {
+                write!(f, "could not encode {what}: {message}")
+            }
+            StoreError::BadSnapshot { seq, message } => write!(
+                f,
+                "snapshot at sequence {seq} could not be decoded: {message}; delete it to replay from the log"
+            ),
+            StoreError::Locked { dir } => write!(
+                f,
+                "the event store {} is in use: another process (or another open store in this process) holds its lock; wait for it to finish or use another directory",
+                dir.display()
+            ),
+            StoreError::NoLog { dir, reason } => {
+                write!(f, "no event store at {}: {reason}", dir.display())
+            }
+            StoreError::ReadOnly { dir } => write!(
+                f,
+                "the event log at {} is open read-only: open it with `FileStore::open` to write",
+                dir.display()
+            ),
+            StoreError::Closed => f.write_str("the event store is closed: open it again to append"),
+            StoreError::Poisoned { source } => write!(
+                f,
+                "the event store stopped after a failed write ({source}): fix the cause and open it again"
+            ),
+            StoreError::Io { path, source } => {
+                write!(f, "i/o error on {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl Error for StoreError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            StoreError::Poisoned { source } => Some(&**source),
+            StoreError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 impl StoreError {

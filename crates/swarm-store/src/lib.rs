@@ -47,6 +47,11 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+// The futures pieces come from `futures-util` alone (not the `futures` facade,
+// which adds executor, io, channel and sink crates); the alias keeps the
+// `futures::` paths used across the modules.
+extern crate futures_util as futures;
+
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;

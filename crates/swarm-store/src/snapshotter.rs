@@ -1,8 +1,11 @@
 //! [`Snapshotter`]: snapshots the replayed state every N events, off the append path.
 
 use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -114,9 +117,8 @@ impl<S: EventStore + 'static> Follower<S> {
                 }
                 Err(e) => {
                     let retry = self.failed("load the latest snapshot", &e);
-                    tokio::select! {
-                        _ = &mut stop_rx => return Ok(SystemState::new()),
-                        () = tokio::time::sleep_until(retry) => {}
+                    if let Wake::Stop = wait(&mut stop_rx, Some(retry), &mut None).await {
+                        return Ok(SystemState::new());
                     }
                 }
             }
@@ -130,9 +132,9 @@ impl<S: EventStore + 'static> Follower<S> {
         // Set while a failure waits for its retry.
         let mut retry: Option<Instant> = None;
         loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                () = sleep_until(retry), if retry.is_some() => {
+            match wait(&mut stop_rx, retry, &mut events).await {
+                Wake::Stop => break,
+                Wake::Retry => {
                     retry = None;
                     if events.is_none() {
                         events = Some(self.store.subscribe(state.last_seq() + 1));
@@ -149,7 +151,7 @@ impl<S: EventStore + 'static> Follower<S> {
                         self.streak = 0;
                     }
                 }
-                next = next_event(&mut events) => match next {
+                Wake::Event(next) => match next {
                     Some(Ok(stored)) => {
                         state.apply(&stored);
                         // While a retry is pending, the retry saves.
@@ -169,7 +171,7 @@ impl<S: EventStore + 'static> Follower<S> {
                         retry = Some(self.failed("follow the log", &e));
                     }
                     None => break,
-                }
+                },
             }
         }
         if state.last_seq() > saved
@@ -179,6 +181,38 @@ impl<S: EventStore + 'static> Follower<S> {
         }
         Ok(state)
     }
+}
+
+/// What ended a [`wait`].
+enum Wake {
+    /// The snapshotter was told to stop.
+    Stop,
+    /// The retry time came.
+    Retry,
+    /// The subscription yielded (or ended).
+    Event(Option<Result<crate::StoredEvent>>),
+}
+
+/// Waits for the first of: a stop, the retry time (if any), the next event (if
+/// subscribed); checked in that order. A hand-written `select!`, which would
+/// pull in the `tokio-macros` proc-macro crate for these two sites.
+async fn wait(
+    stop_rx: &mut oneshot::Receiver<()>,
+    retry: Option<Instant>,
+    events: &mut Option<EventStream>,
+) -> Wake {
+    let mut sleep = pin!(sleep_until(retry));
+    let mut next = pin!(next_event(events));
+    poll_fn(|cx| {
+        if Pin::new(&mut *stop_rx).poll(cx).is_ready() {
+            return Poll::Ready(Wake::Stop);
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Wake::Retry);
+        }
+        next.as_mut().poll(cx).map(Wake::Event)
+    })
+    .await
 }
 
 async fn sleep_until(at: Option<Instant>) {

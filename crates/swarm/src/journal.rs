@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use futures::FutureExt;
+use futures_util::FutureExt;
 use parking_lot::Mutex;
 use swarm_core::{AgentId, Event, EventBus, Subscription, TaskId};
 use swarm_store::{EventStore, StoreError};
@@ -256,7 +256,7 @@ impl Writer {
                 let append = self.store.append(vec![event], None);
                 async move { (task, append.await, started.elapsed()) }
             });
-            for (task, result, elapsed) in futures::future::join_all(appends).await {
+            for (task, result, elapsed) in futures_util::future::join_all(appends).await {
                 if let Some(observe) = &self.on_append {
                     observe(elapsed);
                 }

@@ -18,7 +18,6 @@
 mod stats;
 mod stream;
 
-use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -204,11 +203,14 @@ impl EventBus {
         for handler in handlers {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (handler.f)(event))) {
                 slot.panics.fetch_add(1, Ordering::Relaxed);
+                #[cfg(feature = "tracing")]
                 tracing::error!(
                     event = kind.name(),
                     panic = panic_message(&panic),
                     "event handler panicked; it stays subscribed and the bus goes on"
                 );
+                #[cfg(not(feature = "tracing"))]
+                drop(panic);
                 if let Some(observer) = self.shared.observer.get() {
                     observer.handler_panicked(kind);
                 }
@@ -319,7 +321,8 @@ impl EventBus {
     }
 }
 
-fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
+#[cfg(feature = "tracing")]
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
     if let Some(s) = panic.downcast_ref::<&'static str>() {
         s
     } else if let Some(s) = panic.downcast_ref::<String>() {

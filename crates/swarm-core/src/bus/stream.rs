@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use futures::Stream;
-use futures::stream::BoxStream;
+use futures_core::Stream;
+use futures_core::stream::BoxStream;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::event::Event;
@@ -15,14 +15,23 @@ use crate::event::Event;
 /// A subscriber fell behind and missed `missed` events.
 ///
 /// The stream continues with the oldest event still buffered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "event subscriber fell behind and missed {missed} events: consume faster or raise the stream capacity"
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lagged {
     /// How many events were skipped.
     pub missed: u64,
 }
+
+impl fmt::Display for Lagged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "event subscriber fell behind and missed {} events: consume faster or raise the stream capacity",
+            self.missed
+        )
+    }
+}
+
+impl std::error::Error for Lagged {}
 
 /// The events of a bus, from [`EventBus::subscribe`](crate::EventBus::subscribe).
 ///
@@ -36,7 +45,7 @@ pub struct EventStream {
 impl EventStream {
     pub(super) fn new(receiver: broadcast::Receiver<Event>, streams: Arc<AtomicUsize>) -> Self {
         streams.fetch_add(1, Ordering::Relaxed);
-        let inner = futures::stream::unfold(receiver, |mut receiver| async move {
+        let inner = futures_util::stream::unfold(receiver, |mut receiver| async move {
             match receiver.recv().await {
                 Ok(event) => Some((Ok(event), receiver)),
                 Err(RecvError::Lagged(missed)) => Some((Err(Lagged { missed }), receiver)),

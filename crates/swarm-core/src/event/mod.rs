@@ -188,13 +188,22 @@ impl FromStr for EventKind {
 }
 
 /// The error returned when a string names no event of the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown event {input:?}: expected an `entity:action` name of the catalog, such as task:completed (see docs/events.md)"
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseEventKindError {
     input: String,
 }
+
+impl std::fmt::Display for ParseEventKindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown event {:?}: expected an `entity:action` name of the catalog, such as task:completed (see docs/events.md)",
+            self.input
+        )
+    }
+}
+
+impl std::error::Error for ParseEventKindError {}
 
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::Publish;
 use async_nats::jetstream::{self, AckKind, Message};
-use futures::StreamExt;
+use futures_util::StreamExt;
 use parking_lot::Mutex;
 use swarm_agents::{AgentPool, BoxAgentFactory, Executed, Next};
 use swarm_core::event::{TaskAssigned, TaskCancelled, TaskDeadLettered, TaskInterrupted};

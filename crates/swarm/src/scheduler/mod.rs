@@ -36,8 +36,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{AbortHandle, AbortRegistration, Abortable, Aborted};
+use futures_util::FutureExt;
+use futures_util::future::{AbortHandle, AbortRegistration, Abortable, Aborted};
 use parking_lot::Mutex;
 use swarm_agents::{AgentPool, BoxAgentFactory, ExecuteRefused, Executed, Next, RefusedReason};
 use swarm_core::event::{

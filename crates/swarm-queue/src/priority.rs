@@ -1,17 +1,17 @@
 //! Task priorities.
 
+use std::error::Error;
 use std::fmt;
 use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
 
 /// How urgent a task is: `Critical > High > Normal > Low`.
 ///
 /// `Ord` follows urgency, so `Priority::Critical > Priority::Low`. Parsing is
-/// case-insensitive; `Display` and serde use the lowercase names.
+/// case-insensitive; `Display` and serde (feature `serde`) use the lowercase
+/// names. `swarm-core` re-exports it as `swarm_core::Priority`.
 ///
 /// ```
-/// use swarm_core::Priority;
+/// use swarm_queue::Priority;
 ///
 /// let p: Priority = "HIGH".parse()?;
 /// assert_eq!(p, Priority::High);
@@ -23,12 +23,11 @@ use serde::{Deserialize, Serialize};
 ///     err.to_string(),
 ///     "unknown priority \"urgent\": expected one of critical, high, normal, low"
 /// );
-/// # Ok::<(), swarm_core::ParsePriorityError>(())
+/// # Ok::<(), swarm_queue::ParsePriorityError>(())
 /// ```
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Priority {
     /// Background work; runs when nothing more urgent waits.
     Low = 0,
@@ -102,8 +101,7 @@ impl FromStr for Priority {
 }
 
 /// The error returned when a string names no priority.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown priority {input:?}: expected one of critical, high, normal, low")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsePriorityError {
     input: String,
 }
@@ -114,6 +112,20 @@ impl ParsePriorityError {
         &self.input
     }
 }
+
+// Written by hand rather than derived: this crate stays free of proc-macro
+// dependencies when its `serde` feature is off.
+impl fmt::Display for ParsePriorityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown priority {:?}: expected one of critical, high, normal, low",
+            self.input
+        )
+    }
+}
+
+impl Error for ParsePriorityError {}
 
 #[cfg(test)]
 mod tests {
@@ -132,6 +144,7 @@ mod tests {
         assert!(Priority::Normal > Priority::Low);
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn serde_uses_lowercase_names() {
         assert_eq!(
