@@ -82,6 +82,8 @@ pub(crate) type AppendObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 pub(crate) struct Journal {
     sender: mpsc::UnboundedSender<Message>,
     failed: Arc<Latch>,
+    // Read by the distributed work source only.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     lost: Lost,
     _subscription: Subscription,
 }
@@ -197,6 +199,7 @@ impl Journal {
     /// Like [`barrier`](Self::barrier), and `Err` if an event of `task` was
     /// lost since the last barrier for it (a `Shared` log charges its
     /// failures to the tasks they concern).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) async fn barrier_for(&self, task: TaskId) -> Result<(), SharedStoreError> {
         let all = self.barrier().await;
         let lost = self.lost.lock().remove(&task);

@@ -444,6 +444,8 @@ impl Swarm {
                     .zip(receivers)
                     .map(|(t, r)| TaskHandle::new(t.id(), r))
                     .collect();
+                // (The only source without the `nats` feature.)
+                #[allow(irrefutable_let_patterns)]
                 if let WorkSource::Local(core) = &self.inner.source {
                     core.place(tasks);
                 }
