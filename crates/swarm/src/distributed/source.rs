@@ -259,13 +259,7 @@ impl JetStreamSource {
         for task in self.tasks.lock().drain(..) {
             task.abort();
         }
-        let mut state = self.state.lock();
-        for (_, stop) in state.running.drain() {
-            let _ = stop.send(Stop::Shutdown);
-        }
-        for (_, waiter) in state.waiters.drain() {
-            let _ = waiter.send(TaskOutcome::Interrupted);
-        }
+        self.interrupt_all();
     }
 
     fn resolve(&self, task: TaskId, outcome: TaskOutcome) {

@@ -25,6 +25,27 @@ impl Core {
         }
     }
 
+    /// [`run`](Self::run), with a panic that escapes it (outside the agent's
+    /// own code, which the pool guards) turned into a dead letter and a
+    /// replaced agent (`None`): a bug cannot kill an agent's loop.
+    pub(super) async fn run_guarded(
+        &self,
+        agent: AgentId,
+        assignment: Assignment,
+    ) -> Option<Attempt> {
+        let task_id = assignment.task.id();
+        match AssertUnwindSafe(self.run(agent, assignment))
+            .catch_unwind()
+            .await
+        {
+            Ok(attempt) => Some(attempt),
+            Err(panic) => {
+                self.attempt_panicked(agent, task_id, panic_message(&*panic));
+                None
+            }
+        }
+    }
+
     /// Handles the end of an attempt; in event mode returns the agent's next task.
     pub(super) fn finish(self: &Arc<Self>, agent: AgentId, attempt: Attempt) -> AfterAttempt {
         let mut s = self.sched.lock();

@@ -131,18 +131,10 @@ async fn agent_loop(core: Arc<Core>, agent: AgentId, mut inbox: mpsc::Receiver<A
                 None => return,
             },
         };
-        let task_id = assignment.task.id();
         // The pool guards the agent's own code; this guards the rest, so a
         // bug cannot kill the loop and leave its inbox registered.
-        let attempt = match AssertUnwindSafe(core.run(agent, assignment))
-            .catch_unwind()
-            .await
-        {
-            Ok(attempt) => attempt,
-            Err(panic) => {
-                core.attempt_panicked(agent, task_id, panic_message(&*panic));
-                return;
-            }
+        let Some(attempt) = core.run_guarded(agent, assignment).await else {
+            return;
         };
         match core.finish(agent, attempt) {
             AfterAttempt::Run(a) => next = Some(a),

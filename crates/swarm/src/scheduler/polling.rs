@@ -79,16 +79,8 @@ pub(crate) async fn polling_loop(core: Arc<Core>, interval: Duration, batch: usi
                 let mut s = core.sched.lock();
                 core.assign(&mut s, agent, queued, None)
             };
-            let task_id = assignment.task.id();
-            let attempt = match AssertUnwindSafe(core.run(agent, assignment))
-                .catch_unwind()
-                .await
-            {
-                Ok(attempt) => attempt,
-                Err(panic) => {
-                    core.attempt_panicked(agent, task_id, panic_message(&*panic));
-                    continue;
-                }
+            let Some(attempt) = core.run_guarded(agent, assignment).await else {
+                continue;
             };
             let _ = core.finish(agent, attempt);
         }
