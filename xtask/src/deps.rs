@@ -17,9 +17,7 @@ pub(crate) const BUDGETS: &[(&str, usize)] = &[
     ("swarm-queue", 3),
     ("swarm-core", 15),
     ("swarm-steal", 30),
-    // Target 30: the last crates over it are parking_lot's (7, used by the
-    // file store's writer and readers); std's locks would bring it to 24.
-    ("swarm-store", 31),
+    ("swarm-store", 30),
     ("swarm-agents", 30),
     // `SwarmMetrics` and `EventMonitor` alone; the exporter is feature `prometheus`.
     ("swarm-metrics", 25),

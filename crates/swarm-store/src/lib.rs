@@ -66,6 +66,7 @@ mod projection;
 mod snapshotter;
 mod state;
 mod store;
+mod sync;
 
 pub use error::{Result, StoreError};
 #[doc(inline)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use parking_lot::{Mutex, RwLock};
+use crate::sync::{Mutex, RwLock};
 use swarm_core::{Event, Timestamp};
 use tokio::sync::broadcast;
 

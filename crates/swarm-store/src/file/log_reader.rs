@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use swarm_core::{Event, Timestamp};
 use tokio::sync::mpsc;
 

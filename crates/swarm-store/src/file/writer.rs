@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use crate::sync::{Condvar, Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot, watch};
 
 use super::options::{Durability, FileStoreOptions};
@@ -137,7 +137,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
     loop {
         let mut p = shared.pending.lock();
         while p.buf.is_empty() && p.flushes.is_empty() && !p.closing {
-            shared.wake.wait(&mut p);
+            p = crate::sync::wait(&shared.wake, p);
         }
         mem::swap(&mut p.buf, &mut batch);
         let range = SeqRange::new(p.batch_start, p.next_seq);

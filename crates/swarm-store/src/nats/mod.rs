@@ -78,7 +78,7 @@ use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use swarm_core::{Event, EventKind, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
