@@ -85,6 +85,16 @@ pub enum StoreError {
         /// The log's directory.
         dir: PathBuf,
     },
+    /// A read asked for events the log no longer holds: its retention policy
+    /// removed them (a file store's deleted segments, a memory store's
+    /// bounded tail, a stream's limits). Replay from a snapshot at or after
+    /// `earliest - 1` instead.
+    Compacted {
+        /// The first sequence asked for.
+        requested: u64,
+        /// The earliest sequence the log still holds.
+        earliest: u64,
+    },
     /// The store was closed (or its writer stopped) and takes no more appends.
     Closed,
     /// A write failed (this append's or an earlier one); the store refuses
@@ -161,6 +171,10 @@ impl fmt::Display for StoreError {
                 f,
                 "the event log at {} is open read-only: open it with `FileStore::open` to write",
                 dir.display()
+            ),
+            StoreError::Compacted { requested, earliest } => write!(
+                f,
+                "events from sequence {requested} are no longer in the log: its retention policy removed them, and the earliest it holds is {earliest}; replay from a snapshot or read from {earliest}"
             ),
             StoreError::Closed => f.write_str("the event store is closed: open it again to append"),
             StoreError::Poisoned { source } => write!(
@@ -250,6 +264,10 @@ impl StoreError {
                 reason,
             },
             StoreError::ReadOnly { dir } => StoreError::ReadOnly { dir: dir.clone() },
+            StoreError::Compacted { requested, earliest } => StoreError::Compacted {
+                requested: *requested,
+                earliest: *earliest,
+            },
             StoreError::Closed => StoreError::Closed,
             StoreError::Poisoned { source } => StoreError::Poisoned {
                 source: Arc::clone(source),

@@ -132,6 +132,16 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// The log's last sequence (0 when empty), counting appends in flight.
     fn last_seq(&self) -> BoxFuture<'_, Result<u64>>;
 
+    /// The earliest sequence the log still holds: 1 unless a retention policy
+    /// removed older events (then a read from before it fails with
+    /// [`StoreError::Compacted`]). For an empty log, the sequence the next
+    /// event will get.
+    ///
+    /// The default, for stores that keep every event, is 1.
+    fn first_seq(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async { Ok(1) })
+    }
+
     /// Stores a snapshot, keyed by its sequence.
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>>;
 
@@ -175,6 +185,9 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     }
     fn last_seq(&self) -> BoxFuture<'_, Result<u64>> {
         (**self).last_seq()
+    }
+    fn first_seq(&self) -> BoxFuture<'_, Result<u64>> {
+        (**self).first_seq()
     }
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         (**self).save_snapshot(snapshot)
