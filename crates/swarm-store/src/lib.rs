@@ -71,8 +71,8 @@ mod sync;
 pub use error::{Result, StoreError};
 #[doc(inline)]
 pub use file::{
-    CutPoint, Durability, FileLogReader, FileStore, FileStoreOptions, LogRecords, OpenReport,
-    TornTail,
+    CutPoint, Durability, FileLogReader, FileStore, FileStoreOptions, LogRecords, LogRetention,
+    OpenReport, TornTail,
 };
 pub use memory::MemoryStore;
 #[cfg(feature = "nats")]
