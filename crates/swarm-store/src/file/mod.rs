@@ -8,7 +8,21 @@
 //!   to the last whole record and reported in the [`OpenReport`]; damage before
 //!   it is a [`StoreError::Corrupt`] naming the file and byte offset, unless
 //!   [`FileStoreOptions::repair`] is set.
+//! - Restart reads the snapshot and the tail only: open checks the segments
+//!   from the one holding the newest snapshot's sequence on (every segment
+//!   without a snapshot, with `repair`, or with
+//!   [`FileStoreOptions::verify_all_on_open`]). Older segments are checked by
+//!   the read that reaches them, by the same rules; damage there is a
+//!   [`StoreError::Corrupt`] of that read (after the events before it), not a
+//!   failure of the open: a replay from the snapshot never needs them, and
+//!   refusing to start over history nobody reads would make startup cost the
+//!   whole log again.
 //! - Snapshots written atomically, the newest K kept.
+//! - Log retention ([`LogRetention`], off by default): whole segments covered
+//!   by the oldest kept snapshot are deleted, crash-safely (a start marker
+//!   moves first, an interrupted deletion is finished by the next open). A
+//!   read from before the retained start ([`first_seq`](EventStore::first_seq))
+//!   yields [`StoreError::Compacted`].
 //! - [`FileLogReader`]: the read-only reader of a log directory, beside a live
 //!   writer or without one (what `swarm replay`, `events` and `stats` use).
 
@@ -52,6 +66,12 @@ use writer::{Pending, Shared};
 /// Cheap to clone; clones share the log. The log is closed when
 /// [`close`](EventStore::close) is called or the last clone is dropped (then
 /// the appends already queued are written before the drop returns).
+///
+/// By default every event is kept. With a [`retention`](FileStoreOptions::retention)
+/// policy, whole segments that the oldest kept snapshot covers are deleted
+/// (never the active one, never without a snapshot); reads from before
+/// [`first_seq`](EventStore::first_seq) then fail with
+/// [`StoreError::Compacted`]. See [`LogRetention`] for the contract.
 ///
 /// One store at a time may have a directory open: [`open`](FileStore::open)
 /// takes an OS advisory lock on a file in it, held until the store is closed
