@@ -83,7 +83,7 @@ pub use projection::{
     AgentPerformance, AgentStats, Projection, TaskCompletion, UNKNOWN_KIND, project,
 };
 pub use snapshotter::{
-    DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL, InitialState, SNAPSHOT_RETRY_MAX,
+    DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL, InitialState, LagHook, SNAPSHOT_RETRY_MAX,
     SNAPSHOT_RETRY_MIN, SnapshotFailureHook, SnapshotPolicy, Snapshotter,
 };
 pub use state::{

@@ -55,6 +55,12 @@ pub type SnapshotFailureHook = Arc<dyn Fn(&StoreError) + Send + Sync>;
 /// [`SnapshotPolicy::initial_state`].
 pub type InitialState = Arc<dyn Fn(Option<&Snapshot>) -> Result<SystemState> + Send + Sync>;
 
+/// Called by a [`Snapshotter`] with its lag (see
+/// [`Snapshotter::lag_events`]) each time it changes: after each event taken
+/// from the log and each snapshot saved. It runs on the snapshotter's task:
+/// keep it as cheap as setting a gauge. See [`SnapshotPolicy::on_lag`].
+pub type LagHook = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// The wait before retry number `failures` (1 for the first) of a failure streak.
 fn retry_delay(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(31);
@@ -95,6 +101,7 @@ pub struct SnapshotPolicy {
     every_events: u64,
     every: Option<Duration>,
     initial_state: InitialState,
+    on_lag: Option<LagHook>,
 }
 
 impl Default for SnapshotPolicy {
@@ -106,6 +113,7 @@ impl Default for SnapshotPolicy {
                 Some(snapshot) => SystemState::from_snapshot(snapshot),
                 None => Ok(SystemState::new()),
             }),
+            on_lag: None,
         }
     }
 }
@@ -163,6 +171,14 @@ impl SnapshotPolicy {
         build: impl Fn(Option<&Snapshot>) -> Result<SystemState> + Send + Sync + 'static,
     ) -> Self {
         self.initial_state = Arc::new(build);
+        self
+    }
+
+    /// Calls `hook` with the snapshotter's lag each time it changes, for
+    /// example to set a gauge such as `swarm_snapshot_lag_events`.
+    #[must_use]
+    pub fn on_lag(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.on_lag = Some(Arc::new(hook));
         self
     }
 
@@ -244,14 +260,17 @@ type Encoded = (SystemState, std::thread::Result<Result<Snapshot>>);
 
 /// How a [`Job`] step ended.
 enum Done {
-    Encoded(std::result::Result<Encoded, JoinError>),
+    /// Boxed: the state it carries is large, the other variants small.
+    Encoded(Box<std::result::Result<Encoded, JoinError>>),
     Saved(Result<()>),
 }
 
 impl Job {
     fn poll_step(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Done> {
         match self {
-            Job::Encoding(handle) => Pin::new(handle).poll(cx).map(Done::Encoded),
+            Job::Encoding(handle) => Pin::new(handle)
+                .poll(cx)
+                .map(|encoded| Done::Encoded(Box::new(encoded))),
             Job::Saving { save, .. } => save.as_mut().poll(cx).map(Done::Saved),
         }
     }
@@ -379,6 +398,13 @@ struct Follower<S> {
 }
 
 impl<S: EventStore + 'static> Follower<S> {
+    /// Tells the lag hook, if any.
+    fn lag_changed(&self, run: &Run) {
+        if let Some(hook) = &self.policy.on_lag {
+            hook(run.followed.saturating_sub(run.saved));
+        }
+    }
+
     /// Logs, counts and hands `error` to the hook.
     fn report(&self, what: &'static str, error: &StoreError, retry_in: Option<Duration>) {
         self.progress.failures.fetch_add(1, Ordering::Relaxed);
@@ -493,37 +519,40 @@ impl<S: EventStore + 'static> Follower<S> {
             _ => None,
         };
         match done {
-            Done::Encoded(Ok((state, encoded))) => {
-                run.state = Some(state);
-                match encoded {
-                    Ok(Ok(snapshot)) => {
-                        let seq = snapshot.seq;
-                        let store = Arc::clone(&self.store);
-                        run.job = Some(Job::Saving {
-                            seq,
-                            save: Box::pin(async move { store.save_snapshot(snapshot).await }),
-                        });
-                    }
-                    Ok(Err(e)) => run.retry = Some(self.failed("encode a snapshot", &e)),
-                    Err(panic) => {
-                        let e = StoreError::Encode {
-                            what: "snapshot",
-                            message: format!("encoding panicked: {}", panic_message(&*panic)),
-                        };
-                        run.retry = Some(self.failed("encode a snapshot", &e));
+            Done::Encoded(encoded) => match *encoded {
+                Ok((state, encoded)) => {
+                    run.state = Some(state);
+                    match encoded {
+                        Ok(Ok(snapshot)) => {
+                            let seq = snapshot.seq;
+                            let store = Arc::clone(&self.store);
+                            run.job = Some(Job::Saving {
+                                seq,
+                                save: Box::pin(async move { store.save_snapshot(snapshot).await }),
+                            });
+                        }
+                        Ok(Err(e)) => run.retry = Some(self.failed("encode a snapshot", &e)),
+                        Err(panic) => {
+                            let e = StoreError::Encode {
+                                what: "snapshot",
+                                message: format!("encoding panicked: {}", panic_message(&*panic)),
+                            };
+                            run.retry = Some(self.failed("encode a snapshot", &e));
+                        }
                     }
                 }
-            }
-            Done::Encoded(Err(e)) => {
-                return Err(StoreError::io(
-                    std::path::PathBuf::new(),
-                    std::io::Error::other(format!("the snapshot encoder was cancelled: {e}")),
-                ));
-            }
+                Err(e) => {
+                    return Err(StoreError::io(
+                        std::path::PathBuf::new(),
+                        std::io::Error::other(format!("the snapshot encoder was cancelled: {e}")),
+                    ));
+                }
+            },
             Done::Saved(Ok(())) => {
                 if let Some(seq) = saving {
                     run.saved = seq;
                     self.progress.last_snapshot.store(seq, Ordering::Release);
+                    self.lag_changed(run);
                 }
                 self.streak = 0;
             }
@@ -557,7 +586,13 @@ impl<S: EventStore + 'static> Follower<S> {
         loop {
             run.arm();
             match wait(&mut stop_rx, &mut run).await {
-                Wake::Stop | Wake::Event(None) => break,
+                Wake::Stop => {
+                    // The final snapshot covers the whole log as of the stop,
+                    // not just what the subscription had delivered so far.
+                    self.take_to_end(&mut run).await;
+                    break;
+                }
+                Wake::Event(None) => break,
                 Wake::Event(Some(Ok(event))) => {
                     if event.seq <= run.followed {
                         continue;
@@ -568,6 +603,7 @@ impl<S: EventStore + 'static> Follower<S> {
                     }
                     run.followed = event.seq;
                     self.progress.followed.store(event.seq, Ordering::Release);
+                    self.lag_changed(&run);
                     if run.due.is_none()
                         && let Some(every) = self.policy.every
                     {
@@ -603,6 +639,40 @@ impl<S: EventStore + 'static> Follower<S> {
             }
         }
         self.finish_up(run).await
+    }
+
+    /// Takes (into the buffer) every event the log holds now that the
+    /// subscription has not delivered yet. A failure ends it early: the final
+    /// snapshot then covers what was taken.
+    async fn take_to_end(&mut self, run: &mut Run) {
+        let end = match self.store.last_seq().await {
+            Ok(end) => end,
+            Err(e) => {
+                self.report("read the log's end", &e, None);
+                return;
+            }
+        };
+        while run.followed < end {
+            let events = run
+                .events
+                .get_or_insert_with(|| self.store.subscribe(run.followed + 1));
+            match events.next().await {
+                Some(Ok(event)) => {
+                    if event.seq <= run.followed {
+                        continue;
+                    }
+                    run.followed = event.seq;
+                    self.progress.followed.store(event.seq, Ordering::Release);
+                    self.lag_changed(run);
+                    run.buffer.push_back(event);
+                }
+                Some(Err(e)) => {
+                    self.report("follow the log", &e, None);
+                    return;
+                }
+                None => return,
+            }
+        }
     }
 
     /// Ends the snapshot in flight, applies what is held, and saves a last
