@@ -342,3 +342,27 @@ fn a_missing_first_segment_after_retention_is_refused() {
         assert!(reason.contains("a segment file is missing"), "{reason}");
     });
 }
+
+#[test]
+fn a_closed_store_deletes_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let options = options()
+            .snapshots_kept(1)
+            .retention(LogRetention::covered_by_snapshot());
+        let store = FileStore::open_with(dir.path(), options.clone()).unwrap();
+        fill(&store).await;
+        store.close().await.unwrap();
+        // The directory's lock is free: another store may own it now.
+        let owner = FileStore::open_with(dir.path(), FileStoreOptions::default()).unwrap();
+        let before = segment_files(dir.path());
+        let state = SystemState::replay_to(&owner, EVENTS).await.unwrap();
+        owner
+            .save_snapshot(state.to_snapshot().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(store.enforce_retention().await.unwrap(), 0);
+        assert_eq!(segment_files(dir.path()), before);
+        assert_eq!(owner.first_seq().await.unwrap(), 1);
+    });
+}

@@ -147,9 +147,52 @@ async fn covered_by_snapshot_purges_up_to_the_snapshot_and_older_reads_are_compa
         // Appends go on after the purge, and a second store sees the same start.
         let range = store.append(events(5), None).await.unwrap();
         assert_eq!(range.start, 101);
+
+        // A second snapshot purges up to it and drops the first (its tail is gone).
+        let at = SystemState::replay_to(&store, 90).await.unwrap();
+        store
+            .save_snapshot(at.to_snapshot().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(store.first_seq().await.unwrap(), 91);
+        assert_eq!(
+            store.latest_snapshot(u64::MAX).await.unwrap().unwrap().seq,
+            90
+        );
+        assert!(
+            store.latest_snapshot(89).await.unwrap().is_none(),
+            "the snapshot at 60 stayed"
+        );
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+        let bucket = NatsStoreOptions::new(&url, &swarm).bucket_name();
+        let mut kv_stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
+        let chunks = store.snapshot_chunk_size();
+        let len = at.to_snapshot().unwrap().data.len();
+        let messages = kv_stream.info().await.unwrap().state.messages;
+        assert_eq!(
+            messages as usize,
+            len.div_ceil(chunks) + 1,
+            "one manifest and its chunks"
+        );
+        assert_eq!(SystemState::replay(&store).await.unwrap().last_seq(), 105);
+        let again_from = SystemState::replay_to(&store, 95).await.unwrap();
+        assert_eq!(again_from.last_seq(), 95);
+        let err = SystemState::replay_to(&store, 70).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Compacted {
+                    requested: 1,
+                    earliest: 91
+                }
+            ),
+            "{err:?}"
+        );
+        let range = store.append(events(5), None).await.unwrap();
+        assert_eq!(range.start, 106);
         let again = connect(&url, &swarm, LogRetention::covered_by_snapshot()).await;
-        assert_eq!(again.first_seq().await.unwrap(), 61);
-        assert_eq!(again.last_seq().await.unwrap(), 105);
+        assert_eq!(again.first_seq().await.unwrap(), 91);
+        assert_eq!(again.last_seq().await.unwrap(), 110);
         store.close().await.unwrap();
         again.close().await.unwrap();
     })

@@ -496,6 +496,11 @@ fn enforce_retention(shared: &Shared) -> Result<usize> {
         return Ok(0);
     }
     let _guard = shared.snapshot_lock.lock();
+    if shared.pending.lock().stopped {
+        // Closed: the directory's lock is released (or about to be), and the
+        // next owner runs retention itself.
+        return Ok(0);
+    }
     // A snapshot past what is written (a caller's mistake) covers no more
     // than the written log.
     let visible = *shared.visible.borrow();

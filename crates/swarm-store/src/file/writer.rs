@@ -255,7 +255,12 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
             // Free the directory before anyone hears that the store is closed.
             drop(file);
             drop(rolled);
+            // A retention run still deleting segments ends before the lock
+            // goes (runs that start later see `stopped` and do nothing):
+            // the next owner of the directory must not race it.
+            let quiet = shared.snapshot_lock.lock();
             drop(lock);
+            drop(quiet);
             ack_all(closes, &result);
             return;
         }

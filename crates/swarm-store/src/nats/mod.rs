@@ -38,8 +38,9 @@
 //!   snapshot covers yet (snapshot more often than the limits bite);
 //! - [`covered_by_snapshot`](LogRetention::covered_by_snapshot): after each
 //!   [`save_snapshot`](EventStore::save_snapshot), the stream is purged below
-//!   that snapshot's sequence + 1 (a JetStream purge with a sequence), so
-//!   older snapshots no longer have their tail. The stream must allow purges:
+//!   that snapshot's sequence + 1 (a JetStream purge with a sequence), and
+//!   the older snapshots, which no longer have their tail, are removed from
+//!   the bucket (so it holds one snapshot). The stream must allow purges:
 //!   one created without this option denies them for good (the server refuses
 //!   to undo `deny_purge`), and [`NatsStore::connect`] then fails saying so.
 //!
@@ -529,6 +530,17 @@ impl Inner {
             )
         })?;
         tracing::debug!(stream = %self.what, purged = purged.purged, keep_from, "purged the log up to the snapshot");
+        // Older snapshots lost their tail with the purge: they go too, which
+        // keeps the bucket at one snapshot.
+        let pruned = snapshot::prune_before(
+            &self.js,
+            &self.kv,
+            &self.options.bucket_name(),
+            &self.what_bucket,
+            seq,
+        )
+        .await?;
+        tracing::debug!(bucket = %self.what_bucket, pruned, "pruned the snapshots the purge made useless");
         Ok(())
     }
 }
