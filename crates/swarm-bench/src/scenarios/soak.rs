@@ -182,6 +182,8 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "restart_ms_fresh_rounds": restarts.build_ms(false).into_iter().map(r3).collect::<Vec<_>>(),
         "restart_first_task_ms": r3(median(&mut restarts.first_task_ms(true))),
         "restart_first_task_ms_fresh": r3(median(&mut restarts.first_task_ms(false))),
+        "restart_tail_events": restarts.soaked.first().map_or(0, |r| r.tail_events),
+        "restart_log_events": restarts.soaked.first().map_or(0, |r| r.log_events),
         "restart_rss_growth_mib": mib(restarts.soaked.iter().map(|r| r.rss_growth).max().unwrap_or(0)),
         "restart_rss_growth_mib_fresh": mib(restarts.fresh.iter().map(|r| r.rss_growth).max().unwrap_or(0)),
         "store_bytes": dir_bytes(&soaked),
@@ -463,6 +465,10 @@ struct Restart {
     build_ms: f64,
     first_task_ms: f64,
     rss_growth: u64,
+    /// Events after the newest snapshot, just after the start.
+    tail_events: u64,
+    /// Events in the log, just after the start.
+    log_events: u64,
 }
 
 #[derive(Debug, Default)]
@@ -496,6 +502,19 @@ async fn restart(dir: &Path) -> Result<Restart> {
         .map_err(|e| format!("cannot restart a swarm on {}: {e}", dir.display()))?;
     let build_ms = ms(started.elapsed());
     let rss_growth = rss_bytes().saturating_sub(rss_before);
+    // What the restart found beyond its newest snapshot (plus the few events
+    // the start itself recorded): the tail it had to replay.
+    let store = swarm.store();
+    let snapshot_seq = store
+        .latest_snapshot(u64::MAX)
+        .await
+        .map_err(|e| format!("cannot read the restarted store's snapshot: {e}"))?
+        .map_or(0, |s| s.seq);
+    let last_seq = store
+        .last_seq()
+        .await
+        .map_err(|e| format!("cannot read the restarted store's last sequence: {e}"))?;
+    let tail_events = last_seq.saturating_sub(snapshot_seq);
     let first = Instant::now();
     let handle = swarm
         .submit(task(&Arc::from("restart"))?)
@@ -518,6 +537,8 @@ async fn restart(dir: &Path) -> Result<Restart> {
         build_ms,
         first_task_ms,
         rss_growth,
+        tail_events,
+        log_events: last_seq,
     })
 }
 
