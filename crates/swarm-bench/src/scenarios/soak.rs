@@ -130,6 +130,14 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     }
 
     let fit = load.fit(load_for)?;
+    let second_half = load.fit_from(load_for / 2)?;
+    // The whole run's average, warm-up included, for comparison with the slope.
+    let whole_run = match (load.samples.first(), load.at_load_end()) {
+        (Some(first), Some(end)) if end.finished > first.finished => {
+            end.rss.saturating_sub(first.rss) as f64 / (end.finished - first.finished) as f64
+        }
+        _ => 0.0,
+    };
     let samples = &load.samples;
     let max_lag = samples.iter().map(Sample::lag).max().unwrap_or(0);
     let max_fds = samples.iter().map(|s| s.open_fds).max().unwrap_or(0);
@@ -159,6 +167,8 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "warm_up_s": r3(load_for.as_secs_f64() * WARM_UP_FRACTION),
         "fit_samples": fit.points,
         "fit_r2": r3(fit.r2),
+        "retained_bytes_per_finished_task_second_half": r3(second_half.slope),
+        "rss_growth_per_finished_task_whole_run": r3(whole_run),
         "rss_growth_bytes_per_sec": r3(fit.slope_per_sec),
         "rss_before_build_mib": mib(rss_before_build),
         "rss_max_mib": mib(samples.iter().map(|s| s.rss).max().unwrap_or(0)),
@@ -174,6 +184,9 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "max_snapshot_bytes": samples.iter().map(|s| s.snapshot_bytes).max().unwrap_or(0),
         "snapshot_probe_max_ms": r3(samples.iter().map(|s| ms(s.probe)).fold(0.0, f64::max)),
         "min_open_fds": samples.iter().map(|s| s.open_fds).min().unwrap_or(0),
+    });
+    // Two objects: one `json!` this long passes the macro recursion limit.
+    let restart_details = json!({
         "shutdown_ms": r3(shutdown_ms),
         "restart_rounds": rounds,
         // Also here for the report's aim on restart_ms.
@@ -192,6 +205,8 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "lag_method": "store.last_seq() - store.latest_snapshot(u64::MAX).seq, each sample",
         "restart_method": "time of Swarm::builder().file_store(dir).build() after a graceful shutdown; median of the rounds, soaked and fresh alternating",
     });
+    let mut details = object(details);
+    details.extend(object(restart_details));
     let t: Vec<f64> = samples.iter().map(|s| r3(s.at.as_secs_f64())).collect();
     let series = json!({
         "t_s": t,
@@ -202,7 +217,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     });
     Ok(Outcome {
         values: object(values),
-        details: object(details),
+        details,
         series: object(series),
     })
 }
@@ -246,7 +261,11 @@ impl Load {
     }
 
     fn fit(&self, load_for: Duration) -> Result<Fit> {
-        let from = load_for.mul_f64(WARM_UP_FRACTION);
+        self.fit_from(load_for.mul_f64(WARM_UP_FRACTION))
+    }
+
+    /// The fit over the samples from `from` to the end of the load.
+    fn fit_from(&self, from: Duration) -> Result<Fit> {
         let until = Duration::from_secs_f64(self.submit_s);
         let points: Vec<&Sample> = self
             .samples
