@@ -107,15 +107,16 @@ impl LiveView {
         self.waits[priority.level()].percentiles_ms()
     }
 
-    /// Completions per second over the last [`THROUGHPUT_WINDOW_SECS`] whole
-    /// seconds before `now` (wall time, as the log stamps events).
+    /// Completions per second over the last [`THROUGHPUT_WINDOW_SECS`]
+    /// seconds up to `now`, the current one included (wall time, as the log
+    /// stamps events).
     pub(crate) fn throughput_per_sec(&self, now: Timestamp) -> f64 {
         let now_sec = seconds(now);
-        let from = now_sec.saturating_sub(THROUGHPUT_WINDOW_SECS);
+        let from = now_sec.saturating_sub(THROUGHPUT_WINDOW_SECS - 1);
         let count: u64 = self
             .completions
             .iter()
-            .filter(|(sec, _)| *sec >= from && *sec < now_sec)
+            .filter(|(sec, n)| *n > 0 && *sec >= from && *sec <= now_sec)
             .map(|(_, n)| n)
             .sum();
         count as f64 / THROUGHPUT_WINDOW_SECS as f64
@@ -154,7 +155,8 @@ impl LiveView {
 }
 
 fn seconds(t: Timestamp) -> u64 {
-    t.saturating_duration_since(Timestamp::from_micros(0)).as_secs()
+    t.saturating_duration_since(Timestamp::from_micros(0))
+        .as_secs()
 }
 
 /// What the pause events of the log switch: the work source's gate.
