@@ -164,9 +164,9 @@ impl Swarm {
         // Replay before anything new is recorded. A distributed node does not:
         // the shared queue holds its work, and the shared log every node's.
         let recovered = if distributed {
-            SystemState::new()
+            SystemState::with_retention(b.retention)
         } else {
-            SystemState::replay(&*store).await?
+            SystemState::replay_with(&*store, b.retention).await?
         };
 
         let counters = Arc::new(Counters::default());
