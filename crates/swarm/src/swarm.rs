@@ -412,7 +412,7 @@ impl Swarm {
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let autoscaler = attach_scaling(&b, &pool, &bus, &runtime, queued, &mut subscriptions);
         // The management view: the shared log's state (every node's tasks).
-        let state = SystemState::replay(&*store).await?;
+        let state = SystemState::replay_with(&*store, b.retention).await?;
         let manage = crate::manage::Manage::start(
             state,
             crate::manage::Source::JetStream(Arc::clone(&source)),

@@ -247,11 +247,6 @@ pub struct Overview {
     pub paused: bool,
 }
 
-/// Whether a replayed state says the swarm is paused.
-pub(crate) fn state_paused(_state: &SystemState) -> bool {
-    false
-}
-
 /// The work source, as management acts on it.
 #[derive(Clone)]
 pub(crate) enum Source {
@@ -309,7 +304,7 @@ impl Manage {
         runtime: &tokio::runtime::Handle,
     ) -> Manage {
         let shared = Shared::new(state);
-        let paused = shared.view.read().paused;
+        let paused = shared.view.read().paused();
         let gate: Arc<dyn view::PauseGate> = match &source {
             Source::Local(core) => Arc::new(Arc::downgrade(core)),
             #[cfg(feature = "nats")]
@@ -368,7 +363,7 @@ impl Manage {
             agent: record.agent,
             errors: record.errors[skip..].to_vec(),
             created_at: record.task.created_at(),
-            updated_at: None,
+            updated_at: record.updated_at,
             created_seq: record.created_seq,
         }
     }
@@ -673,7 +668,7 @@ impl Swarm {
     /// Whether the swarm is paused (as the live view of the log says).
     #[must_use]
     pub fn is_paused(&self) -> bool {
-        self.manage().shared.view.read().paused
+        self.manage().shared.view.read().paused()
     }
 
     /// Waits until the live view that [`task`](Self::task),
@@ -751,7 +746,7 @@ impl Swarm {
             queue_wait_ms.insert(priority.as_str().to_owned(), QueueWait { p50_ms, p99_ms });
         }
         let throughput_per_sec = view.throughput_per_sec(now);
-        let paused = view.paused;
+        let paused = view.paused();
         let mut agents: Vec<AgentView> = pool_agents
             .iter()
             .map(|a| {

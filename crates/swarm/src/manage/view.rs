@@ -39,8 +39,6 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// What the management API reads.
 pub(crate) struct LiveView {
     pub(crate) state: SystemState,
-    /// Whether the latest pause event of the log is `swarm:paused`.
-    pub(crate) paused: bool,
     /// How often each task was retried from the dead letters (only tasks
     /// retried at least once; pruned with the tasks the state forgets).
     retried: HashMap<TaskId, u64>,
@@ -86,15 +84,18 @@ impl Ring {
 
 impl LiveView {
     pub(crate) fn new(state: SystemState) -> Self {
-        let paused = super::state_paused(&state);
         LiveView {
             state,
-            paused,
             retried: HashMap::new(),
             sweep_at: 64,
             waits: Default::default(),
             completions: [(0, 0); BUCKETS],
         }
+    }
+
+    /// Whether the log says the swarm is paused.
+    pub(crate) fn paused(&self) -> bool {
+        self.state.is_paused()
     }
 
     /// How often `task` was retried from the dead letters, as this view saw.
@@ -124,8 +125,6 @@ impl LiveView {
 
     pub(crate) fn apply(&mut self, stored: &StoredEvent) {
         match &stored.event {
-            Event::SwarmPaused(_) => self.paused = true,
-            Event::SwarmResumed(_) => self.paused = false,
             Event::TaskDeadLetterRetried(e) => {
                 *self.retried.entry(e.task_id).or_insert(0) += 1;
             }
@@ -232,10 +231,10 @@ pub(crate) async fn follow(
                             if stored.seq <= view.state.last_seq() {
                                 continue;
                             }
-                            let before = view.paused;
+                            let before = view.paused();
                             view.apply(&stored);
-                            if view.paused != before {
-                                pause_now = Some(view.paused);
+                            if view.paused() != before {
+                                pause_now = Some(view.paused());
                             }
                             last = Some(stored.seq);
                         }
@@ -268,20 +267,23 @@ pub(crate) async fn follow(
         if compacted {
             // The events after our last one are gone: start over from the
             // store's snapshot and what follows it.
-            match SystemState::replay(&*store).await {
+            let Some(retention) = shared.upgrade().map(|s| s.view.read().state.retention()) else {
+                return;
+            };
+            match SystemState::replay_with(&*store, retention).await {
                 Ok(state) => {
                     let Some(shared) = shared.upgrade() else {
                         return;
                     };
                     let (paused, last) = {
                         let mut view = shared.view.write();
-                        let before = view.paused;
+                        let before = view.paused();
                         let fresh = LiveView::new(state);
                         let keep_waits = std::mem::take(&mut view.waits);
                         *view = fresh;
                         view.waits = keep_waits;
                         (
-                            (view.paused != before).then_some(view.paused),
+                            (view.paused() != before).then_some(view.paused()),
                             view.state.last_seq(),
                         )
                     };
