@@ -44,6 +44,8 @@ struct Cluster {
     agent: TestAgent,
     queue: TaskQueue,
     log: NatsStore,
+    url: String,
+    options: NatsStoreOptions,
 }
 
 impl Cluster {
@@ -58,30 +60,36 @@ impl Cluster {
             broken: Arc::new(AtomicBool::new(true)),
             started: Arc::new(AtomicUsize::new(0)),
         };
-        let mut nodes = Vec::new();
-        for _ in 0..2 {
-            let store = NatsStore::connect(options.clone()).await.unwrap();
-            let agent = agent.clone();
-            nodes.push(
-                Swarm::builder()
-                    .agents(2)
-                    .max_agents(2)
-                    .autoscale(false)
-                    .agent_factory(move |_| agent.clone())
-                    .store(Arc::new(store), true)
-                    .nats(url)
-                    .task_queue(config.clone())
-                    .build()
-                    .await
-                    .unwrap(),
-            );
-        }
-        Cluster {
-            nodes,
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
             agent,
             queue,
             log,
+            url: url.to_owned(),
+            options,
+        };
+        for _ in 0..2 {
+            let node = cluster.node().await;
+            cluster.nodes.push(node);
         }
+        cluster
+    }
+
+    /// A new node of the cluster's swarm.
+    async fn node(&self) -> Swarm {
+        let store = NatsStore::connect(self.options.clone()).await.unwrap();
+        let agent = self.agent.clone();
+        Swarm::builder()
+            .agents(2)
+            .max_agents(2)
+            .autoscale(false)
+            .agent_factory(move |_| agent.clone())
+            .store(Arc::new(store), true)
+            .nats(&self.url)
+            .task_queue(self.queue.config().clone())
+            .build()
+            .await
+            .unwrap()
     }
 
     async fn stop(self) {
@@ -207,12 +215,23 @@ async fn manage_nats_pause_on_one_node_holds_every_node() {
             6,
             "the tasks wait on the server"
         );
+        // A node that joins (or restarts) on the paused log starts paused.
+        let late = c.node().await;
+        assert!(late.is_paused());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            c.agent.started.load(Ordering::SeqCst),
+            0,
+            "the new node ran a task"
+        );
         b.resume().await.unwrap();
         for handle in handles {
             assert!(handle.await.is_completed());
         }
         a.sync_view().await.unwrap();
-        assert!(!a.is_paused());
+        late.sync_view().await.unwrap();
+        assert!(!a.is_paused() && !late.is_paused());
+        late.shutdown(Duration::from_secs(10)).await.unwrap();
     })
     .await;
 }
