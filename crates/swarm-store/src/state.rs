@@ -298,6 +298,9 @@ pub struct SystemState {
     retire_no: u64,
     #[serde(default)]
     by_kind: BTreeMap<String, KindCounts>,
+    /// Whether the latest pause event is `swarm:paused`.
+    #[serde(default)]
+    paused: bool,
     /// Configuration, not state: not part of a snapshot.
     #[serde(skip)]
     retention: Retention,
@@ -315,6 +318,8 @@ fn task_of(event: &Event) -> Option<TaskId> {
         Event::TaskDeadLettered(e) => e.task_id,
         Event::TaskCancelled(e) => e.task_id,
         Event::TaskInterrupted(e) => e.task_id,
+        Event::TaskDeadLetterRetried(e) => e.task_id,
+        Event::TaskDiscarded(e) => e.task_id,
         _ => return None,
     })
 }
@@ -359,6 +364,12 @@ impl SystemState {
     /// included), by kind name.
     pub fn kinds(&self) -> impl Iterator<Item = (&str, &KindCounts)> {
         self.by_kind.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Whether the swarm is paused: the latest of `swarm:paused` /
+    /// `swarm:resumed` in the log is `swarm:paused`.
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// How many tasks the state holds (live, and finished within the window).
@@ -763,10 +774,35 @@ impl SystemState {
                     .tasks_stolen
                     .saturating_add(u64::from(e.count));
             }
+            // Back to pending with fresh attempts; it leaves the dead letters.
+            Event::TaskDeadLetterRetried(e) if self.is_dead_letter(e.task_id) => {
+                self.unfinish(e.task_id);
+                if let Some(t) = self.tasks.get_mut(&e.task_id) {
+                    t.status = TaskStatus::Pending;
+                    t.attempts = 0;
+                    t.task.set_attempt(0);
+                    t.errors.clear();
+                    t.last_error = None;
+                    t.will_retry = false;
+                }
+            }
+            // Acted on: no longer a dead letter (its aggregates stay).
+            Event::TaskDiscarded(e) if self.is_dead_letter(e.task_id) => {
+                self.unfinish(e.task_id);
+                self.tasks.remove(&e.task_id);
+            }
+            Event::SwarmPaused(_) => self.paused = true,
+            Event::SwarmResumed(_) => self.paused = false,
             // Signals that change no stored state.
             _ => {}
         }
         self.retire(at);
+    }
+
+    fn is_dead_letter(&self, id: TaskId) -> bool {
+        self.tasks
+            .get(&id)
+            .is_some_and(|t| t.status == TaskStatus::DeadLettered)
     }
 
     fn set_status(&mut self, id: TaskId, status: TaskStatus) {

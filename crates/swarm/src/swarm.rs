@@ -81,6 +81,8 @@ struct Inner {
     owns_store: bool,
     max_payload: usize,
     metrics: MetricsWiring,
+    /// The management API's live view and what its actions need.
+    manage: crate::manage::Manage,
     _subscriptions: Vec<Subscription>,
     _autoscaler: Option<Subscription>,
 }
@@ -315,6 +317,18 @@ impl Swarm {
                 "re-queueing tasks recovered from the event log"
             );
         }
+        // The replayed state becomes the management view; a log that says
+        // paused pauses the core before anything is re-queued.
+        let manage = crate::manage::Manage::start(
+            recovered,
+            crate::manage::Source::Local(Arc::clone(&core)),
+            Arc::clone(&journal),
+            bus.clone(),
+            Arc::clone(&store),
+            pool.clone(),
+            scale_bounds(&b),
+            &runtime,
+        );
         core.recover(requeue);
 
         let polling = match b.mode {
@@ -374,10 +388,16 @@ impl Swarm {
                 owns_store: matches!(b.store, StoreSpec::File { .. }),
                 max_payload: b.max_payload,
                 metrics,
+                manage,
                 _subscriptions: subscriptions,
                 _autoscaler: autoscaler,
             }),
         })
+    }
+
+    /// The management API's part of the swarm.
+    pub(crate) fn manage(&self) -> &crate::manage::Manage {
+        &self.inner.manage
     }
 
     /// The rest of `start` for a node of a distributed swarm: the JetStream
@@ -396,6 +416,9 @@ impl Swarm {
         mut subscriptions: Vec<Subscription>,
     ) -> Result<Swarm, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        // The management view: the shared log's state (every node's tasks).
+        // A log that says paused holds the puller from its start.
+        let state = SystemState::replay_with(&*store, b.retention).await?;
         let source = crate::distributed::JetStreamSource::start(
             queue,
             pool.clone(),
@@ -403,6 +426,7 @@ impl Swarm {
             Arc::clone(&journal),
             Arc::clone(&counters),
             Arc::clone(&store),
+            state.is_paused(),
         )
         .await?;
         if pool
@@ -416,6 +440,16 @@ impl Swarm {
         // The server holds the queue: scaling sees no local backlog.
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let autoscaler = attach_scaling(&b, &pool, &bus, &runtime, queued, &mut subscriptions);
+        let manage = crate::manage::Manage::start(
+            state,
+            crate::manage::Source::JetStream(Arc::clone(&source)),
+            Arc::clone(&journal),
+            bus.clone(),
+            Arc::clone(&store),
+            pool.clone(),
+            scale_bounds(&b),
+            &runtime,
+        );
         Ok(Swarm {
             inner: Arc::new(Inner {
                 source: WorkSource::JetStream(source),
@@ -429,6 +463,7 @@ impl Swarm {
                 owns_store: b.nats.is_some() && !matches!(b.store, StoreSpec::Custom { .. }),
                 max_payload: b.max_payload,
                 metrics,
+                manage,
                 _subscriptions: subscriptions,
                 _autoscaler: autoscaler,
             }),
@@ -744,6 +779,7 @@ impl Drop for Inner {
         if let Some(polling) = self.polling.get_mut().take() {
             polling.abort();
         }
+        self.manage.stop();
         match &self.source {
             WorkSource::Local(core) => core.abandon(),
             #[cfg(feature = "nats")]
@@ -759,6 +795,15 @@ fn saturating_deadline(start: tokio::time::Instant, d: Duration) -> tokio::time:
     start
         .checked_add(d)
         .unwrap_or_else(|| start.checked_add(FAR).unwrap_or(start))
+}
+
+/// The agent counts [`Swarm::scale_to`] may set: the autoscaler's bounds
+/// (`min_agents`, default the starting agents, to `max_agents`).
+fn scale_bounds(b: &SwarmBuilder) -> (usize, usize) {
+    (
+        b.min_agents.unwrap_or(b.agents).min(b.max_agents),
+        b.max_agents,
+    )
 }
 
 /// Reactive scaling: overload grows the pool, backlog activates reserve
