@@ -72,6 +72,7 @@ mod handle;
 mod idmap;
 mod journal;
 mod latency;
+mod manage;
 mod metrics;
 mod scheduler;
 mod stats;
@@ -80,6 +81,11 @@ mod swarm;
 pub use builder::{SchedulerMode, SwarmBuilder};
 pub use error::{BuildError, CancelError, ShutdownError, SubmitError};
 pub use handle::{TaskHandle, TaskOutcome};
+#[doc(inline)]
+pub use manage::{
+    AgentState, AgentView, ManageError, Overview, QueueWait, TaskCounts, TaskFilter, TaskInfo,
+    TaskPage,
+};
 pub use stats::SwarmStats;
 pub use swarm::{ShutdownReport, Swarm};
 

@@ -79,6 +79,8 @@ struct Inner {
     owns_store: bool,
     max_payload: usize,
     metrics: MetricsWiring,
+    /// The management API's live view and what its actions need.
+    manage: crate::manage::Manage,
     _subscriptions: Vec<Subscription>,
     _autoscaler: Option<Subscription>,
 }
@@ -313,6 +315,18 @@ impl Swarm {
                 "re-queueing tasks recovered from the event log"
             );
         }
+        // The replayed state becomes the management view; a log that says
+        // paused pauses the core before anything is re-queued.
+        let manage = crate::manage::Manage::start(
+            recovered,
+            crate::manage::Source::Local(Arc::clone(&core)),
+            Arc::clone(&journal),
+            bus.clone(),
+            Arc::clone(&store),
+            pool.clone(),
+            scale_bounds(&b),
+            &runtime,
+        );
         core.recover(requeue);
 
         let polling = match b.mode {
@@ -349,10 +363,16 @@ impl Swarm {
                 owns_store: matches!(b.store, StoreSpec::File { .. }),
                 max_payload: b.max_payload,
                 metrics,
+                manage,
                 _subscriptions: subscriptions,
                 _autoscaler: autoscaler,
             }),
         })
+    }
+
+    /// The management API's part of the swarm.
+    pub(crate) fn manage(&self) -> &crate::manage::Manage {
+        &self.inner.manage
     }
 
     /// The rest of `start` for a node of a distributed swarm: the JetStream
@@ -391,6 +411,18 @@ impl Swarm {
         // The server holds the queue: scaling sees no local backlog.
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let autoscaler = attach_scaling(&b, &pool, &bus, &runtime, queued, &mut subscriptions);
+        // The management view: the shared log's state (every node's tasks).
+        let state = SystemState::replay(&*store).await?;
+        let manage = crate::manage::Manage::start(
+            state,
+            crate::manage::Source::JetStream(Arc::clone(&source)),
+            Arc::clone(&journal),
+            bus.clone(),
+            Arc::clone(&store),
+            pool.clone(),
+            scale_bounds(&b),
+            &runtime,
+        );
         Ok(Swarm {
             inner: Arc::new(Inner {
                 source: WorkSource::JetStream(source),
@@ -404,6 +436,7 @@ impl Swarm {
                 owns_store: b.nats.is_some() && !matches!(b.store, StoreSpec::Custom { .. }),
                 max_payload: b.max_payload,
                 metrics,
+                manage,
                 _subscriptions: subscriptions,
                 _autoscaler: autoscaler,
             }),
@@ -719,6 +752,7 @@ impl Drop for Inner {
         if let Some(polling) = self.polling.get_mut().take() {
             polling.abort();
         }
+        self.manage.stop();
         match &self.source {
             WorkSource::Local(core) => core.abandon(),
             #[cfg(feature = "nats")]
@@ -734,6 +768,12 @@ fn saturating_deadline(start: tokio::time::Instant, d: Duration) -> tokio::time:
     start
         .checked_add(d)
         .unwrap_or_else(|| start.checked_add(FAR).unwrap_or(start))
+}
+
+/// The agent counts [`Swarm::scale_to`] may set: the autoscaler's bounds
+/// (`min_agents`, default the starting agents, to `max_agents`).
+fn scale_bounds(b: &SwarmBuilder) -> (usize, usize) {
+    (b.min_agents.unwrap_or(b.agents).min(b.max_agents), b.max_agents)
 }
 
 /// Reactive scaling: overload grows the pool, backlog activates reserve

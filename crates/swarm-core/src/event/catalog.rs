@@ -290,3 +290,40 @@ pub struct SystemShutdown {
     /// Tasks still queued (they stay pending and resume on the next start).
     pub pending: u64,
 }
+
+/// `task:dead_letter_retried`: an operator sent a dead-lettered task back to
+/// the queue with fresh attempts (same id). Recorded before the task is
+/// queued again, so a restart after it re-queues the task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskDeadLetterRetried {
+    /// The task.
+    pub task_id: TaskId,
+    /// The attempts the dead letter had used (its next attempt is the first again).
+    pub attempts: u32,
+}
+
+/// `task:discarded`: an operator dropped a dead-lettered task for good: it is
+/// no longer listed as a dead letter and never runs again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskDiscarded {
+    /// The task.
+    pub task_id: TaskId,
+}
+
+/// `swarm:paused`: an operator paused the swarm: no task starts until
+/// `swarm:resumed` (running attempts finish; submitted tasks are queued). A
+/// swarm that restarts on a log whose last word is `swarm:paused` starts paused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SwarmPaused {
+    /// Attempts running on the node that paused, at the moment it paused (they finish).
+    #[serde(default)]
+    pub running: u64,
+}
+
+/// `swarm:resumed`: an operator resumed a paused swarm: queued tasks start again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SwarmResumed {
+    /// Tasks waiting to start on the node that resumed, at that moment.
+    #[serde(default)]
+    pub queued: u64,
+}

@@ -166,6 +166,14 @@ catalog! {
     SystemShutdown(SystemShutdown) = "system:shutdown",
     /// A graceful shutdown stopped an attempt; the task is pending again, uncharged.
     TaskInterrupted(TaskInterrupted) = "task:interrupted",
+    /// A dead-lettered task was sent back to the queue with fresh attempts.
+    TaskDeadLetterRetried(TaskDeadLetterRetried) = "task:dead_letter_retried",
+    /// A dead-lettered task was dropped for good.
+    TaskDiscarded(TaskDiscarded) = "task:discarded",
+    /// The swarm was paused: no task starts until it is resumed.
+    SwarmPaused(SwarmPaused) = "swarm:paused",
+    /// The swarm was resumed: queued tasks start again.
+    SwarmResumed(SwarmResumed) = "swarm:resumed",
 }
 
 impl fmt::Display for EventKind {

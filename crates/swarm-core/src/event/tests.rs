@@ -27,12 +27,16 @@ fn position(kind: EventKind) -> usize {
         EventKind::PerformanceDegraded => 17,
         EventKind::SystemShutdown => 18,
         EventKind::TaskInterrupted => 19,
+        EventKind::TaskDeadLetterRetried => 20,
+        EventKind::TaskDiscarded => 21,
+        EventKind::SwarmPaused => 22,
+        EventKind::SwarmResumed => 23,
     }
 }
 
 #[test]
 fn all_lists_every_kind_once() {
-    assert_eq!(EventKind::ALL.len(), 20);
+    assert_eq!(EventKind::ALL.len(), 24);
     for (i, kind) in EventKind::ALL.into_iter().enumerate() {
         assert_eq!(
             position(kind),

@@ -277,6 +277,18 @@ pub fn event_of_with_ids(kind: EventKind, ids: BoxedStrategy<TaskId>) -> BoxedSt
                 .into()
             })
             .boxed(),
+        EventKind::TaskDeadLetterRetried => (ids, 0u32..10)
+            .prop_map(|(task_id, attempts)| TaskDeadLetterRetried { task_id, attempts }.into())
+            .boxed(),
+        EventKind::TaskDiscarded => ids
+            .prop_map(|task_id| TaskDiscarded { task_id }.into())
+            .boxed(),
+        EventKind::SwarmPaused => any::<u64>()
+            .prop_map(|running| SwarmPaused { running }.into())
+            .boxed(),
+        EventKind::SwarmResumed => any::<u64>()
+            .prop_map(|queued| SwarmResumed { queued }.into())
+            .boxed(),
     }
 }
 

@@ -91,6 +91,11 @@ pub(crate) struct JetStreamSource {
     /// Notified each time an attempt ends (shutdown waits on it).
     attempt_ended: Notify,
     stopping: AtomicBool,
+    /// Paused by the operator: the puller takes no message (the tasks wait on
+    /// the server, for other nodes or the resume); running attempts finish.
+    paused: AtomicBool,
+    /// Notified (all waiters) each time `paused` changes.
+    pause_changed: Notify,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -129,6 +134,8 @@ impl JetStreamSource {
             freed: Notify::new(),
             attempt_ended: Notify::new(),
             stopping: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            pause_changed: Notify::new(),
             tasks: Mutex::new(Vec::new()),
         });
         let puller = tokio::spawn(pull(Arc::clone(&source), streams));
@@ -140,6 +147,55 @@ impl JetStreamSource {
     /// An agent joined the pool: the puller may take more work.
     pub(crate) fn agent_added(&self) {
         self.freed.notify_one();
+    }
+
+    /// Pauses or resumes pulling; resuming wakes the puller at once.
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        self.pause_changed.notify_waiters();
+        if !paused {
+            self.freed.notify_one();
+        }
+    }
+
+    /// Whether the puller is paused.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Publishes a dead-lettered task again for a retry (fresh attempts), as
+    /// a new message: `retry` numbers the retries of the task, so the message
+    /// id differs from the submission's (the duplicate window would drop it)
+    /// and two nodes retrying the same dead letter at once queue it once.
+    pub(crate) async fn publish_retry(&self, task: &Task, retry: u64) -> Result<(), DistributedError> {
+        self.state.lock().dead_recorded.remove(&task.id());
+        let body = serde_json::to_vec(task).map_err(|e| DistributedError::Encode {
+            task: task.id().to_string(),
+            message: e.to_string(),
+        })?;
+        let publish = Publish::build()
+            .payload(body.into())
+            .message_id(format!("{}.r{retry}", task.id()));
+        let what = || format!("publishing the retry of task {}", task.id());
+        self.queue
+            .js
+            .send_publish(self.queue.config.subject(task.priority()), publish)
+            .await
+            .map_err(|e| DistributedError::nats(what(), e))?
+            .await
+            .map_err(|e| DistributedError::nats(what(), e))?;
+        Ok(())
+    }
+
+    /// Waits until the source is resumed or stops.
+    async fn wait_resumed(&self) {
+        loop {
+            let changed = self.pause_changed.notified();
+            if !self.is_paused() || self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Whether a task submitted here is still waiting for its outcome.
@@ -222,6 +278,7 @@ impl JetStreamSource {
     /// Stops taking work; running attempts go on.
     pub(crate) fn stop_pulling(&self) {
         self.stopping.store(true, Ordering::Release);
+        self.pause_changed.notify_waiters();
         if let Some(puller) = self.tasks.lock().first() {
             puller.abort();
         }
@@ -291,14 +348,21 @@ async fn pull(
             if source.stopping.load(Ordering::Acquire) {
                 return;
             }
-            if source.pool.counts().idle > 0 {
+            // Paused: wait for the resume (it notifies `freed`), pulling nothing.
+            if !source.is_paused() && source.pool.counts().idle > 0 {
                 break;
             }
             freed.await;
         }
-        // Most urgent first: `biased` polls the branches in order.
+        // Most urgent first: `biased` polls the branches in order. A pause
+        // while the pull waits stops the wait.
+        let paused = source.pause_changed.notified();
+        if source.is_paused() {
+            continue;
+        }
         let message = tokio::select! {
             biased;
+            () = paused => continue,
             Some(m) = critical.next() => m,
             Some(m) = high.next() => m,
             Some(m) = normal.next() => m,
@@ -313,6 +377,17 @@ async fn pull(
             }
         };
         Counters::bump(&source.counters.wakeups);
+        // Paused as the message arrived: hold it (progress acks keep it
+        // from other nodes, which are paused too) until the resume.
+        if source.is_paused() {
+            let config = source.queue.config.clone();
+            in_progress(&message, &config, source.wait_resumed()).await;
+            if source.stopping.load(Ordering::Acquire) {
+                // Shutdown: the server offers it again to the next puller.
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                return;
+            }
+        }
         let task: Task = match serde_json::from_slice(&message.payload) {
             Ok(t) => t,
             Err(error) => {

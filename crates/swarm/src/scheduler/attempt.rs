@@ -140,6 +140,10 @@ impl Core {
     }
 
     pub(super) fn take_work(&self, s: &mut Sched, agent: AgentId) -> AfterAttempt {
+        // Paused: the agent sleeps on its inbox; resuming dispatches to it.
+        if self.is_paused() {
+            return AfterAttempt::Wait;
+        }
         let has_work =
             !s.global.is_empty() || self.local.local_len(agent) > 0 || self.has_stealable();
         if !has_work || self.pool.claim(agent).is_err() {

@@ -156,6 +156,9 @@ pub(crate) struct Core {
     draining: AtomicBool,
     /// Set when the swarm is dropped: no agent loop starts after it.
     stopped: AtomicBool,
+    /// Paused by the operator (`Swarm::pause`): no task starts; running ones
+    /// finish. Changed only with `sched` held (see `set_paused`).
+    paused: AtomicBool,
     /// Notified each time an attempt ends (shutdown waits on it).
     attempt_ended: Notify,
     latency: LatencyWatch,
@@ -206,6 +209,7 @@ impl Core {
             accepting: AtomicBool::new(true),
             draining: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             attempt_ended: Notify::new(),
             latency,
             runtime,
@@ -255,6 +259,37 @@ impl Core {
             SchedulerMode::Event => self.take_work(s, agent),
             SchedulerMode::Polling { .. } => AfterAttempt::Wait,
         }
+    }
+
+    /// Whether the operator paused the swarm: no task starts.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Pauses or resumes starting tasks. Set under the scheduler lock, so no
+    /// placement is half-way when it changes; resuming hands queued work to
+    /// idle agents at once (nothing polls while paused).
+    pub(crate) fn set_paused(&self, paused: bool) {
+        let mut s = self.sched.lock();
+        let was = self.paused.swap(paused, Ordering::AcqRel);
+        if was && !paused {
+            // Affinity may have queued tasks locally for agents that sat idle
+            // while paused: those agents take them first.
+            for agent in self.pool.idle_agents() {
+                if self.local.local_len(agent) > 0 && self.pool.claim(agent).is_ok() {
+                    match self.pick(&mut s, agent) {
+                        Some(assignment) => self.send(&mut s, agent, assignment),
+                        None => self.pool.release(agent),
+                    }
+                }
+            }
+            self.dispatch_idle(&mut s);
+        }
+    }
+
+    /// Tasks waiting in a queue now (global, local and the polling FIFO).
+    pub(crate) fn queued_now(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed) as u64
     }
 
     pub(crate) fn is_accepting(&self) -> bool {

@@ -14,7 +14,10 @@ impl Core {
                 && self.pool.is_active(agent)
                 && (!restricted || self.pool.can_run(agent, queued.task.kind()));
             if usable {
-                if self.local.local_len(agent) == 0 && self.pool.claim(agent).is_ok() {
+                if !self.is_paused()
+                    && self.local.local_len(agent) == 0
+                    && self.pool.claim(agent).is_ok()
+                {
                     let assignment = self.assign(s, agent, queued, None);
                     self.send(s, agent, assignment);
                     return;
@@ -25,7 +28,8 @@ impl Core {
                 return;
             }
         }
-        if s.global.is_empty() {
+        // Paused: nothing starts, the task waits in the global queue.
+        if s.global.is_empty() && !self.is_paused() {
             let claimed = if restricted {
                 self.pool.claim_idle_for(queued.task.kind())
             } else {
@@ -43,7 +47,7 @@ impl Core {
             .global
             .peek()
             .is_some_and(|(_, p)| p >= queued.task.priority());
-        if self.config.prefetch > 0 && !global_first {
+        if self.config.prefetch > 0 && !global_first && !self.is_paused() {
             if let Some(agent) = self.prefetch_target(queued.task.kind()) {
                 self.push_local(s, agent, queued);
                 return;
@@ -163,7 +167,7 @@ impl Core {
 
     /// Gives queued work to idle agents while both exist.
     pub(super) fn dispatch_idle(&self, s: &mut Sched) {
-        if self.draining.load(Ordering::Acquire) {
+        if self.draining.load(Ordering::Acquire) || self.is_paused() {
             return;
         }
         if self.pool.has_capabilities() {

@@ -51,8 +51,21 @@ pub(crate) async fn polling_loop(core: Arc<Core>, interval: Duration, batch: usi
         if core.draining.load(Ordering::Acquire) {
             return;
         }
+        if core.is_paused() {
+            continue;
+        }
         let mut taken = core.take_batch(batch).into_iter();
         while let Some((queued, _priority)) = taken.next() {
+            if core.is_paused() {
+                // Paused mid-batch: the rest goes back, in order, for the
+                // first tick after the resume.
+                let mut back = vec![queued];
+                back.extend(taken.by_ref().map(|(q, _)| q));
+                for q in back.into_iter().rev() {
+                    core.return_to_fifo(q);
+                }
+                break;
+            }
             if core.draining.load(Ordering::Acquire) {
                 // Shutdown began mid-batch: the rest stays pending in the log
                 // (dequeued, never started) and resumes on the next start.
