@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::Value;
+use swarm::{Agent, ExecuteError, Task, TaskOutput};
 use swarm::{SimConfig, Swarm};
 use swarm_dashboard::{Dashboard, DashboardConfig, Token};
 
@@ -29,14 +33,38 @@ impl Harness {
         sim: SimConfig,
         configure: impl FnOnce(DashboardConfig) -> DashboardConfig,
     ) -> Harness {
-        let swarm = Swarm::builder()
+        let builder = Swarm::builder()
             .sim_agents(agents, sim)
             .max_agents(agents.max(8))
             .autoscale(false)
-            .memory_store()
-            .build()
-            .await
-            .expect("the swarm starts");
+            .memory_store();
+        Harness::build(builder, configure).await
+    }
+
+    /// `agents` [`Flaky`] agents that fail while the flag is set, a memory
+    /// store, the dashboard with [`TOKEN`].
+    pub async fn flaky(agents: usize) -> (Harness, Arc<AtomicBool>) {
+        let failing = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&failing);
+        let builder = Swarm::builder()
+            .agents(agents)
+            .max_agents(8)
+            .autoscale(false)
+            .agent_factory(move |_| Flaky(Arc::clone(&flag)))
+            .retry(swarm::RetryPolicy {
+                max_attempts: 1,
+                ..swarm::RetryPolicy::default()
+            })
+            .memory_store();
+        let h = Harness::build(builder, |c| c.token(Token::new(TOKEN).unwrap())).await;
+        (h, failing)
+    }
+
+    pub async fn build(
+        builder: swarm::SwarmBuilder,
+        configure: impl FnOnce(DashboardConfig) -> DashboardConfig,
+    ) -> Harness {
+        let swarm = builder.build().await.expect("the swarm starts");
         let config = configure(DashboardConfig::new("127.0.0.1:0".parse().unwrap()));
         let dashboard = Dashboard::serve(swarm.clone(), config)
             .await
@@ -119,4 +147,18 @@ pub fn error_of(body: &Value) -> &str {
     assert!(!e.contains('\n'), "error is not one line: {e:?}");
     assert!(!e.is_empty());
     e
+}
+
+/// An agent that fails every attempt while its flag is set, and completes once it is cleared.
+#[derive(Debug, Clone)]
+pub struct Flaky(pub Arc<AtomicBool>);
+
+impl Agent for Flaky {
+    async fn execute(&self, _task: &Task) -> Result<TaskOutput, ExecuteError> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(ExecuteError::retryable("flaky: failing on purpose"))
+        } else {
+            Ok(TaskOutput::from("ok"))
+        }
+    }
 }
