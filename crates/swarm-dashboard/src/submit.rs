@@ -93,8 +93,19 @@ struct SubmitBody {
     max_attempts: Option<u32>,
 }
 
-/// Parses and checks a `POST /api/v1/tasks` body; the error is one line.
-pub(crate) fn parse_new_task(body: &[u8]) -> Result<NewTask, String> {
+impl NewTask {
+    /// Parses and checks a `POST /api/v1/tasks` body,
+    /// `{"kind", "priority"?, "payload"?, "id"?, "timeout_ms"?, "max_attempts"?}`.
+    ///
+    /// # Errors
+    ///
+    /// One line saying what is wrong and what to send instead.
+    pub fn parse(body: &[u8]) -> Result<NewTask, String> {
+        parse_new_task(body)
+    }
+}
+
+fn parse_new_task(body: &[u8]) -> Result<NewTask, String> {
     let body: SubmitBody = serde_json::from_slice(body).map_err(|e| {
         format!(
             "malformed task ({e}); expected {{\"kind\": \"...\"}} with optional priority, payload, id, timeout_ms, max_attempts"

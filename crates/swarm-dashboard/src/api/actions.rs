@@ -16,7 +16,7 @@ use super::{body_error, json_response, parse_task_id};
 use crate::error::ApiError;
 use crate::manage;
 use crate::state::AppState;
-use crate::submit::parse_new_task;
+use crate::submit::NewTask;
 
 /// `POST /api/v1/tasks`: submits a task; 201 with `{"id": "task-..."}`.
 pub(crate) async fn submit(
@@ -24,7 +24,7 @@ pub(crate) async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
-    let request = parse_new_task(&body).map_err(ApiError::bad_request)?;
+    let request = NewTask::parse(&body).map_err(ApiError::bad_request)?;
     let task = (state.config.task_factory)(request).map_err(ApiError::bad_request)?;
     let handle = state.swarm.submit(task).await.map_err(submit_error)?;
     let id = handle.id().to_string();
