@@ -773,10 +773,7 @@ fn saturating_deadline(start: tokio::time::Instant, d: Duration) -> tokio::time:
 /// The agent counts [`Swarm::scale_to`] may set: the autoscaler's bounds
 /// (`min_agents`, default the starting agents, to `max_agents`).
 fn scale_bounds(b: &SwarmBuilder) -> (usize, usize) {
-    (
-        b.min_agents.unwrap_or(b.agents).min(b.max_agents),
-        b.max_agents,
-    )
+    (b.min_agents.unwrap_or(b.agents).min(b.max_agents), b.max_agents)
 }
 
 /// Reactive scaling: overload grows the pool, backlog activates reserve

@@ -27,9 +27,7 @@ use swarm_agents::{AgentPool, BoxAgentFactory};
 use swarm_core::event::{
     AgentHealth, SwarmPaused, SwarmResumed, TaskDeadLetterRetried, TaskDiscarded,
 };
-use swarm_core::{
-    AgentId, CatalogEvent, Event, EventBus, Priority, Subscription, TaskId, Timestamp,
-};
+use swarm_core::{AgentId, CatalogEvent, Event, EventBus, Priority, Subscription, TaskId, Timestamp};
 use swarm_store::{EventStore, StoredEvent, SystemState, TaskRecord, TaskStatus};
 use tokio::task::JoinHandle;
 
@@ -317,9 +315,7 @@ impl Manage {
         };
         if paused {
             gate.set_paused(true);
-            tracing::warn!(
-                "the event log says the swarm was paused: it starts paused; resume it to start tasks"
-            );
+            tracing::warn!("the event log says the swarm was paused: it starts paused; resume it to start tasks");
         }
         let follower = runtime.spawn(view::follow(
             Arc::downgrade(&shared),
@@ -402,11 +398,7 @@ impl Manage {
     }
 
     /// Records `event` and waits until the log (and the view) has it.
-    async fn record<E: CatalogEvent>(
-        &self,
-        event: E,
-        task: Option<TaskId>,
-    ) -> Result<(), ManageError> {
+    async fn record<E: CatalogEvent>(&self, event: E, task: Option<TaskId>) -> Result<(), ManageError> {
         self.bus.emit(event);
         match task {
             Some(task) => self.journal.barrier_for(task).await?,
@@ -495,11 +487,7 @@ impl Swarm {
         records.truncate(limit);
         let tasks: Vec<TaskInfo> = records.iter().map(|r| m.info(r)).collect();
         drop(view);
-        let next = if more {
-            tasks.last().map(|t| t.id)
-        } else {
-            None
-        };
+        let next = if more { tasks.last().map(|t| t.id) } else { None };
         TaskPage { tasks, next }
     }
 
@@ -518,11 +506,7 @@ impl Swarm {
     /// The events of task `id` from the log, oldest first: from its
     /// `task:created` on, at most `limit` of them, up to its final event
     /// (completed, cancelled, discarded, or its latest dead letter).
-    pub async fn task_events(
-        &self,
-        id: TaskId,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, ManageError> {
+    pub async fn task_events(&self, id: TaskId, limit: usize) -> Result<Vec<StoredEvent>, ManageError> {
         use futures_util::StreamExt;
         let m = self.manage();
         let (from, retries) = {
@@ -598,9 +582,7 @@ impl Swarm {
             #[cfg(feature = "nats")]
             Source::JetStream(source) => {
                 if source.is_waiting(id) {
-                    return Err(ManageError::Submit(crate::SubmitError::Duplicate(
-                        Box::new(task),
-                    )));
+                    return Err(ManageError::Submit(crate::SubmitError::Duplicate(Box::new(task))));
                 }
                 // Numbered before this retry is in the view.
                 let retry = m.shared.view.read().retries_of(id) + 1;

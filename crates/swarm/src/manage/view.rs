@@ -154,8 +154,7 @@ impl LiveView {
 }
 
 fn seconds(t: Timestamp) -> u64 {
-    t.saturating_duration_since(Timestamp::from_micros(0))
-        .as_secs()
+    t.saturating_duration_since(Timestamp::from_micros(0)).as_secs()
 }
 
 /// What the pause events of the log switch: the work source's gate.
