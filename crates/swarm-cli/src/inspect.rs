@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use swarm::{EventKind, SystemState, TaskStatus};
+use swarm::{EventKind, Retention, SystemState, TaskStatus};
 use swarm_store::{
     AgentPerformance, FileLogReader, Projection, StoreError, TaskCompletion, TornTail,
 };
@@ -78,8 +78,10 @@ fn warn_torn(torn: Option<&TornTail>) {
 pub(crate) async fn replay(args: ReplayArgs) -> Result<(), CliError> {
     let reader = open_log(&args.store)?;
     let state = match args.to {
-        Some(to) => SystemState::replay_to(&reader, to).await?,
-        None => SystemState::replay(&reader).await?,
+        // Everything the log (or its newest snapshot) still knows: an
+        // inspection is not bounded by a service's retention window.
+        Some(to) => SystemState::replay_to_with(&reader, to, Retention::unbounded()).await?,
+        None => SystemState::replay_with(&reader, Retention::unbounded()).await?,
     };
     warn_torn(reader.torn_tail().as_ref());
 

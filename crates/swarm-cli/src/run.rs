@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use swarm::event::{TaskCancelled, TaskCompleted, TaskDeadLettered};
-use swarm::{EventBus, Swarm, SystemState, TaskId, TaskStatus};
+use swarm::{EventBus, Retention, Swarm, SystemState, TaskId, TaskStatus};
 use tokio::sync::Notify;
 
 use crate::RunArgs;
@@ -85,6 +85,10 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         // The job's own timeout_ms, or none: a build may take hours.
         .default_timeout(None)
         .file_store(&args.store)
+        // A run is a finite batch resumed by job id: the state (and its
+        // snapshots) must remember every job that ended, however many, or a
+        // resumed run would run long-finished jobs again. Memory is O(jobs).
+        .retention(Retention::unbounded())
         .bus(bus);
     if let Some(addr) = args.metrics {
         builder = builder.metrics(addr);
@@ -102,7 +106,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     };
 
     // What the log already knows. Ids in it are never submitted again.
-    let state = SystemState::replay(&**swarm.store()).await?;
+    let state = SystemState::replay_with(&**swarm.store(), Retention::unbounded()).await?;
     let mut ended_before: HashMap<TaskId, Ended> = HashMap::new();
     let mut to_submit = Vec::new();
     let mut resumed = 0usize;

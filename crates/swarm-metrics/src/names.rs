@@ -31,9 +31,11 @@ pub const WORK_STOLEN_TASKS_TOTAL: &str = "swarm_work_stolen_tasks_total";
 pub const STORE_APPEND_DURATION_SECONDS: &str = "swarm_store_append_duration_seconds";
 /// Counter: snapshot attempts that failed (each is retried with back-off).
 pub const SNAPSHOT_FAILURES_TOTAL: &str = "swarm_snapshot_failures_total";
+/// Gauge: events in the log after the newest snapshot (what a restart replays).
+pub const SNAPSHOT_LAG_EVENTS: &str = "swarm_snapshot_lag_events";
 
 /// Every metric name this crate exports.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     EVENTS_TOTAL,
     EVENT_HANDLER_DURATION_SECONDS,
     EVENT_HANDLER_PANICS_TOTAL,
@@ -47,4 +49,5 @@ pub const ALL: [&str; 13] = [
     WORK_STOLEN_TASKS_TOTAL,
     STORE_APPEND_DURATION_SECONDS,
     SNAPSHOT_FAILURES_TOTAL,
+    SNAPSHOT_LAG_EVENTS,
 ];

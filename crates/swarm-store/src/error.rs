@@ -172,7 +172,10 @@ impl fmt::Display for StoreError {
                 "the event log at {} is open read-only: open it with `FileStore::open` to write",
                 dir.display()
             ),
-            StoreError::Compacted { requested, earliest } => write!(
+            StoreError::Compacted {
+                requested,
+                earliest,
+            } => write!(
                 f,
                 "events from sequence {requested} are no longer in the log: its retention policy removed them, and the earliest it holds is {earliest}; replay from a snapshot or read from {earliest}"
             ),
@@ -264,7 +267,10 @@ impl StoreError {
                 reason,
             },
             StoreError::ReadOnly { dir } => StoreError::ReadOnly { dir: dir.clone() },
-            StoreError::Compacted { requested, earliest } => StoreError::Compacted {
+            StoreError::Compacted {
+                requested,
+                earliest,
+            } => StoreError::Compacted {
                 requested: *requested,
                 earliest: *earliest,
             },

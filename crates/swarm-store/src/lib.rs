@@ -85,5 +85,7 @@ pub use snapshotter::{
     DEFAULT_SNAPSHOT_EVERY, SNAPSHOT_RETRY_MAX, SNAPSHOT_RETRY_MIN, SnapshotFailureHook,
     Snapshotter,
 };
-pub use state::{AgentRecord, Counters, SystemState, TaskRecord, TaskStatus};
+pub use state::{
+    AgentRecord, Counters, KindCounts, Retention, SystemState, TaskRecord, TaskStatus,
+};
 pub use store::{EventStore, EventStream, SeqRange, Snapshot, StoredEvent};

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::sync::{Mutex, RwLock};
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use crate::sync::{Mutex, RwLock};
 use swarm_core::{Event, Timestamp};
 use tokio::sync::broadcast;
 

@@ -54,13 +54,16 @@ impl TaskCompletion {
         TaskCompletion::default()
     }
 
-    fn count(&mut self, task: TaskId, outcome: &'static str) {
+    /// Counts `outcome` for `task`; a final outcome forgets the task, so the
+    /// projection holds only the kinds of tasks still live.
+    fn count(&mut self, task: TaskId, outcome: &'static str, last: bool) {
         *self.totals.entry(outcome).or_default() += 1;
-        let kind = self
-            .kinds
-            .get(&task)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(UNKNOWN_KIND));
+        let kind = if last {
+            self.kinds.remove(&task)
+        } else {
+            self.kinds.get(&task).cloned()
+        };
+        let kind = kind.unwrap_or_else(|| Arc::from(UNKNOWN_KIND));
         *self
             .by_kind
             .entry(kind)
@@ -93,12 +96,17 @@ impl Projection for TaskCompletion {
     fn apply(&mut self, stored: &StoredEvent) {
         match &stored.event {
             Event::TaskCreated(e) => {
-                self.kinds.insert(e.task.id(), Arc::from(e.task.kind()));
+                // One shared name per kind, not one allocation per task.
+                let kind = match self.by_kind.get_key_value(e.task.kind()) {
+                    Some((kind, _)) => Arc::clone(kind),
+                    None => Arc::from(e.task.kind()),
+                };
+                self.kinds.insert(e.task.id(), kind);
             }
-            Event::TaskCompleted(e) => self.count(e.task_id, "completed"),
-            Event::TaskFailed(e) => self.count(e.task_id, "failed"),
-            Event::TaskDeadLettered(e) => self.count(e.task_id, "dead_lettered"),
-            Event::TaskCancelled(e) => self.count(e.task_id, "cancelled"),
+            Event::TaskCompleted(e) => self.count(e.task_id, "completed", true),
+            Event::TaskFailed(e) => self.count(e.task_id, "failed", false),
+            Event::TaskDeadLettered(e) => self.count(e.task_id, "dead_lettered", true),
+            Event::TaskCancelled(e) => self.count(e.task_id, "cancelled", true),
             _ => {}
         }
     }

@@ -15,8 +15,8 @@ use support::{push_record, record_bounds, segment_header};
 use swarm_core::event::{AgentCreated, AgentRemoved, WorkStolen};
 use swarm_core::{AgentId, Event, TaskId, Timestamp};
 use swarm_store::{
-    AgentRecord, Counters, EventStore, FileLogReader, FileStore, FileStoreOptions, StoreError,
-    StoredEvent, SystemState, TaskRecord,
+    AgentRecord, EventStore, FileLogReader, FileStore, FileStoreOptions, StoreError, StoredEvent,
+    SystemState, TaskRecord,
 };
 
 fn event(n: u64) -> Event {
@@ -124,11 +124,28 @@ fn counters_at_max_snapshot() -> Vec<u8> {
         last_seq: u64,
         tasks: BTreeMap<TaskId, TaskRecord>,
         agents: BTreeMap<AgentId, AgentRecord>,
-        counters: Counters,
+        // The counters of the first snapshot layout (a state written before
+        // retention was counted): the fixture stays an old snapshot, which
+        // must still be read.
+        counters: CountersV1,
+    }
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct CountersV1 {
+        events: u64,
+        tasks_created: u64,
+        tasks_completed: u64,
+        attempts_failed: u64,
+        retries: u64,
+        tasks_dead_lettered: u64,
+        tasks_cancelled: u64,
+        tasks_stolen: u64,
+        agent_errors: u64,
+        agents_created: u64,
+        agents_removed: u64,
     }
     let mut value: Envelope = rmp_serde::from_slice(&snapshot.data).unwrap();
     let max = u64::MAX;
-    value.state.counters = Counters {
+    value.state.counters = CountersV1 {
         events: max,
         tasks_created: max,
         tasks_completed: max,

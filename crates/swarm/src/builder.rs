@@ -11,7 +11,7 @@ use swarm_agents::{
 };
 use swarm_core::{DEFAULT_MAX_PAYLOAD, EventBus};
 use swarm_queue::AgingPolicy;
-use swarm_store::{DEFAULT_SNAPSHOT_EVERY, Durability, EventStore, FileStoreOptions};
+use swarm_store::{DEFAULT_SNAPSHOT_EVERY, Durability, EventStore, FileStoreOptions, Retention};
 
 use crate::error::BuildError;
 use crate::swarm::Swarm;
@@ -110,6 +110,7 @@ pub struct SwarmBuilder {
     pub(crate) backlog_threshold: usize,
     pub(crate) latency_objective: Option<Duration>,
     pub(crate) snapshot_every: u64,
+    pub(crate) retention: Retention,
     pub(crate) seed: u64,
     pub(crate) bus: Option<EventBus>,
     #[cfg(feature = "nats")]
@@ -152,6 +153,7 @@ impl Default for SwarmBuilder {
             backlog_threshold: 50,
             latency_objective: None,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            retention: Retention::DEFAULT,
             seed: 0,
             bus: None,
             #[cfg(feature = "nats")]
@@ -327,6 +329,22 @@ impl SwarmBuilder {
     /// Snapshots the replayed state every `events` events (default 1000).
     pub fn snapshot_every(mut self, events: u64) -> Self {
         self.snapshot_every = events;
+        self
+    }
+
+    /// How long finished tasks stay in the swarm's state (and its
+    /// snapshots): live tasks always, then a window of the newest finished
+    /// ones by count and by age, and dead letters until acted on (bounded).
+    /// Beyond the window a task leaves only aggregates (counters, per-kind
+    /// counts, histograms), so memory, snapshots and restarts cost what is
+    /// live, not the history. Default [`Retention::DEFAULT`]: the last 10 000
+    /// finished tasks for at most an hour, at most 10 000 dead letters.
+    ///
+    /// [`SubmitError::Duplicate`](crate::SubmitError::Duplicate) covers live
+    /// tasks only: a finished task's id may be submitted again, retained or
+    /// not.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
         self
     }
 

@@ -164,9 +164,9 @@ impl Swarm {
         // Replay before anything new is recorded. A distributed node does not:
         // the shared queue holds its work, and the shared log every node's.
         let recovered = if distributed {
-            SystemState::new()
+            SystemState::with_retention(b.retention)
         } else {
-            SystemState::replay(&*store).await?
+            SystemState::replay_with(&*store, b.retention).await?
         };
 
         let counters = Arc::new(Counters::default());
@@ -412,7 +412,7 @@ impl Swarm {
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let autoscaler = attach_scaling(&b, &pool, &bus, &runtime, queued, &mut subscriptions);
         // The management view: the shared log's state (every node's tasks).
-        let state = SystemState::replay(&*store).await?;
+        let state = SystemState::replay_with(&*store, b.retention).await?;
         let manage = crate::manage::Manage::start(
             state,
             crate::manage::Source::JetStream(Arc::clone(&source)),
@@ -773,7 +773,10 @@ fn saturating_deadline(start: tokio::time::Instant, d: Duration) -> tokio::time:
 /// The agent counts [`Swarm::scale_to`] may set: the autoscaler's bounds
 /// (`min_agents`, default the starting agents, to `max_agents`).
 fn scale_bounds(b: &SwarmBuilder) -> (usize, usize) {
-    (b.min_agents.unwrap_or(b.agents).min(b.max_agents), b.max_agents)
+    (
+        b.min_agents.unwrap_or(b.agents).min(b.max_agents),
+        b.max_agents,
+    )
 }
 
 /// Reactive scaling: overload grows the pool, backlog activates reserve

@@ -50,6 +50,7 @@ const DEAD_LETTERED: usize = 2;
 /// | `swarm_work_stolen_tasks_total` | `work:stolen` (`count`) |
 /// | `swarm_store_append_duration_seconds` | [`SwarmMetrics::record_store_append`] (no event carries it) |
 /// | `swarm_snapshot_failures_total` | [`SwarmMetrics::record_snapshot_failure`] (no event carries it) |
+/// | `swarm_snapshot_lag_events` | [`SwarmMetrics::record_snapshot_lag`] (no event carries it) |
 ///
 /// # Agent states
 ///
@@ -106,6 +107,7 @@ struct Handles {
     stolen: Counter,
     store_append: Histogram,
     snapshot_failures: Counter,
+    snapshot_lag: Gauge,
     agent_states: AgentStates,
 }
 
@@ -169,6 +171,7 @@ impl SwarmMetrics {
                 stolen: metrics::counter!(names::WORK_STOLEN_TASKS_TOTAL),
                 store_append: metrics::histogram!(names::STORE_APPEND_DURATION_SECONDS),
                 snapshot_failures: metrics::counter!(names::SNAPSHOT_FAILURES_TOTAL),
+                snapshot_lag: metrics::gauge!(names::SNAPSHOT_LAG_EVENTS),
                 agent_states: AgentStates::new(),
             }),
         }
@@ -240,6 +243,16 @@ impl SwarmMetrics {
     #[inline]
     pub fn record_snapshot_failure(&self) {
         self.inner.snapshot_failures.increment(1);
+    }
+
+    /// Records how many events the log holds after its newest snapshot
+    /// (`swarm_snapshot_lag_events`): what a restart would replay. Set by the
+    /// snapshotter's progress hook; a value that keeps growing means
+    /// snapshots do not keep up.
+    #[inline]
+    pub fn record_snapshot_lag(&self, events: u64) {
+        #[allow(clippy::cast_precision_loss)] // exact up to 2^53 events
+        self.inner.snapshot_lag.set(events as f64);
     }
 
     /// The `swarm_store_append_duration_seconds` handle itself, for code that
@@ -369,5 +382,9 @@ fn describe() {
     describe_counter!(
         names::SNAPSHOT_FAILURES_TOTAL,
         "Snapshot attempts that failed; each is retried with back-off."
+    );
+    describe_gauge!(
+        names::SNAPSHOT_LAG_EVENTS,
+        "Events in the log after the newest snapshot: what a restart would replay."
     );
 }

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sync::Mutex;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use crate::sync::Mutex;
 use swarm_core::{Event, Timestamp};
 use tokio::sync::mpsc;
 

@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::sync::{Condvar, Mutex, RwLock};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use crate::sync::{Condvar, Mutex, RwLock};
 use swarm_core::{Event, Timestamp};
 use tokio::sync::{broadcast, oneshot, watch};
 

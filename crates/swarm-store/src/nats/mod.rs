@@ -72,13 +72,13 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::sync::Mutex;
 use async_nats::ConnectOptions;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use crate::sync::Mutex;
 use swarm_core::{Event, EventKind, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -167,7 +167,11 @@ impl JetStreamSource {
     /// a new message: `retry` numbers the retries of the task, so the message
     /// id differs from the submission's (the duplicate window would drop it)
     /// and two nodes retrying the same dead letter at once queue it once.
-    pub(crate) async fn publish_retry(&self, task: &Task, retry: u64) -> Result<(), DistributedError> {
+    pub(crate) async fn publish_retry(
+        &self,
+        task: &Task,
+        retry: u64,
+    ) -> Result<(), DistributedError> {
         self.state.lock().dead_recorded.remove(&task.id());
         let body = serde_json::to_vec(task).map_err(|e| DistributedError::Encode {
             task: task.id().to_string(),

@@ -15,10 +15,14 @@ use crate::error::SubmitError;
 pub enum ManageError {
     /// No task with this id is known: never submitted, or finished and
     /// retired from the retention window (or discarded).
-    #[error("task {0} is unknown: it was never submitted here, or it finished and left the retention window")]
+    #[error(
+        "task {0} is unknown: it was never submitted here, or it finished and left the retention window"
+    )]
     UnknownTask(TaskId),
     /// The action needs a dead-lettered task, and this one is not.
-    #[error("task {id} is {status:?}, not dead-lettered: only a dead letter can be retried or discarded")]
+    #[error(
+        "task {id} is {status:?}, not dead-lettered: only a dead letter can be retried or discarded"
+    )]
     NotDeadLettered {
         /// The task.
         id: TaskId,
@@ -30,7 +34,9 @@ pub enum ManageError {
     #[error("the dead letter could not be queued again: {0}")]
     Submit(#[source] SubmitError),
     /// The requested agent count is outside the swarm's bounds.
-    #[error("cannot scale to {requested} agents: the swarm is bounded to {min}..={max} (set `min_agents` / `max_agents` on the builder to change that)")]
+    #[error(
+        "cannot scale to {requested} agents: the swarm is bounded to {min}..={max} (set `min_agents` / `max_agents` on the builder to change that)"
+    )]
     Scale {
         /// The count asked for.
         requested: usize,
@@ -56,7 +62,9 @@ pub enum ManageError {
     /// The action was recorded, but the live view did not reach it in time
     /// (the store is slow or its subscription is failing); it takes effect
     /// once the view catches up.
-    #[error("the management view is behind the log (applied up to {applied}, waiting for {wanted}): the store is slow or failing; try again")]
+    #[error(
+        "the management view is behind the log (applied up to {applied}, waiting for {wanted}): the store is slow or failing; try again"
+    )]
     ViewBehind {
         /// The last sequence the view applied.
         applied: u64,

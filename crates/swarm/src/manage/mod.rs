@@ -27,7 +27,9 @@ use swarm_agents::{AgentPool, BoxAgentFactory};
 use swarm_core::event::{
     AgentHealth, SwarmPaused, SwarmResumed, TaskDeadLetterRetried, TaskDiscarded,
 };
-use swarm_core::{AgentId, CatalogEvent, Event, EventBus, Priority, Subscription, TaskId, Timestamp};
+use swarm_core::{
+    AgentId, CatalogEvent, Event, EventBus, Priority, Subscription, TaskId, Timestamp,
+};
 use swarm_store::{EventStore, StoredEvent, SystemState, TaskRecord, TaskStatus};
 use tokio::task::JoinHandle;
 
@@ -245,11 +247,6 @@ pub struct Overview {
     pub paused: bool,
 }
 
-/// Whether a replayed state says the swarm is paused.
-pub(crate) fn state_paused(_state: &SystemState) -> bool {
-    false
-}
-
 /// The work source, as management acts on it.
 #[derive(Clone)]
 pub(crate) enum Source {
@@ -307,7 +304,7 @@ impl Manage {
         runtime: &tokio::runtime::Handle,
     ) -> Manage {
         let shared = Shared::new(state);
-        let paused = shared.view.read().paused;
+        let paused = shared.view.read().paused();
         let gate: Arc<dyn view::PauseGate> = match &source {
             Source::Local(core) => Arc::new(Arc::downgrade(core)),
             #[cfg(feature = "nats")]
@@ -315,7 +312,9 @@ impl Manage {
         };
         if paused {
             gate.set_paused(true);
-            tracing::warn!("the event log says the swarm was paused: it starts paused; resume it to start tasks");
+            tracing::warn!(
+                "the event log says the swarm was paused: it starts paused; resume it to start tasks"
+            );
         }
         let follower = runtime.spawn(view::follow(
             Arc::downgrade(&shared),
@@ -364,7 +363,7 @@ impl Manage {
             agent: record.agent,
             errors: record.errors[skip..].to_vec(),
             created_at: record.task.created_at(),
-            updated_at: None,
+            updated_at: record.updated_at,
             created_seq: record.created_seq,
         }
     }
@@ -398,7 +397,11 @@ impl Manage {
     }
 
     /// Records `event` and waits until the log (and the view) has it.
-    async fn record<E: CatalogEvent>(&self, event: E, task: Option<TaskId>) -> Result<(), ManageError> {
+    async fn record<E: CatalogEvent>(
+        &self,
+        event: E,
+        task: Option<TaskId>,
+    ) -> Result<(), ManageError> {
         self.bus.emit(event);
         match task {
             Some(task) => self.journal.barrier_for(task).await?,
@@ -411,7 +414,15 @@ impl Manage {
 /// Per-agent counts of this node, from its bus (distributed mode).
 #[derive(Default)]
 struct AgentTally {
-    agents: Mutex<std::collections::HashMap<AgentId, (Option<TaskId>, u64, u64)>>,
+    agents: Mutex<std::collections::HashMap<AgentId, Tally>>,
+}
+
+/// One agent's line of an [`AgentTally`].
+#[derive(Default)]
+struct Tally {
+    current: Option<TaskId>,
+    completed: u64,
+    failed: u64,
 }
 
 #[cfg(feature = "nats")]
@@ -430,18 +441,20 @@ impl AgentTally {
         let subscription = bus.on_kinds(&kinds, move |event| {
             let mut agents = t.agents.lock();
             match event {
-                Event::AgentBusy(e) => agents.entry(e.agent_id).or_default().0 = Some(e.task_id),
-                Event::AgentAvailable(e) => agents.entry(e.agent_id).or_default().0 = None,
+                Event::AgentBusy(e) => {
+                    agents.entry(e.agent_id).or_default().current = Some(e.task_id);
+                }
+                Event::AgentAvailable(e) => agents.entry(e.agent_id).or_default().current = None,
                 Event::TaskCompleted(e) => {
                     let a = agents.entry(e.agent_id).or_default();
-                    a.0 = None;
-                    a.1 += 1;
+                    a.current = None;
+                    a.completed += 1;
                 }
                 Event::TaskFailed(e) => {
                     if let Some(agent) = e.agent_id {
                         let a = agents.entry(agent).or_default();
-                        a.0 = None;
-                        a.2 += 1;
+                        a.current = None;
+                        a.failed += 1;
                     }
                 }
                 Event::AgentRemoved(e) => {
@@ -487,7 +500,11 @@ impl Swarm {
         records.truncate(limit);
         let tasks: Vec<TaskInfo> = records.iter().map(|r| m.info(r)).collect();
         drop(view);
-        let next = if more { tasks.last().map(|t| t.id) } else { None };
+        let next = if more {
+            tasks.last().map(|t| t.id)
+        } else {
+            None
+        };
         TaskPage { tasks, next }
     }
 
@@ -506,7 +523,11 @@ impl Swarm {
     /// The events of task `id` from the log, oldest first: from its
     /// `task:created` on, at most `limit` of them, up to its final event
     /// (completed, cancelled, discarded, or its latest dead letter).
-    pub async fn task_events(&self, id: TaskId, limit: usize) -> Result<Vec<StoredEvent>, ManageError> {
+    pub async fn task_events(
+        &self,
+        id: TaskId,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, ManageError> {
         use futures_util::StreamExt;
         let m = self.manage();
         let (from, retries) = {
@@ -582,7 +603,9 @@ impl Swarm {
             #[cfg(feature = "nats")]
             Source::JetStream(source) => {
                 if source.is_waiting(id) {
-                    return Err(ManageError::Submit(crate::SubmitError::Duplicate(Box::new(task))));
+                    return Err(ManageError::Submit(crate::SubmitError::Duplicate(
+                        Box::new(task),
+                    )));
                 }
                 // Numbered before this retry is in the view.
                 let retry = m.shared.view.read().retries_of(id) + 1;
@@ -655,7 +678,7 @@ impl Swarm {
     /// Whether the swarm is paused (as the live view of the log says).
     #[must_use]
     pub fn is_paused(&self) -> bool {
-        self.manage().shared.view.read().paused
+        self.manage().shared.view.read().paused()
     }
 
     /// Waits until the live view that [`task`](Self::task),
@@ -733,7 +756,7 @@ impl Swarm {
             queue_wait_ms.insert(priority.as_str().to_owned(), QueueWait { p50_ms, p99_ms });
         }
         let throughput_per_sec = view.throughput_per_sec(now);
-        let paused = view.paused;
+        let paused = view.paused();
         let mut agents: Vec<AgentView> = pool_agents
             .iter()
             .map(|a| {
@@ -758,10 +781,10 @@ impl Swarm {
         if let Some(tally) = &m.tally {
             let counts = tally.agents.lock();
             for agent in &mut agents {
-                if let Some((task, completed, failed)) = counts.get(&agent.id) {
-                    agent.current_task = *task;
-                    agent.completed = *completed;
-                    agent.failed = *failed;
+                if let Some(tally) = counts.get(&agent.id) {
+                    agent.current_task = tally.current;
+                    agent.completed = tally.completed;
+                    agent.failed = tally.failed;
                 }
             }
         }

@@ -39,8 +39,6 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// What the management API reads.
 pub(crate) struct LiveView {
     pub(crate) state: SystemState,
-    /// Whether the latest pause event of the log is `swarm:paused`.
-    pub(crate) paused: bool,
     /// How often each task was retried from the dead letters (only tasks
     /// retried at least once; pruned with the tasks the state forgets).
     retried: HashMap<TaskId, u64>,
@@ -86,15 +84,18 @@ impl Ring {
 
 impl LiveView {
     pub(crate) fn new(state: SystemState) -> Self {
-        let paused = super::state_paused(&state);
         LiveView {
             state,
-            paused,
             retried: HashMap::new(),
             sweep_at: 64,
             waits: Default::default(),
             completions: [(0, 0); BUCKETS],
         }
+    }
+
+    /// Whether the log says the swarm is paused.
+    pub(crate) fn paused(&self) -> bool {
+        self.state.is_paused()
     }
 
     /// How often `task` was retried from the dead letters, as this view saw.
@@ -107,15 +108,16 @@ impl LiveView {
         self.waits[priority.level()].percentiles_ms()
     }
 
-    /// Completions per second over the last [`THROUGHPUT_WINDOW_SECS`] whole
-    /// seconds before `now` (wall time, as the log stamps events).
+    /// Completions per second over the last [`THROUGHPUT_WINDOW_SECS`]
+    /// seconds up to `now`, the current one included (wall time, as the log
+    /// stamps events).
     pub(crate) fn throughput_per_sec(&self, now: Timestamp) -> f64 {
         let now_sec = seconds(now);
-        let from = now_sec.saturating_sub(THROUGHPUT_WINDOW_SECS);
+        let from = now_sec.saturating_sub(THROUGHPUT_WINDOW_SECS - 1);
         let count: u64 = self
             .completions
             .iter()
-            .filter(|(sec, _)| *sec >= from && *sec < now_sec)
+            .filter(|(sec, n)| *n > 0 && *sec >= from && *sec <= now_sec)
             .map(|(_, n)| n)
             .sum();
         count as f64 / THROUGHPUT_WINDOW_SECS as f64
@@ -123,8 +125,6 @@ impl LiveView {
 
     pub(crate) fn apply(&mut self, stored: &StoredEvent) {
         match &stored.event {
-            Event::SwarmPaused(_) => self.paused = true,
-            Event::SwarmResumed(_) => self.paused = false,
             Event::TaskDeadLetterRetried(e) => {
                 *self.retried.entry(e.task_id).or_insert(0) += 1;
             }
@@ -154,7 +154,8 @@ impl LiveView {
 }
 
 fn seconds(t: Timestamp) -> u64 {
-    t.saturating_duration_since(Timestamp::from_micros(0)).as_secs()
+    t.saturating_duration_since(Timestamp::from_micros(0))
+        .as_secs()
 }
 
 /// What the pause events of the log switch: the work source's gate.
@@ -230,10 +231,10 @@ pub(crate) async fn follow(
                             if stored.seq <= view.state.last_seq() {
                                 continue;
                             }
-                            let before = view.paused;
+                            let before = view.paused();
                             view.apply(&stored);
-                            if view.paused != before {
-                                pause_now = Some(view.paused);
+                            if view.paused() != before {
+                                pause_now = Some(view.paused());
                             }
                             last = Some(stored.seq);
                         }
@@ -266,20 +267,23 @@ pub(crate) async fn follow(
         if compacted {
             // The events after our last one are gone: start over from the
             // store's snapshot and what follows it.
-            match SystemState::replay(&*store).await {
+            let Some(retention) = shared.upgrade().map(|s| s.view.read().state.retention()) else {
+                return;
+            };
+            match SystemState::replay_with(&*store, retention).await {
                 Ok(state) => {
                     let Some(shared) = shared.upgrade() else {
                         return;
                     };
                     let (paused, last) = {
                         let mut view = shared.view.write();
-                        let before = view.paused;
+                        let before = view.paused();
                         let fresh = LiveView::new(state);
                         let keep_waits = std::mem::take(&mut view.waits);
                         *view = fresh;
                         view.waits = keep_waits;
                         (
-                            (view.paused != before).then_some(view.paused),
+                            (view.paused() != before).then_some(view.paused()),
                             view.state.last_seq(),
                         )
                     };
