@@ -286,3 +286,34 @@ async fn unknown_routes_and_wrong_methods_answer_json_errors() {
     assert_eq!(status, 404);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::with(1, quick(), |c| {
+        c.token(Token::new(TOKEN).unwrap())
+            .header_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(h.dashboard.local_addr())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The server closes the connection (or answers 408) instead of waiting
+    // for the rest; the bound here only keeps a broken server from hanging the test.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was still open after 20 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // The server still serves others.
+    let (status, _) = h.get("/metrics").await;
+    assert_eq!(status, 200);
+    h.stop().await;
+}
