@@ -27,7 +27,8 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub struct Dashboard {
     local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    /// `Some(grace)` once a stop was asked for.
+    stop: watch::Sender<Option<Duration>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -56,7 +57,7 @@ impl Dashboard {
             max_connections: config.max_connections,
         };
         let app = api::router(AppState::new(swarm, config));
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(None);
         let task = tokio::spawn(accept_loop(listener, app, limits, stopped));
         tracing::info!(addr = %local_addr, "serving the swarm dashboard");
         Ok(Dashboard {
@@ -79,13 +80,12 @@ impl Dashboard {
     /// Stops accepting connections, lets open requests finish for up to
     /// `grace`, then closes the rest (event streams included).
     pub async fn shutdown(mut self, grace: Duration) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Some(grace));
         if let Some(task) = self.task.take() {
-            // The accept loop waits `grace` itself; the extra second is for
-            // aborting what did not finish.
+            // The accept loop waits `grace` itself, then aborts what is left;
+            // the extra second bounds that abort.
             let _ = tokio::time::timeout(grace + Duration::from_secs(1), task).await;
         }
-        let _ = grace;
     }
 }
 
@@ -107,7 +107,7 @@ async fn accept_loop(
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<Option<Duration>>,
 ) {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -146,7 +146,7 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    let grace = Duration::from_secs(5);
+    let grace = stopped.borrow().unwrap_or_default();
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

@@ -34,7 +34,8 @@ impl Reader {
         }
     }
 
-    /// The next message (comments skipped), or `None` when the stream ends.
+    /// The next message (comments skipped), or `None` when the stream ends
+    /// or the connection is cut.
     async fn next(&mut self) -> Option<Message> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
@@ -63,8 +64,9 @@ impl Reader {
             let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
                 .await
                 .expect("an event within 20 s")?;
-            self.buffer
-                .push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            // A connection cut mid-stream (a server that stopped) ends it too.
+            let chunk = chunk.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
 }
@@ -191,4 +193,19 @@ async fn event_streams_are_bounded_and_a_closed_one_frees_its_place() {
     }
     assert!(freed, "the place of a closed stream is given back");
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_event_streams_after_the_grace_period() {
+    let h = Harness::start(1, SimConfig::instant()).await;
+    let mut reader = Reader::new(open(&h, "?from=1", None).await);
+    submit_many(&h, 1).await;
+    assert!(reader.next().await.is_some());
+    let support::Harness {
+        swarm, dashboard, ..
+    } = h;
+    dashboard.shutdown(Duration::from_millis(200)).await;
+    // Whatever the stream still had buffered, it ends.
+    while reader.next().await.is_some() {}
+    swarm.shutdown(Duration::from_secs(1)).await.unwrap();
 }
