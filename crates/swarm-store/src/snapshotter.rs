@@ -239,8 +239,8 @@ enum Job {
 }
 
 /// What the blocking encoder hands back: the state, and the snapshot (or why
-/// not; a panic is caught so the state survives it).
-type Encoded = (SystemState, std::thread::Result<Result<Snapshot>>);
+/// not; a panic is caught so the state survives it). Boxed: the state is large.
+type Encoded = Box<(SystemState, std::thread::Result<Result<Snapshot>>)>;
 
 /// How a [`Job`] step ended.
 enum Done {
@@ -452,7 +452,7 @@ impl<S: EventStore + 'static> Follower<S> {
             #[cfg(test)]
             progress.encoded_on.lock().push(std::thread::current().id());
             let snapshot = catch_unwind(AssertUnwindSafe(|| state.to_snapshot()));
-            (state, snapshot)
+            Box::new((state, snapshot))
         })));
     }
 
@@ -493,7 +493,8 @@ impl<S: EventStore + 'static> Follower<S> {
             _ => None,
         };
         match done {
-            Done::Encoded(Ok((state, encoded))) => {
+            Done::Encoded(Ok(encoded)) => {
+                let (state, encoded) = *encoded;
                 run.state = Some(state);
                 match encoded {
                     Ok(Ok(snapshot)) => {
