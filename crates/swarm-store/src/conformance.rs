@@ -45,6 +45,7 @@ where
     events_round_trip_exactly(factory().await).await;
     expected_sequence_detects_conflicts(factory().await).await;
     read_from_any_sequence(factory().await).await;
+    first_seq_bounds_reads(factory().await).await;
     concurrent_appends_are_gap_free(Arc::new(factory().await)).await;
     subscribe_catches_up_then_goes_live(factory().await).await;
     subscribe_seam_under_concurrent_appends(Arc::new(factory().await)).await;
@@ -294,6 +295,56 @@ pub async fn read_from_any_sequence(store: impl EventStore) {
     }
     assert!(collect(&store, 51).await.is_empty());
     assert!(collect(&store, 1000).await.is_empty());
+    store.close().await.unwrap();
+}
+
+/// [`first_seq`](EventStore::first_seq) says where reads may start: 1 for an
+/// empty store, then between 1 and `last_seq + 1`; a read from it yields every
+/// event from there on; a read or a subscription from before it (a store
+/// whose retention removed events) yields [`StoreError::Compacted`] naming it,
+/// then ends. Run it on a store bounded to fewer than 50 events to check the
+/// second half too.
+pub async fn first_seq_bounds_reads(store: impl EventStore) {
+    assert_eq!(
+        store.first_seq().await.unwrap(),
+        1,
+        "an empty store's first_seq is the next sequence, 1"
+    );
+    let events: Vec<Event> = (0..50).map(|i| marker(0, i)).collect();
+    for chunk in events.chunks(7) {
+        store.append(chunk.to_vec(), None).await.unwrap();
+    }
+    let first = store.first_seq().await.unwrap();
+    assert!(
+        (1..=51).contains(&first),
+        "first_seq {first} of a 50-event log"
+    );
+    let read: Vec<u64> = collect(&store, first).await.iter().map(|e| e.seq).collect();
+    assert_eq!(read, (first..=50).collect::<Vec<_>>(), "read(first_seq)");
+    if first > 1 {
+        let before = first - 1;
+        for (what, mut stream) in [
+            ("read", store.read(before)),
+            ("subscribe", store.subscribe(before)),
+        ] {
+            let next = tokio::time::timeout(PATIENCE, stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("{what}({before}) stalled"));
+            match next {
+                Some(Err(StoreError::Compacted {
+                    requested,
+                    earliest,
+                })) => {
+                    assert_eq!((requested, earliest), (before, first), "{what}({before})");
+                }
+                other => panic!("{what}({before}) before first_seq {first} gave {other:?}"),
+            }
+            let end = tokio::time::timeout(PATIENCE, stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("{what}({before}) did not end"));
+            assert!(end.is_none(), "{what}({before}) went on after Compacted");
+        }
+    }
     store.close().await.unwrap();
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`EventStore`]: the async trait (append with a gap-free global sequence and
 //!   optimistic concurrency, read, subscribe with catch-up then live, snapshots).
-//! - [`MemoryStore`] for tests and benchmarks; [`FileStore`], the embedded
+//! - [`MemoryStore`], every event in memory or a bounded tail
+//!   ([`MemoryRetention`]); [`FileStore`], the embedded
 //!   default: a segmented, checksummed, append-only log in a directory, with
 //!   group commit, crash recovery and atomic snapshots; [`FileLogReader`], its
 //!   read-only reader (no lock, no repair, beside a live writer).
@@ -75,7 +76,7 @@ pub use file::{
     CutPoint, Durability, FileLogReader, FileStore, FileStoreOptions, LogRecords, LogRetention,
     OpenReport, TornTail,
 };
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_MEMORY_SNAPSHOTS_KEPT, MemoryRetention, MemoryStore};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use nats::{NatsAuth, NatsStore, NatsStoreOptions, NatsTls};

@@ -255,22 +255,19 @@ enum Job {
 }
 
 /// What the blocking encoder hands back: the state, and the snapshot (or why
-/// not; a panic is caught so the state survives it).
-type Encoded = (SystemState, std::thread::Result<Result<Snapshot>>);
+/// not; a panic is caught so the state survives it). Boxed: the state is large.
+type Encoded = Box<(SystemState, std::thread::Result<Result<Snapshot>>)>;
 
 /// How a [`Job`] step ended.
 enum Done {
-    /// Boxed: the state it carries is large, the other variants small.
-    Encoded(Box<std::result::Result<Encoded, JoinError>>),
+    Encoded(std::result::Result<Encoded, JoinError>),
     Saved(Result<()>),
 }
 
 impl Job {
     fn poll_step(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Done> {
         match self {
-            Job::Encoding(handle) => Pin::new(handle)
-                .poll(cx)
-                .map(|encoded| Done::Encoded(Box::new(encoded))),
+            Job::Encoding(handle) => Pin::new(handle).poll(cx).map(Done::Encoded),
             Job::Saving { save, .. } => save.as_mut().poll(cx).map(Done::Saved),
         }
     }
@@ -478,7 +475,7 @@ impl<S: EventStore + 'static> Follower<S> {
             #[cfg(test)]
             progress.encoded_on.lock().push(std::thread::current().id());
             let snapshot = catch_unwind(AssertUnwindSafe(|| state.to_snapshot()));
-            (state, snapshot)
+            Box::new((state, snapshot))
         })));
     }
 
@@ -519,35 +516,34 @@ impl<S: EventStore + 'static> Follower<S> {
             _ => None,
         };
         match done {
-            Done::Encoded(encoded) => match *encoded {
-                Ok((state, encoded)) => {
-                    run.state = Some(state);
-                    match encoded {
-                        Ok(Ok(snapshot)) => {
-                            let seq = snapshot.seq;
-                            let store = Arc::clone(&self.store);
-                            run.job = Some(Job::Saving {
-                                seq,
-                                save: Box::pin(async move { store.save_snapshot(snapshot).await }),
-                            });
-                        }
-                        Ok(Err(e)) => run.retry = Some(self.failed("encode a snapshot", &e)),
-                        Err(panic) => {
-                            let e = StoreError::Encode {
-                                what: "snapshot",
-                                message: format!("encoding panicked: {}", panic_message(&*panic)),
-                            };
-                            run.retry = Some(self.failed("encode a snapshot", &e));
-                        }
+            Done::Encoded(Ok(encoded)) => {
+                let (state, encoded) = *encoded;
+                run.state = Some(state);
+                match encoded {
+                    Ok(Ok(snapshot)) => {
+                        let seq = snapshot.seq;
+                        let store = Arc::clone(&self.store);
+                        run.job = Some(Job::Saving {
+                            seq,
+                            save: Box::pin(async move { store.save_snapshot(snapshot).await }),
+                        });
+                    }
+                    Ok(Err(e)) => run.retry = Some(self.failed("encode a snapshot", &e)),
+                    Err(panic) => {
+                        let e = StoreError::Encode {
+                            what: "snapshot",
+                            message: format!("encoding panicked: {}", panic_message(&*panic)),
+                        };
+                        run.retry = Some(self.failed("encode a snapshot", &e));
                     }
                 }
-                Err(e) => {
-                    return Err(StoreError::io(
-                        std::path::PathBuf::new(),
-                        std::io::Error::other(format!("the snapshot encoder was cancelled: {e}")),
-                    ));
-                }
-            },
+            }
+            Done::Encoded(Err(e)) => {
+                return Err(StoreError::io(
+                    std::path::PathBuf::new(),
+                    std::io::Error::other(format!("the snapshot encoder was cancelled: {e}")),
+                ));
+            }
             Done::Saved(Ok(())) => {
                 if let Some(seq) = saving {
                     run.saved = seq;

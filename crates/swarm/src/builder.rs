@@ -87,6 +87,11 @@ pub(crate) enum AgentsSpec {
 /// # Ok(())
 /// # }
 /// ```
+/// How many events the default in-memory store keeps: the newest 100 000
+/// (about 20 MB), enough for the management API's task timelines and an
+/// event stream's resume over recent history; older ones are dropped.
+pub const DEFAULT_MEMORY_EVENTS: usize = 100_000;
+
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct SwarmBuilder {
     pub(crate) agents: usize,
@@ -214,7 +219,14 @@ impl SwarmBuilder {
         self
     }
 
-    /// Keeps the event log in memory (the default): fast, lost on exit.
+    /// Keeps the event log in memory (the default): fast, lost on exit, and
+    /// bounded: a [`MemoryStore::bounded`](swarm_store::MemoryStore::bounded)
+    /// that keeps the newest [`DEFAULT_MEMORY_EVENTS`] events (and its newest
+    /// snapshots), so a swarm that runs for weeks does not keep every event
+    /// it ever recorded. Reads from before the kept tail get
+    /// [`StoreError::Compacted`](swarm_store::StoreError::Compacted). For the
+    /// whole history in memory pass `store(Arc::new(MemoryStore::new()), false)`;
+    /// for a log that outlives the process, [`file_store`](Self::file_store).
     pub fn memory_store(mut self) -> Self {
         self.store = StoreSpec::Memory;
         self

@@ -109,7 +109,7 @@ mod scheduler;
 mod stats;
 mod swarm;
 
-pub use builder::{SchedulerMode, SwarmBuilder};
+pub use builder::{DEFAULT_MEMORY_EVENTS, SchedulerMode, SwarmBuilder};
 pub use error::{BuildError, CancelError, ShutdownError, SubmitError};
 pub use handle::{TaskHandle, TaskOutcome};
 #[doc(inline)]

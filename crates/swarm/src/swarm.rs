@@ -141,7 +141,10 @@ impl Swarm {
             (log, true)
         } else {
             match b.store {
-                StoreSpec::Memory => (Arc::new(MemoryStore::new()), false),
+                StoreSpec::Memory => (
+                    Arc::new(MemoryStore::bounded(crate::builder::DEFAULT_MEMORY_EVENTS)),
+                    false,
+                ),
                 StoreSpec::File {
                     ref dir,
                     ref options,

@@ -206,10 +206,14 @@ pub(crate) async fn follow(
     gate: Option<Arc<dyn PauseGate>>,
 ) {
     let mut delay = RETRY_DELAY;
+    // Where to go on when the events after the view's last one are gone and
+    // no snapshot covers them (a bounded memory store the view fell behind).
+    let mut skip_to: Option<u64> = None;
     loop {
         let Some(from) = shared.upgrade().map(|s| s.view.read().state.last_seq() + 1) else {
             return;
         };
+        let from = skip_to.take().map_or(from, |to| to.max(from));
         let mut events = store.subscribe(from).ready_chunks(512);
         let error = loop {
             let Some(chunk) = events.next().await else {
@@ -291,6 +295,20 @@ pub(crate) async fn follow(
                         gate.set_paused(paused);
                     }
                     shared.applied.send_replace(last);
+                }
+                Err(StoreError::Compacted {
+                    requested,
+                    earliest,
+                }) => {
+                    // Nothing covers the gap: go on from what the store
+                    // still holds rather than stall. Tasks whose events fell
+                    // in the gap may show a stale status until their next event.
+                    tracing::error!(
+                        skipped_from = requested,
+                        resumed_at = earliest,
+                        "the management view fell behind the store's retained tail; it skips the events it can no longer read"
+                    );
+                    skip_to = Some(earliest);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "could not replay the store for the management view");
