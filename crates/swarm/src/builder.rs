@@ -68,6 +68,11 @@ pub(crate) enum AgentsSpec {
     Factory(BoxAgentFactory),
 }
 
+/// How many events the default in-memory store keeps: the newest 100 000
+/// (about 20 MB), enough for the management API's task timelines and an
+/// event stream's resume over recent history; older ones are dropped.
+pub const DEFAULT_MEMORY_EVENTS: usize = 100_000;
+
 /// Builds a [`Swarm`]. Get one from [`Swarm::builder`].
 ///
 /// ```
@@ -87,11 +92,6 @@ pub(crate) enum AgentsSpec {
 /// # Ok(())
 /// # }
 /// ```
-/// How many events the default in-memory store keeps: the newest 100 000
-/// (about 20 MB), enough for the management API's task timelines and an
-/// event stream's resume over recent history; older ones are dropped.
-pub const DEFAULT_MEMORY_EVENTS: usize = 100_000;
-
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct SwarmBuilder {
     pub(crate) agents: usize,
