@@ -375,12 +375,61 @@ impl Run {
         false
     }
 
-    fn wait_progress(&self, what: &str) {
-        assert!(
-            self.progress(20, Duration::from_secs(60)),
-            "no progress after {what}: {} completions",
-            self.shared.completions()
+    fn wait_progress(&mut self, what: &str) {
+        if self.progress(20, Duration::from_secs(60)) {
+            return;
+        }
+        panic!(
+            "no progress after {what}: {} completions\n{}",
+            self.shared.completions(),
+            self.diagnose()
         );
+    }
+
+    /// What each part says, for a failing test's message.
+    fn diagnose(&mut self) -> String {
+        let mut out = String::new();
+        let submits = self.shared.submits.lock().unwrap().clone();
+        let acked = submits
+            .iter()
+            .filter(|(_, s)| *s == Submit::Acknowledged)
+            .count();
+        out += &format!("submits recorded {}, acknowledged {acked}\n", submits.len());
+        for i in 0..swarm_testkit::cluster::SERVERS {
+            let url = self.cluster.url(i);
+            let swarm_name = self.swarm_name.clone();
+            let seq = self.rt.block_on(async {
+                let connect = NatsStore::connect(NatsStoreOptions::new(url.as_str(), &swarm_name));
+                match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                    Ok(Ok(store)) => {
+                        let seq =
+                            tokio::time::timeout(Duration::from_secs(5), store.last_seq()).await;
+                        let _ = store.close().await;
+                        format!("{seq:?}")
+                    }
+                    Ok(Err(e)) => format!("connect: {e}"),
+                    Err(_) => "connect timed out".into(),
+                }
+            });
+            out += &format!(
+                "server {i}: running {} last_seq {seq}\n",
+                self.cluster.is_running(i)
+            );
+        }
+        for stream in self.streams() {
+            let leader = self.cluster.stream_leader(&stream);
+            out += &format!("{stream}: leader {leader:?}\n");
+        }
+        for (j, w) in self.workers.iter().enumerate() {
+            out += &format!("--- worker {j} ({}) ---\n{}\n", w.url, tail(&w.text()));
+        }
+        for i in 0..swarm_testkit::cluster::SERVERS {
+            out += &format!(
+                "--- server {i} ---\n{}\n",
+                tail(&self.cluster.server_log(i))
+            );
+        }
+        out
     }
 
     /// Stops the submitter, waits (bounded) until every acknowledged task

@@ -1,0 +1,128 @@
+//! The 3-server cluster harness (`swarm_testkit::cluster`) itself, and
+//! `swarm worker` against a cluster's server list.
+//!
+//! Root only (network namespaces): elsewhere the tests print that they are
+//! skipped and pass, except under `SWARM_CI=1`, where they fail.
+#![cfg(feature = "nats")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use swarm::EventStore;
+use swarm::event::TaskCreated;
+use swarm_store::{NatsStore, NatsStoreOptions};
+use swarm_testkit::cluster::start_or_skip;
+
+use support::swarm;
+
+/// An R3 stream survives its leader's death (a new leader among the other
+/// two, appends go on), the leader comes back, an isolated follower does
+/// not stop the other two, and it catches up after the heal.
+#[test]
+fn cluster_harness_kills_restarts_isolates_and_heals() {
+    let Some(mut cluster) = start_or_skip("harness") else {
+        return;
+    };
+    assert_eq!(cluster.urls().split(',').count(), 3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let swarm_name = format!("harness_{}", std::process::id());
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let connect = |i: usize| {
+        let options = NatsStoreOptions::new(urls[i].as_str(), &swarm_name).replicas(3);
+        rt.block_on(NatsStore::connect(options))
+            .unwrap_or_else(|e| panic!("server {i}: {e}"))
+    };
+    let stream = NatsStoreOptions::new("", &swarm_name).stream_name();
+    let first = connect(0);
+    let append = |store: &NatsStore| {
+        let task = swarm::Task::builder("k").build().unwrap();
+        rt.block_on(store.append(vec![TaskCreated { task }.into()], None))
+            .unwrap()
+    };
+    append(&first);
+    let replicas = cluster.stream_replicas(&stream).unwrap();
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+
+    let leader = cluster.wait_stream_leader(&stream).unwrap();
+    cluster.kill(leader).unwrap();
+    assert!(!cluster.is_running(leader));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new_leader = loop {
+        match cluster.stream_leader(&stream) {
+            Some(l) if l != leader => break l,
+            _ => assert!(Instant::now() < deadline, "no new leader"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let other = connect(new_leader);
+    append(&other);
+    cluster.restart(leader).unwrap();
+    cluster.wait_healthy().unwrap();
+
+    let follower = (0..3)
+        .find(|&i| Some(i) != cluster.stream_leader(&stream))
+        .unwrap();
+    cluster.isolate(follower).unwrap();
+    // Unreachable from the root namespace while isolated.
+    let addr: std::net::SocketAddr = urls[follower]["nats://".len()..].parse().unwrap();
+    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
+    let leader_now = cluster.wait_stream_leader(&stream).unwrap();
+    assert_ne!(leader_now, follower);
+    append(&connect(leader_now));
+    cluster.heal(follower).unwrap();
+    cluster.wait_healthy().unwrap();
+    // The healed follower serves the whole log.
+    let healed = connect(follower);
+    assert_eq!(rt.block_on(healed.last_seq()).unwrap(), 3);
+    for store in [first, other, healed] {
+        let _ = rt.block_on(store.close());
+    }
+}
+
+/// `swarm worker --nats` documents a comma-separated server list, the form
+/// `Cluster::urls` gives; it should join the swarm with it.
+#[test]
+#[ignore = "defect: `swarm worker --nats nats://a:4222,nats://b:4222` exits 2 with \
+            `failed to parse server or server list: NATS server URL is invalid: invalid port \
+            number`: NatsStoreOptions/the builder pass the whole string to async-nats 0.42, \
+            whose `&str` is one address; split on ',' into a Vec<ServerAddr>"]
+fn cluster_worker_joins_with_the_server_list() {
+    let Some(cluster) = start_or_skip("urls") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("worker.log");
+    let mut child = swarm()
+        .args([
+            "-v",
+            "worker",
+            "--nats",
+            &cluster.urls(),
+            "--swarm",
+            &format!("urls_{}", std::process::id()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("worker joined the swarm") {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("worker exited ({status}): {text}");
+        }
+        assert!(Instant::now() < deadline, "worker not ready: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
