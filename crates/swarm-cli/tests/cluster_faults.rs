@@ -420,6 +420,20 @@ impl Run {
             let leader = self.cluster.stream_leader(&stream);
             out += &format!("{stream}: leader {leader:?}\n");
         }
+        let config = queue_config(&self.swarm_name, self.replicas);
+        for priority in swarm::Priority::ALL {
+            let consumer = config.consumer_name(priority);
+            let subject = format!("$JS.API.CONSUMER.INFO.{}.{consumer}", config.stream_name());
+            let info = self.cluster.jetstream_api(&subject).unwrap_or_default();
+            out += &format!(
+                "consumer {consumer}: leader {} pending {} ack_pending {} waiting pulls {} redelivered {}\n",
+                info["cluster"]["leader"],
+                info["num_pending"],
+                info["num_ack_pending"],
+                info["num_waiting"],
+                info["num_redelivered"]
+            );
+        }
         for (j, w) in self.workers.iter().enumerate() {
             out += &format!("--- worker {j} ({}) ---\n{}\n", w.url, tail(&w.text()));
         }
@@ -565,6 +579,8 @@ impl Run {
             dead: usize,
             assignments: usize,
             max_attempt: u32,
+            attempts: Vec<u32>,
+            history: Vec<String>,
         }
         let mut seen: HashMap<TaskId, Seen> = HashMap::new();
         for e in &events {
@@ -573,10 +589,24 @@ impl Run {
                     let s = seen.entry(a.task_id).or_default();
                     s.assignments += 1;
                     s.max_attempt = s.max_attempt.max(a.attempt);
+                    s.attempts.push(a.attempt);
                 }
                 Event::TaskCompleted(c) => seen.entry(c.task_id).or_default().completions += 1,
                 Event::TaskDeadLettered(d) => seen.entry(d.task_id).or_default().dead += 1,
                 _ => {}
+            }
+            // Each task's events, as evidence for a violation.
+            if let Some(id) = task_of(&e.event) {
+                let detail = match &e.event {
+                    Event::TaskAssigned(a) => format!(" {} attempt {}", a.agent_id, a.attempt),
+                    Event::TaskCompleted(c) => format!(" {} attempt {}", c.agent_id, c.attempt),
+                    _ => String::new(),
+                };
+                seen.entry(id).or_default().history.push(format!(
+                    "#{} {}{detail}",
+                    e.seq,
+                    e.event.name()
+                ));
             }
         }
         for (id, s) in &seen {
@@ -592,15 +622,25 @@ impl Run {
             if s.dead > 0 {
                 report.dead_lettered += 1;
             }
-            if s.max_attempt >= 2 {
+            // Redelivered: assigned again (a later attempt, or the same
+            // attempt number twice when the consumer's delivery count was
+            // not kept).
+            let redelivered = s.max_attempt >= 2 || s.assignments >= 2;
+            if redelivered {
                 report.redelivered += 1;
+            }
+            let mut attempts = s.attempts.clone();
+            attempts.sort_unstable();
+            if attempts.windows(2).any(|w| w[0] == w[1]) {
+                report.attempt_reused += 1;
             }
             if s.completions > 1 {
                 report.duplicated += 1;
-                if s.max_attempt < 2 {
+                if !redelivered {
                     report.violations.push(format!(
-                        "{id} completed {} times without a redelivery",
-                        s.completions
+                        "{id} completed {} times without a redelivery: {}",
+                        s.completions,
+                        s.history.join(", ")
                     ));
                 }
             }
@@ -663,6 +703,22 @@ impl Drop for Run {
     }
 }
 
+/// The task a task event is about.
+fn task_of(event: &Event) -> Option<TaskId> {
+    Some(match event {
+        Event::TaskCreated(e) => e.task.id(),
+        Event::TaskEnqueued(e) => e.task_id,
+        Event::TaskDequeued(e) => e.task_id,
+        Event::TaskAssigned(e) => e.task_id,
+        Event::TaskCompleted(e) => e.task_id,
+        Event::TaskFailed(e) => e.task_id,
+        Event::TaskDeadLettered(e) => e.task_id,
+        Event::TaskCancelled(e) => e.task_id,
+        Event::TaskInterrupted(e) => e.task_id,
+        _ => return None,
+    })
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
@@ -707,6 +763,7 @@ struct Report {
     completions: usize,
     duplicated: usize,
     redelivered: usize,
+    attempt_reused: usize,
     dead_lettered: usize,
     lost: Vec<TaskId>,
     events: usize,
@@ -719,7 +776,8 @@ impl std::fmt::Display for Report {
             f,
             "submitted {}, acknowledged {}, indeterminate {} ({} of them finished), \
              not submitted {}, completed {} ({} completions), duplicated {} \
-             (redelivered tasks {}), dead-lettered {}, lost {}, log events {}; {}",
+             (redelivered tasks {}, attempt number reused {}), dead-lettered {}, lost {}, \
+             log events {}; {}",
             self.submitted,
             self.acknowledged,
             self.indeterminate,
@@ -729,6 +787,7 @@ impl std::fmt::Display for Report {
             self.completions,
             self.duplicated,
             self.redelivered,
+            self.attempt_reused,
             self.dead_lettered,
             self.lost.len(),
             self.events,

@@ -693,6 +693,16 @@ impl Cluster {
         }
     }
 
+    /// One JetStream API request (`$JS.API.<...>`, empty body) to the first
+    /// reachable server that answers with JSON: its reply (for example
+    /// `$JS.API.CONSUMER.INFO.<stream>.<consumer>`).
+    pub fn jetstream_api(&mut self, subject: &str) -> Option<serde_json::Value> {
+        self.reachable().into_iter().find_map(|i| {
+            let reply = self.request(i, subject, b"").ok()?;
+            serde_json::from_slice(&reply).ok()
+        })
+    }
+
     /// The servers that hold a replica of `stream` (leader and followers),
     /// from its stream info.
     pub fn stream_replicas(&mut self, stream: &str) -> Option<HashSet<usize>> {
