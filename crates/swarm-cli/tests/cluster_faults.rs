@@ -375,15 +375,17 @@ impl Run {
         false
     }
 
-    fn wait_progress(&mut self, what: &str) {
+    /// Waits (at most a minute) until the swarm completed 20 more tasks;
+    /// if it did not, a stall with what each part says.
+    fn wait_progress(&mut self, what: &str) -> Result<(), String> {
         if self.progress(20, Duration::from_secs(60)) {
-            return;
+            return Ok(());
         }
-        panic!(
-            "no progress after {what}: {} completions\n{}",
+        Err(format!(
+            "no task completed in 60 s after {what} ({} completions so far)\n{}",
             self.shared.completions(),
             self.diagnose()
-        );
+        ))
     }
 
     /// What each part says, for a failing test's message.
@@ -420,14 +422,28 @@ impl Run {
             let leader = self.cluster.stream_leader(&stream);
             out += &format!("{stream}: leader {leader:?}\n");
         }
+        for stream in self.streams() {
+            let info = self
+                .cluster
+                .jetstream_api(&format!("$JS.API.STREAM.INFO.{stream}"))
+                .unwrap_or_default();
+            let state = &info["state"];
+            out += &format!(
+                "stream {stream}: messages {} first_seq {} last_seq {}\n",
+                state["messages"], state["first_seq"], state["last_seq"]
+            );
+        }
         let config = queue_config(&self.swarm_name, self.replicas);
         for priority in swarm::Priority::ALL {
             let consumer = config.consumer_name(priority);
             let subject = format!("$JS.API.CONSUMER.INFO.{}.{consumer}", config.stream_name());
             let info = self.cluster.jetstream_api(&subject).unwrap_or_default();
             out += &format!(
-                "consumer {consumer}: leader {} pending {} ack_pending {} waiting pulls {} redelivered {}\n",
+                "consumer {consumer}: leader {} delivered stream_seq {} ack_floor stream_seq {} \
+                 pending {} ack_pending {} waiting pulls {} redelivered {}\n",
                 info["cluster"]["leader"],
+                info["delivered"]["stream_seq"],
+                info["ack_floor"]["stream_seq"],
                 info["num_pending"],
                 info["num_ack_pending"],
                 info["num_waiting"],
@@ -448,7 +464,7 @@ impl Run {
 
     /// Stops the submitter, waits (bounded) until every acknowledged task
     /// finished, stops the workers and runs the checker.
-    fn finish(mut self, nemesis: &str) -> Report {
+    fn finish(mut self, nemesis: &str, stall: Option<String>) -> Report {
         for i in 0..swarm_testkit::cluster::SERVERS {
             self.cluster.heal(i).unwrap();
             if !self.cluster.is_running(i) {
@@ -505,7 +521,10 @@ impl Run {
         for task in &self.tasks {
             task.abort();
         }
-        let report = self.check(&outputs);
+        let mut report = self.check(&outputs);
+        if let Some(stall) = stall {
+            report.violations.insert(0, format!("STUCK: {stall}"));
+        }
         eprintln!("checker [{nemesis}]: {report}");
         let _ = self.rt.block_on(self.log.close());
         report
@@ -813,20 +832,25 @@ impl Report {
 }
 
 /// Runs `nemesis` for `ROUNDS` rounds on a live workload, then the checker.
-fn fault_test(name: &str, mut nemesis: impl FnMut(&mut Run, usize)) {
+fn fault_test(name: &str, mut nemesis: impl FnMut(&mut Run, usize) -> Result<(), String>) {
     let Some(mut run) = Run::start(name, 3) else {
         return;
     };
     run.start_workers();
     run.start_follower();
     run.start_submitter();
-    run.wait_progress("the start");
+    // A stall ends the rounds; the checker then tells what became of the tasks.
+    let mut stall = run.wait_progress("the start").err();
     for round in 0..ROUNDS {
-        nemesis(&mut run, round);
-        run.wait_progress(&format!("round {round}"));
+        if stall.is_some() {
+            break;
+        }
+        stall = nemesis(&mut run, round)
+            .and_then(|()| run.wait_progress(&format!("round {round}")))
+            .err();
     }
     let logs: Vec<String> = (0..3).map(|i| tail(&run.cluster.server_log(i))).collect();
-    let report = run.finish(name);
+    let report = run.finish(name, stall);
     report.assert_ok(|| logs.join("\n---\n"));
 }
 
@@ -852,9 +876,10 @@ fn cluster_faults_kill_the_stream_leader() {
             assert!(Instant::now() < deadline, "no new leader for {stream}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        run.wait_progress(&format!("killing leader {leader} of {stream}"));
+        run.wait_progress(&format!("killing leader {leader} of {stream}"))?;
         run.cluster.restart(leader).unwrap();
         run.cluster.wait_healthy().unwrap();
+        Ok(())
     });
 }
 
@@ -866,6 +891,7 @@ fn cluster_faults_isolate_a_server() {
         std::thread::sleep(HOLD);
         run.cluster.heal(victim).unwrap();
         run.cluster.wait_healthy().unwrap();
+        Ok(())
     });
 }
 
@@ -876,8 +902,9 @@ fn cluster_faults_kill_a_worker_mid_attempt() {
         let name = run.swarm_name.clone();
         // Under a steady load every worker has attempts running: wait until
         // the swarm completes work, then kill this one mid-way.
-        run.wait_progress("before the kill");
+        run.wait_progress("before the kill")?;
         run.workers[victim].kill_and_restart(&name);
+        Ok(())
     });
 }
 
@@ -891,6 +918,7 @@ fn cluster_faults_restart_every_server() {
             run.cluster.restart(i).unwrap();
         }
         run.cluster.wait_healthy().unwrap();
+        Ok(())
     });
 }
 
@@ -920,7 +948,7 @@ fn disk_loss(name: &str, replicas: usize) -> Option<Report> {
     run.start_workers();
     // A submitter again, so that `finish` has one to stop.
     run.start_submitter();
-    Some(run.finish(name))
+    Some(run.finish(name, None))
 }
 
 /// The checker can fail: R1 streams lose acknowledged tasks with a disk.
