@@ -292,8 +292,11 @@ impl Run {
         }
     }
 
-    /// Follows the log (reconnecting after faults) and counts completions
-    /// and finished tasks.
+    /// Follows the log and counts completions and finished tasks. It reads
+    /// in bounded passes (`read` to the current end, at most 10 s each)
+    /// rather than with `subscribe`, whose live subscription stops
+    /// delivering when the log's leader dies (see
+    /// `cluster_subscription_survives_the_log_leader_dying`).
     fn start_follower(&mut self) {
         let shared = self.shared.clone();
         let options = NatsStoreOptions::new(self.cluster.url(1).as_str(), &self.swarm_name);
@@ -306,22 +309,25 @@ impl Run {
             };
             let mut next = 1;
             loop {
-                let mut live = store.subscribe(next);
-                while let Some(item) = live.next().await {
-                    let Ok(stored) = item else { break };
-                    next = stored.seq + 1;
-                    match &stored.event {
-                        Event::TaskCompleted(c) => {
-                            *shared.completions.lock().unwrap() += 1;
-                            shared.terminal.lock().unwrap().insert(c.task_id);
+                let pass = async {
+                    let mut read = store.read(next);
+                    while let Some(item) = read.next().await {
+                        let Ok(stored) = item else { break };
+                        next = stored.seq + 1;
+                        match &stored.event {
+                            Event::TaskCompleted(c) => {
+                                *shared.completions.lock().unwrap() += 1;
+                                shared.terminal.lock().unwrap().insert(c.task_id);
+                            }
+                            Event::TaskDeadLettered(d) => {
+                                shared.terminal.lock().unwrap().insert(d.task_id);
+                            }
+                            _ => {}
                         }
-                        Event::TaskDeadLettered(d) => {
-                            shared.terminal.lock().unwrap().insert(d.task_id);
-                        }
-                        _ => {}
                     }
-                }
-                // The subscription failed (a server went away): resume.
+                };
+                // A pass cut short (a server went away) resumes at `next`.
+                let _ = tokio::time::timeout(Duration::from_secs(10), pass).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }));

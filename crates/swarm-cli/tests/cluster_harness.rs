@@ -126,3 +126,90 @@ fn cluster_worker_joins_with_the_server_list() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A live `NatsStore::subscribe` keeps delivering the events appended after
+/// the log stream's leader was killed (the stream has a new leader and
+/// takes appends). Nodes rely on it: a node's follower resolves the handles
+/// of the tasks it submitted from it, and `swarm demo --store nats://` waits
+/// for its tasks' outcomes on it.
+#[test]
+#[ignore = "defect: NatsStore::subscribe stalls for good (no event, no error, no end) once \
+            the server that leads the log stream is killed: its ordered consumer lived there; \
+            appends through the new leader succeed but never reach the subscriber"]
+fn cluster_subscription_survives_the_log_leader_dying() {
+    let Some(mut cluster) = start_or_skip("subscribe") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let swarm_name = format!("subscribe_{}", std::process::id());
+    let stream = NatsStoreOptions::new("", &swarm_name).stream_name();
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let open = |i: usize| {
+        let options = NatsStoreOptions::new(urls[i].as_str(), &swarm_name)
+            .replicas(3)
+            .shared_writers(true);
+        rt.block_on(NatsStore::connect(options)).unwrap()
+    };
+    let writer = open(0);
+    let append = |store: &NatsStore| {
+        let task = swarm::Task::builder("k").build().unwrap();
+        rt.block_on(store.append(vec![TaskCreated { task }.into()], None))
+    };
+    append(&writer).unwrap();
+    let leader = cluster.wait_stream_leader(&stream).unwrap();
+    // The subscriber and the writer on servers that stay up.
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let subscriber = open(survivors[0]);
+    let writer = open(survivors[1]);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follow = rt.spawn(async move {
+        let mut live = subscriber.subscribe(1);
+        while let Some(item) = futures::StreamExt::next(&mut live).await {
+            if tx
+                .send(item.map(|e| e.seq).map_err(|e| e.to_string()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let first =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await });
+    assert_eq!(
+        first.ok().flatten(),
+        Some(Ok(1)),
+        "the subscription delivers"
+    );
+    cluster.kill(leader).unwrap();
+    // The log takes appends again through a new leader.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let appended = loop {
+        if let Ok(range) = append(&writer) {
+            break range;
+        }
+        assert!(Instant::now() < deadline, "no append after the leader died");
+    };
+    let last = appended.last().unwrap();
+    let got = rt.block_on(async {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while seen.last() != Some(&Ok(last)) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(item)) => seen.push(item),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        seen
+    });
+    follow.abort();
+    assert_eq!(
+        got.last(),
+        Some(&Ok(last)),
+        "the subscription delivered {got:?} within 60 s of the leader's death; \
+         the log holds up to {last}"
+    );
+}
