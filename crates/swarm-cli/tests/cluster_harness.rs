@@ -33,10 +33,19 @@ fn cluster_harness_kills_restarts_isolates_and_heals() {
         .unwrap();
     let swarm_name = format!("harness_{}", std::process::id());
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    // Creating R3 streams on a fresh cluster can time out on a loaded
+    // machine; creation is idempotent (create or bind), so try again.
     let connect = |i: usize| {
         let options = NatsStoreOptions::new(urls[i].as_str(), &swarm_name).replicas(3);
-        rt.block_on(NatsStore::connect(options))
-            .unwrap_or_else(|e| panic!("server {i}: {e}"))
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match rt.block_on(NatsStore::connect(options.clone())) {
+                Ok(store) => break store,
+                Err(e) if tries < 3 => eprintln!("server {i}, try {tries}: {e}"),
+                Err(e) => panic!("server {i}: {e}"),
+            }
+        }
     };
     let stream = NatsStoreOptions::new("", &swarm_name).stream_name();
     let first = connect(0);
@@ -149,7 +158,15 @@ fn cluster_subscription_survives_the_log_leader_dying() {
         let options = NatsStoreOptions::new(urls[i].as_str(), &swarm_name)
             .replicas(3)
             .shared_writers(true);
-        rt.block_on(NatsStore::connect(options)).unwrap()
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match rt.block_on(NatsStore::connect(options.clone())) {
+                Ok(store) => break store,
+                Err(e) if tries < 3 => eprintln!("server {i}, try {tries}: {e}"),
+                Err(e) => panic!("server {i}: {e}"),
+            }
+        }
     };
     let writer = open(0);
     let append = |store: &NatsStore| {
