@@ -856,10 +856,11 @@ impl Report {
 }
 
 /// Runs `nemesis` for `ROUNDS` rounds on a live workload, then the checker.
-fn fault_test(name: &str, mut nemesis: impl FnMut(&mut Run, usize) -> Result<(), String>) {
-    let Some(mut run) = Run::start(name, 3) else {
-        return;
-    };
+fn fault_test(
+    name: &str,
+    mut nemesis: impl FnMut(&mut Run, usize) -> Result<(), String>,
+) -> Option<Report> {
+    let mut run = Run::start(name, 3)?;
     run.start_workers();
     run.start_follower();
     run.start_submitter();
@@ -876,6 +877,7 @@ fn fault_test(name: &str, mut nemesis: impl FnMut(&mut Run, usize) -> Result<(),
     let logs: Vec<String> = (0..3).map(|i| tail(&run.cluster.server_log(i))).collect();
     let report = run.finish(name, stall);
     report.assert_ok(|| logs.join("\n---\n"));
+    Some(report)
 }
 
 #[test]
@@ -926,7 +928,7 @@ fn cluster_faults_isolate_a_server() {
 
 #[test]
 fn cluster_faults_kill_a_worker_mid_attempt() {
-    fault_test("worker", |run, round| {
+    let report = fault_test("worker", |run, round| {
         let victim = round % WORKERS;
         let name = run.swarm_name.clone();
         // Under a steady load every worker has attempts running: wait until
@@ -935,6 +937,18 @@ fn cluster_faults_kill_a_worker_mid_attempt() {
         run.workers[victim].kill_and_restart(&name);
         Ok(())
     });
+    if let Some(report) = report {
+        assert_kills_interrupted_attempts(&report);
+    }
+}
+
+/// Each kill of `cluster_faults_kill_a_worker_mid_attempt` lands on a
+/// loaded worker, so some attempts die with it and come back.
+fn assert_kills_interrupted_attempts(report: &Report) {
+    assert!(
+        report.redelivered > 0,
+        "no task was redelivered: the kills hit no attempt: {report}"
+    );
 }
 
 #[test]

@@ -92,6 +92,22 @@ fn cluster_harness_kills_restarts_isolates_and_heals() {
     for store in [first, other, healed] {
         let _ = rt.block_on(store.close());
     }
+    // Drop tears the namespaces down.
+    let namespaces = cluster.namespaces();
+    drop(cluster);
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    for ns in namespaces {
+        assert!(
+            !left
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(ns.as_str())),
+            "{ns} left behind: {left}"
+        );
+    }
 }
 
 /// `swarm worker --nats` documents a comma-separated server list, the form

@@ -508,6 +508,12 @@ impl Cluster {
             .join(",")
     }
 
+    /// The network namespaces of the servers (`ip netns` names), gone
+    /// once the cluster is dropped.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.netns.clone()).collect()
+    }
+
     /// Server `i`'s `server_name`.
     ///
     /// # Panics
