@@ -220,7 +220,7 @@ fn slot_of(name: &str) -> Option<u32> {
 
 /// Removes what test processes that died without dropping their clusters
 /// left behind: servers, namespaces, links and leases of slots whose lease
-/// is missing or names a dead process. Best effort: what cannot be removed
+/// is missing or names a dead process, and their store directories. Best effort: what cannot be removed
 /// is left for the next sweep.
 pub fn sweep_stale() {
     let netns = ip(&["netns", "list"]).unwrap_or_default();
@@ -251,6 +251,23 @@ pub fn sweep_stale() {
         let Some(slot) = slot_of(name) else { continue };
         if !slot_is_live(slot) {
             let _ = ip(&["link", "del", name]);
+        }
+    }
+    // Store directories `swarm-cluster-<slot>-<pid>-<name>` of dead processes.
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("swarm-cluster-"))
+                .and_then(|n| n.split('-').nth(1))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !pid_alive(pid) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
     if let Ok(entries) = std::fs::read_dir(lease_dir()) {
