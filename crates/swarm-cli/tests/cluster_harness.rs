@@ -113,10 +113,6 @@ fn cluster_harness_kills_restarts_isolates_and_heals() {
 /// `swarm worker --nats` documents a comma-separated server list, the form
 /// `Cluster::urls` gives; it should join the swarm with it.
 #[test]
-#[ignore = "defect: `swarm worker --nats nats://a:4222,nats://b:4222` exits 2 with \
-            `failed to parse server or server list: NATS server URL is invalid: invalid port \
-            number`: NatsStoreOptions/the builder pass the whole string to async-nats 0.42, \
-            whose `&str` is one address; split on ',' into a Vec<ServerAddr>"]
 fn cluster_worker_joins_with_the_server_list() {
     let Some(cluster) = start_or_skip("urls") else {
         return;

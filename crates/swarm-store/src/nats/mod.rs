@@ -192,6 +192,16 @@ fn random_id() -> String {
     format!("{:016x}{:016x}", a, h2.finish())
 }
 
+/// The servers of a URL that may list several, comma-separated
+/// (`nats://a:4222,nats://b:4222`): async-nats reads one string as one
+/// address, so the list is split here.
+fn server_list(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 async fn connect_client(options: &NatsStoreOptions) -> Result<async_nats::Client> {
     let what = options.url.as_str();
     let mut co = ConnectOptions::new()
@@ -227,7 +237,7 @@ async fn connect_client(options: &NatsStoreOptions) -> Result<async_nats::Client
     if tls.handshake_first {
         co = co.tls_first();
     }
-    co.connect(options.url.as_str()).await.map_err(|e| {
+    co.connect(server_list(&options.url)).await.map_err(|e| {
         nats_other(
             what,
             format!("cannot connect: {e}: is nats-server running with JetStream (-js) there?"),

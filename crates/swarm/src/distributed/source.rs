@@ -809,7 +809,14 @@ pub(crate) async fn connect(
 ) -> Result<(Option<Arc<dyn EventStore>>, TaskQueue), crate::BuildError> {
     use swarm_store::{NatsStore, NatsStoreOptions};
     if matches!(store, crate::builder::StoreSpec::Custom { .. }) {
-        let client = async_nats::connect(spec.url.as_str())
+        // A comma-separated list of servers is several addresses.
+        let servers: Vec<&str> = spec
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let client = async_nats::connect(servers)
             .await
             .map_err(|e| DistributedError::nats(format!("connecting to {}", spec.url), e))?;
         let queue = TaskQueue::open(client, spec.queue.clone()).await?;
