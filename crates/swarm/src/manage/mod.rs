@@ -661,7 +661,13 @@ impl Swarm {
             return Ok(());
         }
         let running = self.stats().running;
-        m.record(SwarmPaused { running }, None).await
+        m.record(SwarmPaused { running }, None).await?;
+        // A shared log's failed append charges no task: check the outcome.
+        if self.is_paused() {
+            Ok(())
+        } else {
+            Err(ManageError::NotRecorded { action: "pause" })
+        }
     }
 
     /// Resumes a paused swarm: records `swarm:resumed`; queued tasks start at
@@ -677,7 +683,12 @@ impl Swarm {
             #[cfg(feature = "nats")]
             Source::JetStream(_) => 0,
         };
-        m.record(SwarmResumed { queued }, None).await
+        m.record(SwarmResumed { queued }, None).await?;
+        if self.is_paused() {
+            Err(ManageError::NotRecorded { action: "resume" })
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether the swarm is paused (as the live view of the log says).
