@@ -341,6 +341,18 @@ async fn manage_retry_survives_a_crash_and_restart_requeues_it() {
         .expect("the re-queued retry completes after the resume");
     swarm.sync_view().await.unwrap();
     assert_eq!(swarm.task(dead).unwrap().attempts, 1);
+    // Its events, across the restart: the dead letter, the retry, the run.
+    let names: Vec<&str> = swarm
+        .task_events(dead, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.name())
+        .collect();
+    for name in ["task:dead_lettered", "task:dead_letter_retried"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert_eq!(names.last(), Some(&"task:completed"), "{names:?}");
     swarm.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 

@@ -165,13 +165,14 @@ impl JetStreamSource {
     }
 
     /// Publishes a dead-lettered task again for a retry (fresh attempts), as
-    /// a new message: `retry` numbers the retries of the task, so the message
-    /// id differs from the submission's (the duplicate window would drop it)
-    /// and two nodes retrying the same dead letter at once queue it once.
+    /// a new message whose id names the dead letter (`dead_at`: when it was
+    /// dead-lettered), so it differs from the submission's and every earlier
+    /// retry's (the duplicate window would drop it), and two nodes retrying
+    /// the same dead letter at once queue it once.
     pub(crate) async fn publish_retry(
         &self,
         task: &Task,
-        retry: u64,
+        dead_at: u64,
     ) -> Result<(), DistributedError> {
         self.state.lock().dead_recorded.remove(&task.id());
         let body = serde_json::to_vec(task).map_err(|e| DistributedError::Encode {
@@ -180,7 +181,7 @@ impl JetStreamSource {
         })?;
         let publish = Publish::build()
             .payload(body.into())
-            .message_id(format!("{}.r{retry}", task.id()));
+            .message_id(format!("{}.r{dead_at}", task.id()));
         let what = || format!("publishing the retry of task {}", task.id());
         self.queue
             .js

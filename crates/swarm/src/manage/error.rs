@@ -71,6 +71,13 @@ pub enum ManageError {
         /// The sequence it waited for.
         wanted: u64,
     },
+    /// The action's event did not reach the log (a shared log's append
+    /// failed, which the journal logs and counts): nothing changed.
+    #[error("the log did not record the {action}: the event store is failing; try again")]
+    NotRecorded {
+        /// What was not recorded: `"pause"`, `"resume"`.
+        action: &'static str,
+    },
     /// The swarm is shutting down (or its store is closed).
     #[error("the swarm is shutting down")]
     ShuttingDown,

@@ -381,8 +381,9 @@ impl Manage {
             })
     }
 
-    /// The dead letter `id`, ready to run again (attempts 0), and the attempts it used.
-    fn dead_letter(&self, id: TaskId) -> Result<(swarm_core::Task, u32), ManageError> {
+    /// The dead letter `id`, ready to run again (attempts 0), the attempts
+    /// it used, and when it was dead-lettered (µs since the epoch; 0 if unknown).
+    fn dead_letter(&self, id: TaskId) -> Result<(swarm_core::Task, u32, u64), ManageError> {
         let view = self.shared.view.read();
         let record = view.state.task(id).ok_or(ManageError::UnknownTask(id))?;
         if record.status != TaskStatus::DeadLettered {
@@ -393,7 +394,8 @@ impl Manage {
         }
         let mut task = record.task.clone();
         task.set_attempt(0);
-        Ok((task, record.attempts))
+        let at = record.updated_at.map_or(0, Timestamp::as_micros);
+        Ok((task, record.attempts, at))
     }
 
     /// Records `event` and waits until the log (and the view) has it.
@@ -530,21 +532,25 @@ impl Swarm {
     ) -> Result<Vec<StoredEvent>, ManageError> {
         use futures_util::StreamExt;
         let m = self.manage();
-        let (from, retries) = {
+        let (from, status, updated_at) = {
             let view = m.shared.view.read();
             let record = view.state.task(id).ok_or(ManageError::UnknownTask(id))?;
-            (record.created_seq.max(1), view.retries_of(id))
+            (record.created_seq.max(1), record.status, record.updated_at)
         };
+        // At or past its latest event: a dead letter there is its last one.
+        let latest = |at: Timestamp| updated_at.is_none_or(|u| at >= u);
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
         let end = m.store.last_seq().await?;
-        let mut dead_letters = 0u64;
         let mut events = m.store.read(from);
         while let Some(stored) = events.next().await {
             let stored = stored?;
-            if stored.seq > end {
+            // Past the log's end when asked, or past a finished task's last event.
+            let past_last =
+                status.is_terminal() && updated_at.is_some_and(|u| stored.timestamp > u);
+            if stored.seq > end || past_last {
                 break;
             }
             if !concerns(&stored.event, id) {
@@ -556,9 +562,9 @@ impl Swarm {
             }
             let last = match &stored.event {
                 Event::TaskCompleted(_) | Event::TaskCancelled(_) | Event::TaskDiscarded(_) => true,
+                // An earlier dead letter may have been retried since.
                 Event::TaskDeadLettered(_) => {
-                    dead_letters += 1;
-                    dead_letters > retries
+                    status == TaskStatus::DeadLettered && latest(stored.timestamp)
                 }
                 _ => false,
             };
@@ -579,7 +585,8 @@ impl Swarm {
     pub async fn retry_dead_letter(&self, id: TaskId) -> Result<TaskHandle, ManageError> {
         let m = self.manage();
         m.sync().await?;
-        let (task, attempts) = m.dead_letter(id)?;
+        #[cfg_attr(not(feature = "nats"), allow(unused_variables))]
+        let (task, attempts, dead_at) = m.dead_letter(id)?;
         let retried = TaskDeadLetterRetried {
             task_id: id,
             attempts,
@@ -607,15 +614,13 @@ impl Swarm {
                         Box::new(task),
                     )));
                 }
-                // Numbered before this retry is in the view.
-                let retry = m.shared.view.read().retries_of(id) + 1;
                 let mut receivers = source.wait_for(std::slice::from_ref(&task));
                 m.bus.emit(retried);
                 if let Err(error) = m.journal.barrier_for(id).await {
                     source.unwait(std::slice::from_ref(&task));
                     return Err(error.into());
                 }
-                if let Err(error) = source.publish_retry(&task, retry).await {
+                if let Err(error) = source.publish_retry(&task, dead_at).await {
                     // The log says retried; the queue does not have it.
                     m.bus.emit(swarm_core::event::TaskDeadLettered {
                         task_id: id,
@@ -656,7 +661,13 @@ impl Swarm {
             return Ok(());
         }
         let running = self.stats().running;
-        m.record(SwarmPaused { running }, None).await
+        m.record(SwarmPaused { running }, None).await?;
+        // A shared log's failed append charges no task: check the outcome.
+        if self.is_paused() {
+            Ok(())
+        } else {
+            Err(ManageError::NotRecorded { action: "pause" })
+        }
     }
 
     /// Resumes a paused swarm: records `swarm:resumed`; queued tasks start at
@@ -672,7 +683,12 @@ impl Swarm {
             #[cfg(feature = "nats")]
             Source::JetStream(_) => 0,
         };
-        m.record(SwarmResumed { queued }, None).await
+        m.record(SwarmResumed { queued }, None).await?;
+        if self.is_paused() {
+            Err(ManageError::NotRecorded { action: "resume" })
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether the swarm is paused (as the live view of the log says).

@@ -11,13 +11,12 @@
 //! for every node that follows the log, and a restarted swarm comes back
 //! paused when its log says so.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
-use swarm_core::{Event, Priority, TaskId, Timestamp};
+use swarm_core::{Event, Priority, Timestamp};
 use swarm_store::{EventStore, StoreError, StoredEvent, SystemState};
 use tokio::sync::watch;
 
@@ -39,11 +38,6 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// What the management API reads.
 pub(crate) struct LiveView {
     pub(crate) state: SystemState,
-    /// How often each task was retried from the dead letters (only tasks
-    /// retried at least once; pruned with the tasks the state forgets).
-    retried: HashMap<TaskId, u64>,
-    /// `retried` is swept when it grows past this.
-    sweep_at: usize,
     /// Recent queue waits per priority level, in microseconds.
     waits: [Ring; Priority::LEVELS],
     /// Completions per second of wall time (stored timestamps).
@@ -86,8 +80,6 @@ impl LiveView {
     pub(crate) fn new(state: SystemState) -> Self {
         LiveView {
             state,
-            retried: HashMap::new(),
-            sweep_at: 64,
             waits: Default::default(),
             completions: [(0, 0); BUCKETS],
         }
@@ -96,11 +88,6 @@ impl LiveView {
     /// Whether the log says the swarm is paused.
     pub(crate) fn paused(&self) -> bool {
         self.state.is_paused()
-    }
-
-    /// How often `task` was retried from the dead letters, as this view saw.
-    pub(crate) fn retries_of(&self, task: TaskId) -> u64 {
-        self.retried.get(&task).copied().unwrap_or(0)
     }
 
     /// The p50 / p99 queue wait of `priority`, in milliseconds.
@@ -125,9 +112,6 @@ impl LiveView {
 
     pub(crate) fn apply(&mut self, stored: &StoredEvent) {
         match &stored.event {
-            Event::TaskDeadLetterRetried(e) => {
-                *self.retried.entry(e.task_id).or_insert(0) += 1;
-            }
             Event::TaskAssigned(e) => {
                 let micros = u64::try_from(e.queue_wait.as_micros()).unwrap_or(u64::MAX);
                 self.waits[e.priority.level()].push(micros);
@@ -143,13 +127,6 @@ impl LiveView {
             _ => {}
         }
         self.state.apply(stored);
-        // Forget retry counts of tasks the state no longer holds (amortized:
-        // only when the map doubled since the last sweep).
-        if self.retried.len() > self.sweep_at {
-            let state = &self.state;
-            self.retried.retain(|id, _| state.task(*id).is_some());
-            self.sweep_at = (self.retried.len() * 2).max(64);
-        }
     }
 }
 
