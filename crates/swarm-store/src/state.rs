@@ -774,34 +774,22 @@ impl SystemState {
                     .tasks_stolen
                     .saturating_add(u64::from(e.count));
             }
-            Event::TaskDeadLetterRetried(e) => {
-                // Back to pending with fresh attempts; it leaves the dead letters.
-                if self
-                    .tasks
-                    .get(&e.task_id)
-                    .is_some_and(|t| t.status == TaskStatus::DeadLettered)
-                {
-                    self.unfinish(e.task_id);
-                    if let Some(t) = self.tasks.get_mut(&e.task_id) {
-                        t.status = TaskStatus::Pending;
-                        t.attempts = 0;
-                        t.task.set_attempt(0);
-                        t.errors.clear();
-                        t.last_error = None;
-                        t.will_retry = false;
-                    }
+            // Back to pending with fresh attempts; it leaves the dead letters.
+            Event::TaskDeadLetterRetried(e) if self.is_dead_letter(e.task_id) => {
+                self.unfinish(e.task_id);
+                if let Some(t) = self.tasks.get_mut(&e.task_id) {
+                    t.status = TaskStatus::Pending;
+                    t.attempts = 0;
+                    t.task.set_attempt(0);
+                    t.errors.clear();
+                    t.last_error = None;
+                    t.will_retry = false;
                 }
             }
-            Event::TaskDiscarded(e) => {
-                // Acted on: no longer a dead letter (its aggregates stay).
-                if self
-                    .tasks
-                    .get(&e.task_id)
-                    .is_some_and(|t| t.status == TaskStatus::DeadLettered)
-                {
-                    self.unfinish(e.task_id);
-                    self.tasks.remove(&e.task_id);
-                }
+            // Acted on: no longer a dead letter (its aggregates stay).
+            Event::TaskDiscarded(e) if self.is_dead_letter(e.task_id) => {
+                self.unfinish(e.task_id);
+                self.tasks.remove(&e.task_id);
             }
             Event::SwarmPaused(_) => self.paused = true,
             Event::SwarmResumed(_) => self.paused = false,
@@ -809,6 +797,12 @@ impl SystemState {
             _ => {}
         }
         self.retire(at);
+    }
+
+    fn is_dead_letter(&self, id: TaskId) -> bool {
+        self.tasks
+            .get(&id)
+            .is_some_and(|t| t.status == TaskStatus::DeadLettered)
     }
 
     fn set_status(&mut self, id: TaskId, status: TaskStatus) {

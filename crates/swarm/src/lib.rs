@@ -53,6 +53,37 @@
 //! attempt stopped by [`Swarm::shutdown`] is recorded as `task:interrupted`
 //! and does not count.
 //!
+//! # Operating a live swarm
+//!
+//! The management API reads one live view of the event log (live tasks and
+//! finished ones within the retention window; in a distributed swarm, every
+//! node's) and journals every action before it takes effect:
+//! [`Swarm::task`], [`Swarm::tasks`], [`Swarm::dead_letters`],
+//! [`Swarm::task_events`], [`Swarm::retry_dead_letter`],
+//! [`Swarm::discard_dead_letter`], [`Swarm::pause`] / [`Swarm::resume`]
+//! (a swarm restarted on a paused log starts paused), [`Swarm::scale_to`]
+//! and [`Swarm::overview`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use swarm::{Swarm, Task, TaskFilter, TaskStatus};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let swarm = Swarm::builder().agents(1).memory_store().build().await?;
+//! swarm.pause().await?;
+//! let handle = swarm.submit(Task::builder("report").build()?).await?;
+//! swarm.sync_view().await?;
+//! assert_eq!(swarm.task(handle.id()).map(|t| t.status), Some(TaskStatus::Queued));
+//! assert_eq!(swarm.overview().tasks.queued, 1);
+//! swarm.resume().await?;
+//! assert!(handle.await.is_completed());
+//! assert!(swarm.dead_letters(&TaskFilter::new()).tasks.is_empty());
+//! swarm.shutdown(Duration::from_secs(5)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # One runtime
 //!
 //! [`Swarm`] is the only thing that runs agents, locally or as a node of a

@@ -391,6 +391,9 @@ impl Swarm {
         mut subscriptions: Vec<Subscription>,
     ) -> Result<Swarm, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        // The management view: the shared log's state (every node's tasks).
+        // A log that says paused holds the puller from its start.
+        let state = SystemState::replay_with(&*store, b.retention).await?;
         let source = crate::distributed::JetStreamSource::start(
             queue,
             pool.clone(),
@@ -398,6 +401,7 @@ impl Swarm {
             Arc::clone(&journal),
             Arc::clone(&counters),
             Arc::clone(&store),
+            state.is_paused(),
         )
         .await?;
         if pool
@@ -411,8 +415,6 @@ impl Swarm {
         // The server holds the queue: scaling sees no local backlog.
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let autoscaler = attach_scaling(&b, &pool, &bus, &runtime, queued, &mut subscriptions);
-        // The management view: the shared log's state (every node's tasks).
-        let state = SystemState::replay_with(&*store, b.retention).await?;
         let manage = crate::manage::Manage::start(
             state,
             crate::manage::Source::JetStream(Arc::clone(&source)),

@@ -563,3 +563,68 @@ async fn manage_task_events_follow_a_task_through_its_retry() {
         swarm.shutdown(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+/// Tasks with an affinity for an idle agent wait in its local queue while
+/// paused, and that agent takes them at the resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manage_resume_starts_tasks_queued_by_affinity_while_paused() {
+    let agent = TestAgent::new();
+    let swarm = build(&Store::Memory, &agent, 2).await;
+    let target = swarm.overview().agents[1].id;
+    swarm.pause().await.unwrap();
+    let mut handles = Vec::new();
+    for id in 1..=3 {
+        let task = Task::builder("ok")
+            .id(TaskId::from_u64(id))
+            .affinity(target)
+            .pinned(true)
+            .build()
+            .unwrap();
+        handles.push(swarm.submit(task).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(agent.started.load(Ordering::SeqCst), 0);
+    assert_eq!(swarm.stats().queued, 3);
+    swarm.resume().await.unwrap();
+    for handle in handles {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("the resume left the pinned tasks waiting");
+        match outcome {
+            TaskOutcome::Completed { agent_id, .. } => assert_eq!(agent_id, target),
+            other => panic!("a pinned task ended {other:?}"),
+        }
+    }
+    swarm.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// The polling baseline honours the pause too: its ticks take nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manage_pause_holds_the_polling_baseline() {
+    let agent = TestAgent::new();
+    let swarm = builder(&agent, 2)
+        .memory_store()
+        .mode(swarm::SchedulerMode::Polling {
+            interval: Duration::from_millis(5),
+            batch: 10,
+        })
+        .build()
+        .await
+        .unwrap();
+    swarm.pause().await.unwrap();
+    let mut handles = Vec::new();
+    for id in 1..=4 {
+        handles.push(swarm.submit(task("ok", id)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        agent.started.load(Ordering::SeqCst),
+        0,
+        "a polling tick ran a task while paused"
+    );
+    swarm.resume().await.unwrap();
+    for handle in handles {
+        assert!(handle.await.is_completed());
+    }
+    swarm.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -100,8 +100,8 @@ pub(crate) struct JetStreamSource {
 }
 
 impl JetStreamSource {
-    /// Starts pulling from `queue` and following `store` (the shared log) for
-    /// the outcomes of tasks submitted here.
+    /// Starts pulling from `queue` (unless `paused`: then once resumed) and
+    /// following `store` (the shared log) for the outcomes of tasks submitted here.
     pub(crate) async fn start(
         queue: TaskQueue,
         pool: AgentPool<BoxAgentFactory>,
@@ -109,6 +109,7 @@ impl JetStreamSource {
         journal: Arc<Journal>,
         counters: Arc<Counters>,
         store: Arc<dyn EventStore>,
+        paused: bool,
     ) -> Result<Arc<JetStreamSource>, DistributedError> {
         let config = queue.config.clone();
         let mut streams = Vec::new();
@@ -134,7 +135,7 @@ impl JetStreamSource {
             freed: Notify::new(),
             attempt_ended: Notify::new(),
             stopping: AtomicBool::new(false),
-            paused: AtomicBool::new(false),
+            paused: AtomicBool::new(paused),
             pause_changed: Notify::new(),
             tasks: Mutex::new(Vec::new()),
         });

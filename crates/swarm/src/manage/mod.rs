@@ -414,7 +414,15 @@ impl Manage {
 /// Per-agent counts of this node, from its bus (distributed mode).
 #[derive(Default)]
 struct AgentTally {
-    agents: Mutex<std::collections::HashMap<AgentId, (Option<TaskId>, u64, u64)>>,
+    agents: Mutex<std::collections::HashMap<AgentId, Tally>>,
+}
+
+/// One agent's line of an [`AgentTally`].
+#[derive(Default)]
+struct Tally {
+    current: Option<TaskId>,
+    completed: u64,
+    failed: u64,
 }
 
 #[cfg(feature = "nats")]
@@ -433,18 +441,20 @@ impl AgentTally {
         let subscription = bus.on_kinds(&kinds, move |event| {
             let mut agents = t.agents.lock();
             match event {
-                Event::AgentBusy(e) => agents.entry(e.agent_id).or_default().0 = Some(e.task_id),
-                Event::AgentAvailable(e) => agents.entry(e.agent_id).or_default().0 = None,
+                Event::AgentBusy(e) => {
+                    agents.entry(e.agent_id).or_default().current = Some(e.task_id);
+                }
+                Event::AgentAvailable(e) => agents.entry(e.agent_id).or_default().current = None,
                 Event::TaskCompleted(e) => {
                     let a = agents.entry(e.agent_id).or_default();
-                    a.0 = None;
-                    a.1 += 1;
+                    a.current = None;
+                    a.completed += 1;
                 }
                 Event::TaskFailed(e) => {
                     if let Some(agent) = e.agent_id {
                         let a = agents.entry(agent).or_default();
-                        a.0 = None;
-                        a.2 += 1;
+                        a.current = None;
+                        a.failed += 1;
                     }
                 }
                 Event::AgentRemoved(e) => {
@@ -771,10 +781,10 @@ impl Swarm {
         if let Some(tally) = &m.tally {
             let counts = tally.agents.lock();
             for agent in &mut agents {
-                if let Some((task, completed, failed)) = counts.get(&agent.id) {
-                    agent.current_task = *task;
-                    agent.completed = *completed;
-                    agent.failed = *failed;
+                if let Some(tally) = counts.get(&agent.id) {
+                    agent.current_task = tally.current;
+                    agent.completed = tally.completed;
+                    agent.failed = tally.failed;
                 }
             }
         }
