@@ -4,6 +4,8 @@
 //! `{"quick": bool, "scenarios": {name: {key: value}}, "details": {..}, "series": {..}}`.
 //! `cargo xtask bench` builds it in release, runs each scenario in a fresh
 //! process (so CPU and memory figures start clean), and draws the report.
+//! Given several scenarios, `swarm-bench` itself runs those that measure the
+//! process's resident memory ([`OWN_PROCESS`]) in a child process each.
 //!
 //! ```text
 //! swarm-bench [--quick] [--work-dir DIR] SCENARIO...
@@ -16,7 +18,7 @@ mod scenarios;
 mod sys;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
 
 use scenario_names::SCENARIOS;
 use serde_json::{Map, Value, json};
@@ -28,6 +30,11 @@ pub(crate) struct Options {
     /// Where scenarios may write files (the file store).
     pub(crate) work_dir: PathBuf,
 }
+
+/// Scenarios that read this process's resident set: with other scenarios in
+/// the same run, each runs in a child process of its own, so that no other
+/// scenario's allocations enter its figures.
+const OWN_PROCESS: &[&str] = &["memory", "soak"];
 
 /// What one scenario measured.
 #[derive(Debug, Default)]
@@ -69,7 +76,12 @@ fn main() -> ExitCode {
             if quick { " (quick)" } else { "" }
         );
         let started = std::time::Instant::now();
-        match scenarios::run(name, &options) {
+        let outcome = if names.len() > 1 && OWN_PROCESS.contains(&name.as_str()) {
+            run_in_child(name, &options)
+        } else {
+            scenarios::run(name, &options)
+        };
+        match outcome {
             Ok(mut outcome) => {
                 outcome.details.insert(
                     "elapsed_s".into(),
@@ -101,6 +113,42 @@ fn main() -> ExitCode {
     });
     println!("{report}");
     ExitCode::SUCCESS
+}
+
+/// Runs scenario `name` in a child process of this binary and reads its
+/// report back.
+fn run_in_child(name: &str, options: &Options) -> Result<Outcome, String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find this binary to run {name} in a child process: {e}"))?;
+    let mut command = Command::new(&exe);
+    if options.quick {
+        command.arg("--quick");
+    }
+    let output = command
+        .arg("--work-dir")
+        .arg(&options.work_dir)
+        .arg(name)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {} for {name}: {e}", exe.display()))?;
+    if !output.status.success() {
+        return Err(format!("its child process failed ({})", output.status));
+    }
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("its child process printed no JSON report: {e}"))?;
+    let part = |part: &str| {
+        report
+            .get(part)
+            .and_then(|p| p.get(name))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    Ok(Outcome {
+        values: part("scenarios"),
+        details: part("details"),
+        series: part("series"),
+    })
 }
 
 fn usage(message: &str) -> ExitCode {

@@ -15,4 +15,5 @@ pub(crate) const SCENARIOS: &[&str] = &[
     "store",
     "memory",
     "distributed",
+    "soak",
 ];

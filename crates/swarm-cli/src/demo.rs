@@ -159,6 +159,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         }
     }
 
+    let board = crate::dashboard::start_if_asked(&swarm, &args.dashboard).await;
+    let board = match board {
+        Ok(board) => board,
+        Err(e) => {
+            let _ = swarm.shutdown(Duration::from_secs(2)).await;
+            return Err(e);
+        }
+    };
+
     let bar = progress_bar(args.tasks, args.json, "tasks");
     let started = Instant::now();
     let mut pending: FuturesUnordered<TaskHandle> = FuturesUnordered::new();
@@ -189,6 +198,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     let stats = swarm.stats();
+    if let Some(board) = &board {
+        eprintln!(
+            "the demo workload is done; the dashboard stays up at {} until SIGTERM or Ctrl-C",
+            board.url()
+        );
+        crate::dashboard::shutdown_signal().await;
+    }
+    crate::dashboard::stop(board).await;
     let report = swarm.shutdown(Duration::from_secs(5)).await?;
     if report.pending > 0 || report.interrupted > 0 {
         tracing::warn!(

@@ -39,6 +39,11 @@ pub(crate) async fn run(args: DemoArgs, url: String) -> Result<(), CliError> {
             "--metrics serves the local worker's metrics: drop --no-local-worker, or scrape the `swarm worker --metrics` processes".into(),
         ));
     }
+    if args.dashboard.dashboard.is_some() && args.no_local_worker {
+        return Err(CliError::BadInput(
+            "--dashboard serves the local worker's swarm: drop --no-local-worker, or use `swarm worker --dashboard` on a worker".into(),
+        ));
+    }
     let prefetch = if args.prefetch == 0 {
         16
     } else {
@@ -73,7 +78,25 @@ async fn submit_and_wait(
             .await?,
         )
     };
+    let board = match &node {
+        Some(node) => match crate::dashboard::start_if_asked(node, &args.dashboard).await {
+            Ok(board) => board,
+            Err(e) => {
+                let _ = node.shutdown(Duration::from_secs(2)).await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let outcome = drive(args, store, queue).await;
+    if let Some(board) = &board {
+        eprintln!(
+            "the demo workload is done; the dashboard stays up at {} until SIGTERM or Ctrl-C",
+            board.url()
+        );
+        crate::dashboard::shutdown_signal().await;
+    }
+    crate::dashboard::stop(board).await;
     if let Some(node) = node {
         if let Err(error) = node.shutdown(Duration::from_secs(30)).await {
             tracing::warn!(%error, "stopping the local worker");

@@ -2,6 +2,9 @@
 //!
 //! - `swarm demo`: simulated agents on a generated workload, with a summary.
 //! - `swarm run JOBS.jsonl`: runs shell jobs durably; re-running resumes.
+//! - `swarm serve`: runs shell jobs submitted over HTTP (`POST /api/v1/tasks`)
+//!   durably until stopped; `--dashboard ADDR` on `demo`, `run`, `worker`
+//!   serves the web dashboard, the JSON API and `/metrics` (swarm-dashboard).
 //! - `swarm replay`, `swarm events`, `swarm stats`: read an event log.
 //! - `swarm worker --nats URL` (feature `nats`, on by default): joins a
 //!   distributed swarm as a node; `swarm demo --store nats://HOST:PORT`
@@ -12,6 +15,7 @@
 //! server that cannot be reached). Errors are one line on stderr.
 #![forbid(unsafe_code)]
 
+mod dashboard;
 mod demo;
 #[cfg(feature = "nats")]
 mod demo_nats;
@@ -21,6 +25,7 @@ mod inspect;
 mod jobs;
 mod output;
 mod run;
+mod serve;
 #[cfg(feature = "nats")]
 mod worker;
 
@@ -78,6 +83,24 @@ enum Command {
     /// Exit status: 0 all jobs completed; 1 some job dead-lettered (or the run was
     /// interrupted); 2 bad input.
     Run(RunArgs),
+    /// Run shell jobs submitted over HTTP until SIGTERM: a long-running `swarm run`.
+    ///
+    /// Jobs come through the dashboard's API: `POST /api/v1/tasks` with
+    /// {"kind": "job", "payload": {"cmd": "make test"}, "id": "build-1",
+    /// "priority": "high", "max_attempts": 3, "timeout_ms": 60000} (all but kind
+    /// and payload.cmd optional; the payload may also be the command as a
+    /// string) answers 201 with the task id once the job is on disk. Each job
+    /// runs `sh -c cmd` in the directory `swarm serve` was started from, with
+    /// the retries, timeouts and dead letters of `swarm run`. The web dashboard
+    /// is at the same address; actions need the token (--dashboard-token or
+    /// SWARM_DASHBOARD_TOKEN, else a generated one printed on stderr).
+    ///
+    /// Resume: start again with the same --store; jobs that were queued or
+    /// running when it stopped run (again: at-least-once).
+    ///
+    /// Exit status: 0 stopped by a signal; 2 bad input (a taken port, a bad
+    /// token, a corrupt store); 1 a runtime failure.
+    Serve(ServeArgs),
     /// Print the state rebuilt from an event log: tasks by status, agents, counters.
     Replay(ReplayArgs),
     /// Print the events of a log as JSON lines.
@@ -140,6 +163,8 @@ pub(crate) struct WorkerArgs {
     /// Serve this worker's Prometheus metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) dashboard: dashboard::DashboardArgs,
 }
 
 /// How the demo's scheduler finds work.
@@ -212,6 +237,10 @@ pub(crate) struct DemoArgs {
     pub(crate) no_local_worker: bool,
     #[command(flatten)]
     pub(crate) queue: QueueArgs,
+    /// With --dashboard, the dashboard stays up after the workload until
+    /// SIGTERM or Ctrl-C; the summary is printed then.
+    #[command(flatten)]
+    pub(crate) dashboard: dashboard::DashboardArgs,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +261,27 @@ pub(crate) struct RunArgs {
     /// Print the summary as one JSON object on stdout (and no progress bar).
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) dashboard: dashboard::DashboardArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Event log directory (created if missing); start again with the same one to resume.
+    #[arg(long, value_name = "DIR", default_value = "./swarm-jobs")]
+    pub(crate) store: PathBuf,
+    /// Agents running jobs at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) agents: u32,
+    /// Where the API, the web dashboard and /metrics listen. A non-loopback
+    /// address needs an explicit --dashboard-token, and then reads need it too.
+    #[arg(long, value_name = "ADDR", default_value = swarm_dashboard::DEFAULT_ADDR)]
+    pub(crate) dashboard: SocketAddr,
+    #[command(flatten)]
+    pub(crate) token: dashboard::TokenArg,
+    /// Also serve Prometheus metrics on this address, apart from the dashboard's /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +350,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
             Command::Replay(args) => inspect::replay(args).await,
             Command::Events(args) => inspect::events(args).await,
             Command::Stats(args) => inspect::stats(args),

@@ -97,6 +97,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     if let Some(addr) = swarm.metrics_addr() {
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
     }
+    let board = match crate::dashboard::start_if_asked(&swarm, &args.dashboard).await {
+        Ok(board) => board,
+        Err(e) => {
+            let _ = swarm.shutdown(Duration::from_secs(2)).await;
+            return Err(e);
+        }
+    };
 
     // What the log already knows. Ids in it are never submitted again.
     let state = SystemState::replay_with(&**swarm.store(), Retention::unbounded()).await?;
@@ -195,6 +202,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         }
     }
     bar.finish_and_clear();
+    crate::dashboard::stop(board).await;
     let report = swarm
         .shutdown(if interrupted {
             Duration::from_secs(2)

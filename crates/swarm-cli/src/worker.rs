@@ -108,37 +108,19 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<(), CliError> {
         agents = args.agents,
         "worker joined the swarm; SIGTERM or Ctrl-C stops it"
     );
-    let signal = shutdown_signal().await;
+    let board = match crate::dashboard::start_if_asked(&node, &args.dashboard).await {
+        Ok(board) => board,
+        Err(e) => {
+            let _ = node.shutdown(Duration::from_secs(2)).await;
+            return Err(e);
+        }
+    };
+    let signal = crate::dashboard::shutdown_signal().await;
     tracing::info!(signal, "stopping: letting running tasks finish and ack");
+    crate::dashboard::stop(board).await;
     node.shutdown(STOP_DEADLINE)
         .await
         .map_err(|e| CliError::Runtime(format!("stopping the worker: {e}")))?;
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT), naming it.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => "SIGTERM",
-                    _ = tokio::signal::ctrl_c() => "SIGINT",
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C still stops the worker");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    }
 }

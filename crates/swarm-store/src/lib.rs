@@ -9,7 +9,8 @@
 //!   read-only reader (no lock, no repair, beside a live writer).
 //! - [`SystemState`]: the state a log describes (tasks by status, agents,
 //!   counters), with [`SystemState::replay`] / [`SystemState::replay_to`] from
-//!   the newest snapshot, and a [`Snapshotter`] that snapshots every N events.
+//!   the newest snapshot, and a [`Snapshotter`] that snapshots it by events and
+//!   by time ([`SnapshotPolicy`]), off the runtime's worker threads.
 //! - [`Projection`]s: [`TaskCompletion`] and [`AgentPerformance`].
 //!
 //! Depend on this crate (with `swarm-core`) to read or write swarm logs without
@@ -71,8 +72,8 @@ mod sync;
 pub use error::{Result, StoreError};
 #[doc(inline)]
 pub use file::{
-    CutPoint, Durability, FileLogReader, FileStore, FileStoreOptions, LogRecords, OpenReport,
-    TornTail,
+    CutPoint, Durability, FileLogReader, FileStore, FileStoreOptions, LogRecords, LogRetention,
+    OpenReport, TornTail,
 };
 pub use memory::MemoryStore;
 #[cfg(feature = "nats")]
@@ -82,8 +83,8 @@ pub use projection::{
     AgentPerformance, AgentStats, Projection, TaskCompletion, UNKNOWN_KIND, project,
 };
 pub use snapshotter::{
-    DEFAULT_SNAPSHOT_EVERY, SNAPSHOT_RETRY_MAX, SNAPSHOT_RETRY_MIN, SnapshotFailureHook,
-    Snapshotter,
+    DEFAULT_SNAPSHOT_EVERY, DEFAULT_SNAPSHOT_INTERVAL, InitialState, LagHook, SNAPSHOT_RETRY_MAX,
+    SNAPSHOT_RETRY_MIN, SnapshotFailureHook, SnapshotPolicy, Snapshotter,
 };
 pub use state::{
     AgentRecord, Counters, KindCounts, Retention, SystemState, TaskRecord, TaskStatus,

@@ -326,7 +326,16 @@ impl SwarmBuilder {
         self
     }
 
-    /// Snapshots the replayed state every `events` events (default 1000).
+    /// Snapshots the state (live tasks and the [retention](Self::retention)
+    /// window) every `events` events (default
+    /// [`DEFAULT_SNAPSHOT_EVERY`](swarm_store::DEFAULT_SNAPSHOT_EVERY)), and
+    /// a few seconds after an event no snapshot covers yet
+    /// ([`DEFAULT_SNAPSHOT_INTERVAL`](swarm_store::DEFAULT_SNAPSHOT_INTERVAL)),
+    /// so a restart replays a bounded tail. Snapshots are encoded off the
+    /// runtime's worker threads; `swarm_snapshot_lag_events` and
+    /// [`SwarmStats::snapshot_lag_events`](crate::SwarmStats::snapshot_lag_events)
+    /// say how far behind the newest one is. Only durable stores are
+    /// snapshotted.
     pub fn snapshot_every(mut self, events: u64) -> Self {
         self.snapshot_every = events;
         self

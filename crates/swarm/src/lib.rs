@@ -140,8 +140,8 @@ pub use swarm_queue::{AgingPolicy, PriorityQueue};
 pub use swarm_steal::StealPool;
 #[doc(inline)]
 pub use swarm_store::{
-    Durability, EventStore, FileStore, FileStoreOptions, MemoryStore, Retention, SeqRange,
-    Snapshot, StoreError, StoredEvent, SystemState, TaskStatus,
+    Durability, EventStore, FileStore, FileStoreOptions, LogRetention, MemoryStore, Retention,
+    SeqRange, Snapshot, StoreError, StoredEvent, SystemState, TaskStatus,
 };
 /// The result of an [`EventStore`] operation.
 pub type StoreResult<T> = swarm_store::Result<T>;

@@ -64,6 +64,12 @@ impl MetricsWiring {
         Some(Arc::new(move || metrics.record_snapshot_failure()))
     }
 
+    /// Sets `swarm_snapshot_lag_events`.
+    pub(crate) fn snapshot_lag_gauge(&self) -> Option<Arc<dyn Fn(u64) + Send + Sync>> {
+        let metrics = self.metrics.clone()?;
+        Some(Arc::new(move |lag| metrics.record_snapshot_lag(lag)))
+    }
+
     pub(crate) fn render(&self) -> Option<String> {
         self.exporter
             .as_ref()
@@ -102,6 +108,10 @@ impl MetricsWiring {
     }
 
     pub(crate) fn snapshot_failure_counter(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
+        None
+    }
+
+    pub(crate) fn snapshot_lag_gauge(&self) -> Option<Arc<dyn Fn(u64) + Send + Sync>> {
         None
     }
 

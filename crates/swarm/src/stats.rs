@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     pub(crate) events_stored: AtomicU64,
     pub(crate) store_errors: AtomicU64,
     pub(crate) snapshot_failures: AtomicU64,
+    pub(crate) snapshot_lag: AtomicU64,
 }
 
 impl Counters {
@@ -72,6 +73,10 @@ pub struct SwarmStats {
     pub store_errors: u64,
     /// Snapshot attempts that failed (each is logged and retried with back-off).
     pub snapshot_failures: u64,
+    /// Events the snapshotter took from the log after its newest snapshot:
+    /// what a restart would replay (0 without a snapshotter, as with the
+    /// in-memory store).
+    pub snapshot_lag_events: u64,
 }
 
 impl SwarmStats {
@@ -116,6 +121,7 @@ impl SwarmStats {
             events_stored: load(&c.events_stored),
             store_errors: load(&c.store_errors),
             snapshot_failures: load(&c.snapshot_failures),
+            snapshot_lag_events: load(&c.snapshot_lag),
         }
     }
 }

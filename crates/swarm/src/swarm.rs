@@ -13,7 +13,9 @@ use swarm_core::event::{
 };
 use swarm_core::{EventBus, EventStream, Subscription, Task, TaskError, TaskId};
 use swarm_queue::PriorityQueue;
-use swarm_store::{EventStore, FileStore, MemoryStore, Snapshotter, SystemState, TaskStatus};
+use swarm_store::{
+    EventStore, FileStore, MemoryStore, SnapshotPolicy, Snapshotter, SystemState, TaskStatus,
+};
 use tokio::task::JoinHandle;
 
 use crate::builder::{AgentsSpec, StoreSpec, SwarmBuilder, durability_of, sim_factory};
@@ -335,9 +337,11 @@ impl Swarm {
             }
             SchedulerMode::Event => None,
         };
-        // A snapshot serializes the whole state: worth it only for a store that
-        // outlives the process.
+        // A snapshot serializes the live state and the retention window:
+        // worth it only for a store that outlives the process.
         let snapshotter = (!matches!(b.store, StoreSpec::Memory)).then(|| {
+            let lag_gauge = metrics.snapshot_lag_gauge();
+            let lag_counters = Arc::clone(&counters);
             let counters = Arc::clone(&counters);
             let metrics = metrics.snapshot_failure_counter();
             let on_failure: swarm_store::SnapshotFailureHook = Arc::new(move |_error| {
@@ -347,7 +351,28 @@ impl Swarm {
                     record();
                 }
             });
-            Snapshotter::spawn_with(Arc::new(Arc::clone(&store)), b.snapshot_every, on_failure)
+            let retention = b.retention;
+            let policy = SnapshotPolicy::new()
+                .every_events(b.snapshot_every)
+                // The snapshotter's state keeps the swarm's window, so a
+                // snapshot costs what is live plus the window.
+                .initial_state(move |snapshot| {
+                    let mut state = match snapshot {
+                        Some(snapshot) => SystemState::from_snapshot(snapshot)?,
+                        None => SystemState::new(),
+                    };
+                    state.set_retention(retention);
+                    Ok(state)
+                })
+                .on_lag(move |lag| {
+                    lag_counters
+                        .snapshot_lag
+                        .store(lag, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(set) = &lag_gauge {
+                        set(lag);
+                    }
+                });
+            Snapshotter::spawn_with_policy(Arc::new(Arc::clone(&store)), policy, Some(on_failure))
         });
 
         Ok(Swarm {

@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use swarm::{
-    EventStore, FileStore, Priority, Retention, Swarm, SystemState, Task, TaskStatus,
-};
+use swarm::{EventStore, FileStore, Priority, Retention, Swarm, SystemState, Task, TaskStatus};
 
 const TASKS: usize = 2_000;
 const WINDOW: usize = 50;

@@ -6,6 +6,7 @@ mod idle_cpu;
 mod memory;
 mod priority;
 mod seed_comparison;
+mod soak;
 mod store;
 mod throughput;
 mod work_stealing;
@@ -43,6 +44,7 @@ fn runner(name: &str) -> Option<Runner> {
         "store" => |o| block_on(store::run(o)),
         "memory" => memory::run,
         "distributed" => |o| block_on(distributed::run(o)),
+        "soak" => |o| block_on(soak::run(o)),
         _ => return None,
     };
     Some(run)

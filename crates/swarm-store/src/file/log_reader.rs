@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::format::{self, DecodeError, FRAME_HEADER_LEN, Header, SEGMENT_HEADER_LEN};
 use super::recovery::{SegmentMeta, list_segments};
+use super::retention;
 use super::snapshot;
 use crate::error::{Result, StoreError};
 use crate::store::{EventStore, EventStream, SeqRange, Snapshot, StoredEvent};
@@ -142,6 +143,13 @@ impl FileLogReader {
         }
     }
 
+    /// The first sequence the log keeps: 1 unless a retention policy of the
+    /// store deleted older segments. A read from before it fails with
+    /// [`StoreError::Compacted`].
+    pub fn first_seq(&self) -> Result<u64> {
+        retention::read_start(&self.dir)
+    }
+
     /// The last sequence visible now (0 for an empty log). Checks the records
     /// of the last segment (without decoding them).
     pub fn last_seq(&self) -> Result<u64> {
@@ -224,10 +232,21 @@ impl LogRecords {
     /// the first and reads it). Listing first: a segment that is not the last
     /// one now was complete when the writer moved past it.
     fn refill(&mut self) -> Result<()> {
-        let segments = list_segments(&self.dir)?;
+        // Segments before the start marker are leftovers of an interrupted
+        // retention run (the next open deletes them): not part of the log.
+        let start = retention::read_start(&self.dir)?;
+        let mut segments = list_segments(&self.dir)?;
+        segments.retain(|s| s.first_seq >= start);
         let index = match self.segment {
             Some(first) => match segments.iter().position(|s| s.first_seq == first) {
                 Some(i) => i,
+                None if first < start => {
+                    // Retention deleted it while it was read.
+                    return Err(StoreError::Compacted {
+                        requested: self.next_seq.max(self.from),
+                        earliest: start,
+                    });
+                }
                 None => {
                     return Err(StoreError::io(
                         self.path(),
@@ -239,14 +258,21 @@ impl LogRecords {
                 }
             },
             None => {
+                if self.from < start {
+                    return Err(StoreError::Compacted {
+                        requested: self.from,
+                        earliest: start,
+                    });
+                }
                 let Some(index) = start_segment(&segments, self.from) else {
                     return Ok(()); // no segment at all: an empty log
                 };
                 let first = segments[index].first_seq;
                 self.segment = Some(first);
-                // The first segment starts the log at 1; a later one starts
-                // where its name says (checked against its header).
-                self.next_seq = if index == 0 { 1 } else { first };
+                // The first segment starts the log where the start marker
+                // says (1 without one); a later one starts where its name
+                // says (both checked against the header).
+                self.next_seq = if index == 0 { start } else { first };
                 index
             }
         };
@@ -522,6 +548,11 @@ impl EventStore for FileLogReader {
     fn last_seq(&self) -> BoxFuture<'_, Result<u64>> {
         let reader = self.clone();
         Box::pin(async move { blocking(move || FileLogReader::last_seq(&reader)).await })
+    }
+
+    fn first_seq(&self) -> BoxFuture<'_, Result<u64>> {
+        let reader = self.clone();
+        Box::pin(async move { blocking(move || FileLogReader::first_seq(&reader)).await })
     }
 
     /// Fails with [`StoreError::ReadOnly`].

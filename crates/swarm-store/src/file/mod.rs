@@ -8,7 +8,21 @@
 //!   to the last whole record and reported in the [`OpenReport`]; damage before
 //!   it is a [`StoreError::Corrupt`] naming the file and byte offset, unless
 //!   [`FileStoreOptions::repair`] is set.
+//! - Restart reads the snapshot and the tail only: open checks the segments
+//!   from the one holding the newest snapshot's sequence on (every segment
+//!   without a snapshot, with `repair`, or with
+//!   [`FileStoreOptions::verify_all_on_open`]). Older segments are checked by
+//!   the read that reaches them, by the same rules; damage there is a
+//!   [`StoreError::Corrupt`] of that read (after the events before it), not a
+//!   failure of the open: a replay from the snapshot never needs them, and
+//!   refusing to start over history nobody reads would make startup cost the
+//!   whole log again.
 //! - Snapshots written atomically, the newest K kept.
+//! - Log retention ([`LogRetention`], off by default): whole segments covered
+//!   by the oldest kept snapshot are deleted, crash-safely (a start marker
+//!   moves first, an interrupted deletion is finished by the next open). A
+//!   read from before the retained start ([`first_seq`](EventStore::first_seq))
+//!   yields [`StoreError::Compacted`].
 //! - [`FileLogReader`]: the read-only reader of a log directory, beside a live
 //!   writer or without one (what `swarm replay`, `events` and `stats` use).
 
@@ -18,13 +32,15 @@ mod log_reader;
 mod options;
 mod reader;
 mod recovery;
+mod retention;
 mod snapshot;
 mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use crate::sync::{Condvar, Mutex, RwLock};
 use futures::future::BoxFuture;
@@ -37,6 +53,7 @@ pub use options::{
     CutPoint, DEFAULT_SEGMENT_SIZE, DEFAULT_SNAPSHOTS_KEPT, Durability, FileStoreOptions,
     OpenReport,
 };
+pub use retention::LogRetention;
 
 use crate::error::{Result, StoreError};
 use crate::live::{self, LIVE_CAPACITY, LogSource};
@@ -49,6 +66,12 @@ use writer::{Pending, Shared};
 /// Cheap to clone; clones share the log. The log is closed when
 /// [`close`](EventStore::close) is called or the last clone is dropped (then
 /// the appends already queued are written before the drop returns).
+///
+/// By default every event is kept. With a [`retention`](FileStoreOptions::retention)
+/// policy, whole segments that the oldest kept snapshot covers are deleted
+/// (never the active one, never without a snapshot); reads from before
+/// [`first_seq`](EventStore::first_seq) then fail with
+/// [`StoreError::Compacted`]. See [`LogRetention`] for the contract.
 ///
 /// One store at a time may have a directory open: [`open`](FileStore::open)
 /// takes an OS advisory lock on a file in it, held until the store is closed
@@ -83,10 +106,18 @@ struct Handle {
     shared: Arc<Shared>,
     report: OpenReport,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The retention run started by open, if it is still to be joined.
+    retention: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        // Deletion ends before the directory's lock is released.
+        if let Some(retention) = self.retention.lock().take()
+            && retention.join().is_err()
+        {
+            tracing::error!(dir = %self.shared.dir.display(), "the event store's retention thread panicked");
+        }
         self.shared.pending.lock().closing = true;
         self.shared.wake.notify_one();
         // Wait for the last write (one write and sync at most): once the store
@@ -112,8 +143,11 @@ impl fmt::Debug for FileStore {
 impl FileStore {
     /// Opens (or creates) the store in `dir` with the default options.
     ///
-    /// Recovery reads the whole log, so this blocks: call it before the runtime
-    /// starts or inside `spawn_blocking` when the log is large.
+    /// Recovery reads the segments a replay from the newest snapshot needs
+    /// (the one holding the snapshot's sequence and those after it), so its
+    /// time does not grow with the history before that snapshot; without a
+    /// snapshot it reads the whole log. It blocks: call it before the runtime
+    /// starts or inside `spawn_blocking`.
     pub fn open(dir: impl AsRef<Path>) -> Result<FileStore> {
         FileStore::open_with(dir, FileStoreOptions::default())
     }
@@ -121,7 +155,9 @@ impl FileStore {
     /// Opens (or creates) the store in `dir` with `options`.
     ///
     /// Fails with [`StoreError::Locked`] if another open store (of this
-    /// process or another) holds the directory.
+    /// process or another) holds the directory. With a
+    /// [`retention`](FileStoreOptions::retention) policy, a retention run
+    /// starts on a background thread once the store is open.
     pub fn open_with(dir: impl AsRef<Path>, options: FileStoreOptions) -> Result<FileStore> {
         let dir = dir.as_ref().to_path_buf();
         recovery::create_dir(&dir)?;
@@ -148,6 +184,7 @@ impl FileStore {
             visible,
             poisoned: AtomicBool::new(false),
             segments: RwLock::new(recovered.segments),
+            first_seq: AtomicU64::new(recovered.report.first_seq),
             snapshot_lock: Mutex::new(()),
             #[cfg(test)]
             hooks: writer::TestHooks::default(),
@@ -159,14 +196,48 @@ impl FileStore {
             .spawn(move || writer::run(writer_shared, file, tail_len, lock))
             .map_err(|e| StoreError::io(&dir, e))?;
         tracing::debug!(dir = %dir.display(), last_seq = recovered.report.last_seq, "event store opened");
+        let retention = if shared.options.retention.is_keep_all() {
+            None
+        } else {
+            let retention_shared = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name("swarm-store-retention".into())
+                .spawn(move || {
+                    if let Err(e) = enforce_retention(&retention_shared) {
+                        tracing::error!(dir = %retention_shared.dir.display(), error = %e, "log retention on open failed; it is tried again after the next snapshot");
+                    }
+                });
+            match spawned {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    // The store works without it; the next snapshot retries.
+                    tracing::error!(dir = %dir.display(), error = %e, "could not start the log retention thread");
+                    None
+                }
+            }
+        };
         Ok(FileStore {
             handle: Arc::new(Handle {
                 shared: Arc::clone(&shared),
                 report: recovered.report,
                 writer: Mutex::new(Some(writer)),
+                retention: Mutex::new(retention),
             }),
             shared,
         })
+    }
+
+    /// Applies the [`retention`](FileStoreOptions::retention) policy now
+    /// (on a blocking thread) and returns how many segments it deleted.
+    ///
+    /// The store does this itself after each saved snapshot and once after
+    /// open; call it to see the result, or after changing snapshots by hand.
+    /// Deletion is crash-safe: the log's new start is recorded (atomically)
+    /// before any segment goes, and an interrupted run is finished by the
+    /// next open.
+    pub async fn enforce_retention(&self) -> Result<usize> {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || enforce_retention(&shared)).await
     }
 
     /// What recovery found and did when this store was opened.
@@ -347,12 +418,25 @@ impl EventStore for FileStore {
         Box::pin(async move { Ok(last) })
     }
 
+    fn first_seq(&self) -> BoxFuture<'_, Result<u64>> {
+        let first = self.shared.first_seq.load(Ordering::Acquire);
+        Box::pin(async move { Ok(first) })
+    }
+
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             blocking(move || {
-                let _guard = shared.snapshot_lock.lock();
-                snapshot::save(&shared.dir, &snapshot, shared.options.snapshots_kept)
+                {
+                    let _guard = shared.snapshot_lock.lock();
+                    snapshot::save(&shared.dir, &snapshot, shared.options.snapshots_kept)?;
+                }
+                // The snapshot is saved whatever retention does: a failure
+                // here is logged (the next snapshot tries again), not returned.
+                if let Err(e) = enforce_retention(&shared) {
+                    tracing::error!(dir = %shared.dir.display(), error = %e, "log retention after a snapshot failed; it is tried again after the next one");
+                }
+                Ok(())
             })
             .await
         })
@@ -402,6 +486,41 @@ impl EventStore for FileStore {
             source: Arc::clone(cause),
         })
     }
+}
+
+/// One retention run: deletes the oldest segments the policy allows (see
+/// [`LogRetention`]), after moving the log's start marker past them.
+fn enforce_retention(shared: &Shared) -> Result<usize> {
+    let policy = shared.options.retention;
+    if policy.is_keep_all() {
+        return Ok(0);
+    }
+    let _guard = shared.snapshot_lock.lock();
+    if shared.pending.lock().stopped {
+        // Closed: the directory's lock is released (or about to be), and the
+        // next owner runs retention itself.
+        return Ok(0);
+    }
+    // A snapshot past what is written (a caller's mistake) covers no more
+    // than the written log.
+    let visible = *shared.visible.borrow();
+    let oldest = snapshot::list(&shared.dir)?
+        .first()
+        .map(|(seq, _)| (*seq).min(visible));
+    let segments = shared.segments.read().clone();
+    let count = retention::plan(&policy, &segments, oldest, SystemTime::now());
+    let Some(first_kept) = segments.get(count).filter(|_| count > 0) else {
+        return Ok(0);
+    };
+    let new_start = first_kept.first_seq;
+    retention::write_start(&shared.dir, new_start)?;
+    // Readers see the new start before the files go: one that listed a
+    // segment before this and finds it gone reports `Compacted`.
+    shared.first_seq.store(new_start, Ordering::Release);
+    shared.segments.write().retain(|s| s.first_seq >= new_start);
+    let deleted = retention::remove_segments(&shared.dir, &segments[..count])?;
+    tracing::info!(dir = %shared.dir.display(), deleted, first_seq = new_start, "log retention deleted old segments");
+    Ok(deleted)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

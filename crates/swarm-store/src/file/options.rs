@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::retention::LogRetention;
+
 /// When an append counts as done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Durability {
@@ -29,12 +31,13 @@ pub const DEFAULT_SNAPSHOTS_KEPT: usize = 3;
 /// How a [`FileStore`](super::FileStore) writes and recovers.
 ///
 /// ```
-/// use swarm_store::{Durability, FileStoreOptions};
+/// use swarm_store::{Durability, FileStoreOptions, LogRetention};
 ///
 /// let options = FileStoreOptions::default()
 ///     .durability(Durability::Buffered)
 ///     .segment_size(8 << 20)
 ///     .snapshots_kept(5)
+///     .retention(LogRetention::covered_by_snapshot())
 ///     .repair(false);
 /// assert_eq!(options.get_durability(), Durability::Buffered);
 /// ```
@@ -44,6 +47,8 @@ pub struct FileStoreOptions {
     pub(crate) segment_size: u64,
     pub(crate) repair: bool,
     pub(crate) snapshots_kept: usize,
+    pub(crate) retention: LogRetention,
+    pub(crate) verify_all_on_open: bool,
 }
 
 impl Default for FileStoreOptions {
@@ -53,6 +58,8 @@ impl Default for FileStoreOptions {
             segment_size: DEFAULT_SEGMENT_SIZE,
             repair: false,
             snapshots_kept: DEFAULT_SNAPSHOTS_KEPT,
+            retention: LogRetention::keep_all(),
+            verify_all_on_open: false,
         }
     }
 }
@@ -75,7 +82,8 @@ impl FileStoreOptions {
 
     /// Cuts the log at a damaged record found before its tail instead of
     /// refusing to open (default off). Every event after the damage is dropped,
-    /// and the bytes dropped are in the [`OpenReport`].
+    /// and the bytes dropped are in the [`OpenReport`]. Repair checks every
+    /// segment on open, as [`verify_all_on_open`](Self::verify_all_on_open) does.
     #[must_use]
     pub fn repair(mut self, repair: bool) -> Self {
         self.repair = repair;
@@ -83,9 +91,30 @@ impl FileStoreOptions {
     }
 
     /// Sets how many snapshots are kept, newest first (default 3, at least 1).
+    /// The oldest kept snapshot bounds what [`retention`](Self::retention) may
+    /// delete.
     #[must_use]
     pub fn snapshots_kept(mut self, count: usize) -> Self {
         self.snapshots_kept = count.max(1);
+        self
+    }
+
+    /// Sets what is kept of the log (default [`LogRetention::keep_all`]):
+    /// whole segments covered by the oldest kept snapshot may be deleted.
+    #[must_use]
+    pub fn retention(mut self, retention: LogRetention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Checks every segment on open (default off: only the segments from the
+    /// one holding the newest snapshot's sequence on are checked; older ones
+    /// are checked when they are read, and damage there is a
+    /// [`StoreError::Corrupt`](crate::StoreError::Corrupt) of that read).
+    /// Opening then takes time in proportion to the whole log.
+    #[must_use]
+    pub fn verify_all_on_open(mut self, all: bool) -> Self {
+        self.verify_all_on_open = all;
         self
     }
 
@@ -108,6 +137,16 @@ impl FileStoreOptions {
     pub fn get_snapshots_kept(&self) -> usize {
         self.snapshots_kept
     }
+
+    /// What is kept of the log.
+    pub fn get_retention(&self) -> LogRetention {
+        self.retention
+    }
+
+    /// Whether every segment is checked on open.
+    pub fn get_verify_all_on_open(&self) -> bool {
+        self.verify_all_on_open
+    }
 }
 
 /// What opening a [`FileStore`](super::FileStore) found and did.
@@ -117,6 +156,16 @@ pub struct OpenReport {
     pub last_seq: u64,
     /// The number of segment files.
     pub segments: usize,
+    /// The segments whose records open checked: those from the one holding
+    /// the newest snapshot's sequence on (all of them with `repair` or
+    /// `verify_all_on_open`, or without a snapshot). Older ones are checked
+    /// when read.
+    pub segments_verified: usize,
+    /// The first sequence the log keeps (1 unless retention deleted segments).
+    pub first_seq: u64,
+    /// Segments before the first kept sequence that an interrupted retention
+    /// run left behind, deleted by this open.
+    pub leftovers_deleted: usize,
     /// Bytes cut from the log: a torn tail, or damage cut by `repair`.
     pub bytes_cut: u64,
     /// Where the log was cut, if it was.

@@ -1,10 +1,17 @@
 //! Reading the log: a blocking task walks the segments and sends events to the
 //! stream in chunks.
+//!
+//! Segments older than the newest snapshot were not checked by open, so a
+//! read checks every segment it enters the way recovery would: the header
+//! against the name and the sequence reached, each record's checksum and
+//! sequence, and that a sealed segment ends on a whole record. Damage is a
+//! [`StoreError::Corrupt`] of this read; the store stays open.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::{FutureExt, StreamExt};
 use swarm_core::Timestamp;
@@ -23,6 +30,10 @@ type Chunk = Result<Vec<StoredEvent>>;
 /// The events `from..=to`, which must all be visible.
 pub(crate) fn read_range(shared: Arc<Shared>, from: u64, to: u64) -> EventStream {
     let from = from.max(1);
+    let earliest = shared.first_seq.load(Ordering::Acquire);
+    if from < earliest {
+        return compacted(from, earliest);
+    }
     if from > to {
         return futures::stream::empty().boxed();
     }
@@ -52,6 +63,15 @@ pub(crate) fn read_range(shared: Arc<Shared>, from: u64, to: u64) -> EventStream
         })
     }
     .flatten_stream()
+    .boxed()
+}
+
+/// A stream whose only item is [`StoreError::Compacted`].
+pub(crate) fn compacted(requested: u64, earliest: u64) -> EventStream {
+    futures::stream::iter([Err(StoreError::Compacted {
+        requested,
+        earliest,
+    })])
     .boxed()
 }
 
@@ -97,25 +117,71 @@ fn read_blocking(
         .saturating_sub(1);
     let mut body = Vec::new();
     let mut expected = segments.get(start).map_or(1, |s| s.first_seq);
-    for seg in &segments[start.min(segments.len())..] {
+    let count = segments.len();
+    for (index, seg) in segments.iter().enumerate().skip(start) {
         if expected > to {
             break;
         }
         let path = &seg.path;
-        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let sealed = index + 1 < count;
+        // A sealed segment that ends inside a record is damage, not a tail.
+        let torn = |e: io::Error| {
+            if sealed && e.kind() == io::ErrorKind::UnexpectedEof {
+                corrupt(path, 0, "the sealed segment ends inside a record")
+            } else {
+                StoreError::io(path, e)
+            }
+        };
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let earliest = shared.first_seq.load(Ordering::Acquire);
+                if seg.first_seq < earliest {
+                    // Retention deleted it after this read listed it.
+                    return Err(StoreError::Compacted {
+                        requested: expected.max(from),
+                        earliest,
+                    });
+                }
+                return Err(StoreError::io(path, e));
+            }
+            Err(e) => return Err(StoreError::io(path, e)),
+        };
         let mut r = BufReader::with_capacity(READ_BUFFER, file);
         let mut header = [0u8; SEGMENT_HEADER_LEN];
-        if !read_full(&mut r, &mut header).map_err(|e| StoreError::io(path, e))? {
+        if !read_full(&mut r, &mut header).map_err(torn)? {
             return Err(corrupt(path, 0, "segment header is missing"));
         }
         match format::parse_header(&header) {
-            Header::Ok { first_seq } if first_seq == seg.first_seq => {}
+            Header::Ok { first_seq } if first_seq == seg.first_seq && first_seq == expected => {}
+            Header::Ok { first_seq } if first_seq == seg.first_seq => {
+                return Err(corrupt(
+                    path,
+                    0,
+                    format!("segment starts at sequence {first_seq} where {expected} was expected"),
+                ));
+            }
+            Header::Version(found) => {
+                return Err(StoreError::UnsupportedVersion {
+                    file: path.clone(),
+                    found,
+                    supported: format::FORMAT_VERSION,
+                });
+            }
             _ => return Err(corrupt(path, 0, "segment header is damaged")),
         }
         let mut offset = SEGMENT_HEADER_LEN as u64;
         let mut frame = [0u8; FRAME_HEADER_LEN];
         while expected <= to {
-            if !read_full(&mut r, &mut frame).map_err(|e| StoreError::io(path, e))? {
+            let more = read_full(&mut r, &mut frame).map_err(|e| match torn(e) {
+                StoreError::Corrupt { file, reason, .. } => StoreError::Corrupt {
+                    file,
+                    offset,
+                    reason,
+                },
+                other => other,
+            })?;
+            if !more {
                 break; // next segment
             }
             let len = format::u32_at(&frame, 0);
@@ -131,8 +197,14 @@ fn read_blocking(
                     .map_err(|e| StoreError::io(path, e))?;
             } else {
                 body.resize(len as usize, 0);
-                r.read_exact(&mut body)
-                    .map_err(|e| StoreError::io(path, e))?;
+                r.read_exact(&mut body).map_err(|e| match torn(e) {
+                    StoreError::Corrupt { file, reason, .. } => StoreError::Corrupt {
+                        file,
+                        offset,
+                        reason,
+                    },
+                    other => other,
+                })?;
                 if format::frame_crc(&frame[0..4], &body) != format::u32_at(&frame, 4) {
                     return Err(corrupt(path, offset, "record checksum mismatch"));
                 }

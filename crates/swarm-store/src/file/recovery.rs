@@ -1,5 +1,10 @@
-//! Recovery on open: check every segment, cut a torn tail, refuse (or repair)
-//! damage before it.
+//! Recovery on open: finish an interrupted retention run, check the segments
+//! a replay from the newest snapshot reads (every segment with `repair` or
+//! `verify_all_on_open`), cut a torn tail, refuse (or repair) damage before it.
+//!
+//! Segments before the one holding the newest snapshot's sequence are not
+//! read: they are checked when a read reaches them (`reader.rs`), by the same
+//! rules, and damage there is a [`StoreError::Corrupt`] of that read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -7,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::{self, Header, SEGMENT_HEADER_LEN};
 use super::options::{CutPoint, FileStoreOptions, OpenReport};
+use super::retention;
 use super::snapshot;
 use crate::error::{Result, StoreError};
 
@@ -107,16 +113,80 @@ fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Opens the directory's log: checks every segment, cuts a torn tail of the
-/// last one, and refuses damage before it unless `options.repair` is set.
+/// The first sequence the log keeps, from its start marker. A damaged marker
+/// is refused, or with `repair` rewritten from the first segment's name.
+fn log_start(dir: &Path, segments: &[SegmentMeta], options: &FileStoreOptions) -> Result<u64> {
+    retention::clean_start_tmp(dir);
+    match retention::read_start(dir) {
+        Ok(start) => Ok(start),
+        Err(e) if e.is_corrupt() && options.repair => {
+            let start = segments.first().map_or(1, |s| s.first_seq);
+            tracing::warn!(error = %e, first_seq = start, "rewriting the damaged start marker from the first segment");
+            retention::write_start(dir, start)?;
+            Ok(start)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the directory's log: checks the segments from the one holding the
+/// newest snapshot's sequence on (all with `repair` or `verify_all_on_open`),
+/// cuts a torn tail of the last one, and refuses damage before it unless
+/// `options.repair` is set.
 pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovered> {
     let mut segments = list_segments(dir)?;
     let mut report = OpenReport::default();
-    let mut expected = 1u64;
+    let start = log_start(dir, &segments, options)?;
+    // Segments before the start: a retention run stopped (by a crash) after
+    // it moved the start marker and before it deleted them all.
+    let leftovers = segments.partition_point(|s| s.first_seq < start);
+    if leftovers > 0 {
+        report.leftovers_deleted = retention::remove_segments(dir, &segments[..leftovers])?;
+        segments.drain(..leftovers);
+        tracing::info!(dir = %dir.display(), deleted = report.leftovers_deleted, first_seq = start, "finished an interrupted log retention run");
+    }
+    if start > 1 {
+        match segments.first() {
+            Some(first) if first.first_seq == start => {}
+            other => {
+                return Err(StoreError::Corrupt {
+                    file: other.map_or_else(|| dir.join(retention::START_FILE), |s| s.path.clone()),
+                    offset: 0,
+                    reason: format!(
+                        "the log starts at sequence {start} (its `{}` file says so) but {}: a segment file is missing; restore it from a backup",
+                        retention::START_FILE,
+                        other.map_or_else(
+                            || "it has no segment".to_owned(),
+                            |s| format!("its first segment starts at {}", s.first_seq)
+                        )
+                    ),
+                });
+            }
+        }
+    }
+    // Where checking starts: the segment holding the newest snapshot's
+    // sequence, the first one a replay reads. Snapshots are taken by name
+    // here; a damaged newest one makes a replay fall back to an older
+    // snapshot, whose segments are then checked as they are read.
+    let newest_snapshot = if options.repair || options.verify_all_on_open {
+        None
+    } else {
+        snapshot::list(dir)?.last().map(|(seq, _)| *seq)
+    };
+    let first_checked = newest_snapshot.map_or(0, |seq| {
+        segments
+            .partition_point(|s| s.first_seq <= seq)
+            .saturating_sub(1)
+    });
+    let mut expected = if first_checked == 0 {
+        start
+    } else {
+        segments[first_checked].first_seq
+    };
     let mut tail_len = 0u64;
     let mut keep = segments.len();
 
-    for i in 0..segments.len() {
+    for i in first_checked..segments.len() {
         let is_last = i + 1 == segments.len();
         let seg = segments[i].clone();
         let data = fs::read(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
@@ -258,6 +328,8 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
     report.snapshots_dropped = snapshot::drop_after(dir, last_seq)?;
     report.last_seq = last_seq;
     report.segments = segments.len();
+    report.segments_verified = segments.len().saturating_sub(first_checked);
+    report.first_seq = segments.first().map_or(start, |s| s.first_seq);
     Ok(Recovered {
         segments,
         last_seq,

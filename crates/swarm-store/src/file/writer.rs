@@ -7,7 +7,7 @@ use std::io::Write;
 use std::mem;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::sync::{Condvar, Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -55,7 +55,9 @@ pub(crate) struct Shared {
     pub(crate) visible: watch::Sender<u64>,
     pub(crate) poisoned: AtomicBool,
     pub(crate) segments: RwLock<Vec<SegmentMeta>>,
-    /// Serializes snapshot writes and pruning.
+    /// The first sequence the log keeps (moved by retention).
+    pub(crate) first_seq: AtomicU64,
+    /// Serializes snapshot writes, snapshot pruning and log retention.
     pub(crate) snapshot_lock: Mutex<()>,
     /// Faults to inject into, and syncs seen from, the writer.
     #[cfg(test)]
@@ -253,7 +255,12 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
             // Free the directory before anyone hears that the store is closed.
             drop(file);
             drop(rolled);
+            // A retention run still deleting segments ends before the lock
+            // goes (runs that start later see `stopped` and do nothing):
+            // the next owner of the directory must not race it.
+            let quiet = shared.snapshot_lock.lock();
             drop(lock);
+            drop(quiet);
             ack_all(closes, &result);
             return;
         }

@@ -9,8 +9,8 @@
 //!   event is one message on `swarm.S.events.<entity>.<action>` (for example
 //!   `swarm.S.events.task.created`), its body the event in MessagePack with
 //!   named fields (the encoding of [`FileStore`](crate::FileStore) records).
-//!   The stream denies message deletion and purges, so its sequence stays
-//!   gap-free.
+//!   The stream denies deleting single messages (and, unless the retention
+//!   policy purges, purges), so its sequence stays gap-free.
 //! - KV bucket `SWARM_S_SNAPSHOTS`: snapshots keyed by sequence, chunked to
 //!   fit the server's max payload.
 //!
@@ -18,10 +18,36 @@
 //!
 //! The store's global sequence *is* the JetStream stream sequence: JetStream
 //! numbers stored messages 1, 2, 3, ... and never reuses or skips a number
-//! unless messages are deleted, which the stream config forbids (no limits, no
-//! `max_age`, `deny_delete`, `deny_purge`). A refused publish (a duplicate or a
-//! failed expectation) takes no number. Reads check that the sequences they
-//! see follow each other and fail instead of skipping.
+//! unless messages are deleted, which the stream config forbids for single
+//! messages (`deny_delete`). Retention (below) removes messages from the head
+//! only, so the log stays gap-free from its first sequence on. A refused
+//! publish (a duplicate or a failed expectation) takes no number. Reads check
+//! that the sequences they see follow each other and fail instead of skipping.
+//!
+//! # Retention
+//!
+//! [`NatsStoreOptions::retention`] takes the [`LogRetention`] of the file
+//! store and maps it onto the stream:
+//!
+//! - the default, [`LogRetention::keep_all`]: no limits, purges denied;
+//! - [`max_age`](LogRetention::max_age) and
+//!   [`max_bytes`](LogRetention::max_bytes): the stream's own `max_age` and
+//!   `max_bytes` limits (discarding the oldest messages). The server enforces
+//!   them per message, even while no swarm process runs, and **without
+//!   regard to snapshots**: unlike the file store, it may remove events no
+//!   snapshot covers yet (snapshot more often than the limits bite);
+//! - [`covered_by_snapshot`](LogRetention::covered_by_snapshot): after each
+//!   [`save_snapshot`](EventStore::save_snapshot), the stream is purged below
+//!   that snapshot's sequence + 1 (a JetStream purge with a sequence), and
+//!   the older snapshots, which no longer have their tail, are removed from
+//!   the bucket (so it holds one snapshot). The stream must allow purges:
+//!   one created without this option denies them for good (the server refuses
+//!   to undo `deny_purge`), and [`NatsStore::connect`] then fails saying so.
+//!
+//! [`connect`](NatsStore::connect) sets an existing stream's limits to the
+//! options'. [`first_seq`](EventStore::first_seq) is the stream's first
+//! sequence; a read or subscription from before it yields
+//! [`StoreError::Compacted`] and ends.
 //!
 //! # Writers
 //!
@@ -83,6 +109,7 @@ use swarm_core::{Event, EventKind, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Result, StoreError};
+use crate::file::LogRetention;
 use crate::store::{EventStore, EventStream, SeqRange, Snapshot, StoredEvent};
 
 use self::error::{invalid_data, nats_other};
@@ -223,7 +250,8 @@ impl NatsStore {
         let what = format!("{} stream {stream_name}", options.url);
         let what_bucket = format!("{} bucket {}", options.url, options.bucket_name());
         let prefix = options.subject_prefix();
-        let stream = js
+        let retention = options.retention;
+        let mut stream = js
             .get_or_create_stream(stream::Config {
                 name: stream_name.clone(),
                 description: Some(format!("swarm {} event log", options.swarm)),
@@ -232,13 +260,16 @@ impl NatsStore {
                 retention: stream::RetentionPolicy::Limits,
                 num_replicas: options.replicas,
                 duplicate_window: options.duplicate_window,
+                max_age: retention.get_max_age().unwrap_or_default(),
+                max_bytes: stream_max_bytes(&retention),
                 deny_delete: true,
-                deny_purge: true,
+                deny_purge: !retention.get_covered_by_snapshot(),
                 allow_direct: true,
                 ..Default::default()
             })
             .await
             .map_err(|e| nats_other(&what, format!("cannot open the stream: {e}")))?;
+        apply_retention_limits(&js, &mut stream, &retention, &what).await?;
         let bucket = options.bucket_name();
         // The bucket's stream is made here with the layout of a KV bucket
         // (history 1, roll-ups, direct get) instead of `create_key_value`,
@@ -407,14 +438,110 @@ impl NatsStore {
     }
 }
 
+/// The stream's `max_bytes` for a retention policy (-1: no limit).
+fn stream_max_bytes(retention: &LogRetention) -> i64 {
+    retention
+        .get_max_bytes()
+        .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX))
+}
+
+/// Sets an existing stream's limits to the retention policy's: its
+/// `max_age` and `max_bytes`, and purges allowed for `covered_by_snapshot`.
+async fn apply_retention_limits(
+    js: &jetstream::Context,
+    stream: &mut stream::Stream,
+    retention: &LogRetention,
+    what: &str,
+) -> Result<()> {
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| nats_other(what, format!("cannot read the stream's config: {e}")))?;
+    let mut config = info.config.clone();
+    let max_age = retention.get_max_age().unwrap_or_default();
+    let max_bytes = stream_max_bytes(retention);
+    let purges = retention.get_covered_by_snapshot();
+    // The server reports "no limit" as -1 or 0, whichever it was given.
+    let same_bytes = config.max_bytes == max_bytes || (max_bytes < 0 && config.max_bytes <= 0);
+    if config.max_age == max_age && same_bytes && (!purges || !config.deny_purge) {
+        return Ok(());
+    }
+    config.max_age = max_age;
+    config.max_bytes = max_bytes;
+    if purges {
+        config.deny_purge = false;
+    }
+    js.update_stream(config).await.map_err(|e| {
+        nats_other(
+            what,
+            format!(
+                "cannot set the stream's retention limits ({e}){}",
+                if purges && info.config.deny_purge {
+                    ": the stream was created denying purges, which the server never lets anyone undo; \
+                     use `max_age`/`max_bytes` limits instead of `covered_by_snapshot`, or start a new log \
+                     (another swarm name) with this retention"
+                } else {
+                    ""
+                }
+            ),
+        )
+    })?;
+    tracing::info!(
+        stream = what,
+        ?max_age,
+        max_bytes,
+        purges,
+        "set the stream's retention limits"
+    );
+    Ok(())
+}
+
 impl Inner {
-    async fn last_seq(&self) -> Result<u64> {
+    /// The stream's first and last sequence: `(last + 1, last)` when it
+    /// holds no message (empty, or everything removed by retention).
+    async fn bounds(&self) -> Result<(u64, u64)> {
         let info = self
             .stream
             .get_info()
             .await
             .map_err(|e| nats_other(&self.what, e))?;
-        Ok(info.state.last_sequence)
+        let state = info.state;
+        let first = if state.messages == 0 {
+            state.last_sequence + 1
+        } else {
+            state.first_sequence.max(1)
+        };
+        Ok((first, state.last_sequence))
+    }
+
+    async fn last_seq(&self) -> Result<u64> {
+        Ok(self.bounds().await?.1)
+    }
+
+    /// After a snapshot at `seq`, under `covered_by_snapshot`: purges the
+    /// stream below `seq + 1` (never past its end).
+    async fn purge_covered(&self, seq: u64) -> Result<()> {
+        let last = self.last_seq().await?;
+        let keep_from = seq.min(last).saturating_add(1);
+        let purged = self.stream.purge().sequence(keep_from).await.map_err(|e| {
+            nats_other(
+                &self.what,
+                format!("cannot purge the stream up to sequence {keep_from}: {e}"),
+            )
+        })?;
+        tracing::debug!(stream = %self.what, purged = purged.purged, keep_from, "purged the log up to the snapshot");
+        // Older snapshots lost their tail with the purge: they go too, which
+        // keeps the bucket at one snapshot.
+        let pruned = snapshot::prune_before(
+            &self.js,
+            &self.kv,
+            &self.options.bucket_name(),
+            &self.what_bucket,
+            seq,
+        )
+        .await?;
+        tracing::debug!(bucket = %self.what_bucket, pruned, "pruned the snapshots the purge made useless");
+        Ok(())
     }
 }
 
@@ -463,10 +590,20 @@ impl Reader {
         if self.done {
             return None;
         }
-        if let Until::Seq(None) = self.until {
-            match self.inner.last_seq().await {
-                Ok(last) => self.until = Until::Seq(Some(last)),
+        if self.messages.is_none() {
+            // Where the log starts and (for a bounded read) ends, once.
+            let (first, last) = match self.inner.bounds().await {
+                Ok(bounds) => bounds,
                 Err(e) => return self.fail(e),
+            };
+            if self.next < first {
+                return self.fail(StoreError::Compacted {
+                    requested: self.next,
+                    earliest: first,
+                });
+            }
+            if let Until::Seq(None) = self.until {
+                self.until = Until::Seq(Some(last));
             }
         }
         if let Until::Seq(Some(to)) = self.until
@@ -517,6 +654,17 @@ impl Reader {
             Ok(info) => (info.stream_sequence, info.published),
             Err(e) => return self.fail(invalid_data(&self.inner.what, e)),
         };
+        if seq > self.next {
+            // Retention removed the rest of what this read was to deliver.
+            if let Ok((first, _)) = self.inner.bounds().await
+                && first > self.next
+            {
+                return self.fail(StoreError::Compacted {
+                    requested: self.next,
+                    earliest: first,
+                });
+            }
+        }
         if seq != self.next {
             return self.fail(invalid_data(
                 &self.inner.what,
@@ -615,6 +763,14 @@ impl EventStore for NatsStore {
         Box::pin(self.inner.last_seq())
     }
 
+    fn first_seq(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move { Ok(self.inner.bounds().await?.0) })
+    }
+
+    /// Saves the snapshot; under
+    /// [`covered_by_snapshot`](LogRetention::covered_by_snapshot), then
+    /// purges the stream up to its sequence (a failed purge is logged, not
+    /// returned: the snapshot is saved, and the next one purges again).
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             snapshot::save(
@@ -623,7 +779,13 @@ impl EventStore for NatsStore {
                 &snapshot,
                 self.inner.chunk_size,
             )
-            .await
+            .await?;
+            if self.inner.options.retention.get_covered_by_snapshot()
+                && let Err(e) = self.inner.purge_covered(snapshot.seq).await
+            {
+                tracing::error!(error = %e, "log retention after a snapshot failed; the next snapshot tries again");
+            }
+            Ok(())
         })
     }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::file::LogRetention;
 
 use super::error::invalid_input;
 
@@ -89,6 +90,7 @@ pub struct NatsStoreOptions {
     pub(crate) chunk_size: Option<usize>,
     pub(crate) max_in_flight: usize,
     pub(crate) shared_writers: bool,
+    pub(crate) retention: LogRetention,
 }
 
 impl NatsStoreOptions {
@@ -109,6 +111,7 @@ impl NatsStoreOptions {
             chunk_size: None,
             max_in_flight: 4096,
             shared_writers: false,
+            retention: LogRetention::keep_all(),
         }
     }
 
@@ -195,6 +198,26 @@ impl NatsStoreOptions {
     pub fn shared_writers(mut self, shared: bool) -> Self {
         self.shared_writers = shared;
         self
+    }
+
+    /// Sets what is kept of the log (default [`LogRetention::keep_all`]),
+    /// mapped onto the stream (see the [module docs](super#retention)):
+    /// [`max_age`](LogRetention::max_age) and
+    /// [`max_bytes`](LogRetention::max_bytes) become the stream's `max_age`
+    /// and `max_bytes` limits, which the server enforces on its own, per
+    /// message, **whether or not a snapshot covers the messages**;
+    /// [`covered_by_snapshot`](LogRetention::covered_by_snapshot) purges the
+    /// stream up to each snapshot's sequence after the snapshot is saved.
+    /// [`connect`](super::NatsStore::connect) updates an existing stream's
+    /// limits to these.
+    pub fn retention(mut self, retention: LogRetention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// What is kept of the log.
+    pub fn get_retention(&self) -> LogRetention {
+        self.retention
     }
 
     /// The server URL(s).

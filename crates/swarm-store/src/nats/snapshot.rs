@@ -6,7 +6,7 @@
 //! last, so a snapshot whose save was interrupted has no manifest and is never
 //! read; one whose chunks do not add up to the manifest is skipped.
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -135,4 +135,37 @@ pub(crate) async fn latest(
         }
     }
     Ok(None)
+}
+
+/// Removes every snapshot older than `seq` (its manifest and chunks, with one
+/// subject-filtered purge of the bucket's stream each, so no tombstone is
+/// left behind); returns how many. For `covered_by_snapshot`, where the log
+/// before `seq` is purged and older snapshots can no longer be replayed.
+pub(crate) async fn prune_before(
+    js: &jetstream::Context,
+    kv: &kv::Store,
+    bucket: &str,
+    what: &str,
+    seq: u64,
+) -> Result<usize> {
+    let old: Vec<u64> = list(kv, what)
+        .await?
+        .into_iter()
+        .filter(|s| *s < seq)
+        .collect();
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let stream = js
+        .get_stream(format!("KV_{bucket}"))
+        .await
+        .map_err(|e| nats_other(what, format!("pruning snapshots: {e}")))?;
+    for s in &old {
+        stream
+            .purge()
+            .filter(format!("$KV.{bucket}.{s:020}.>"))
+            .await
+            .map_err(|e| nats_other(what, format!("pruning snapshot {s}: {e}")))?;
+    }
+    Ok(old.len())
 }
