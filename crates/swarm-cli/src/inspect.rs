@@ -107,6 +107,9 @@ pub(crate) async fn replay(args: ReplayArgs) -> Result<(), CliError> {
                 "status": status_name(t.status),
                 "attempts": t.attempts,
                 "last_error": t.last_error,
+                "key": t.task.key(),
+                "cost": t.task.cost(),
+                "not_before_us": t.task.not_before().map(|at| at.as_micros()),
             })
         })
         .collect();
@@ -173,11 +176,16 @@ pub(crate) async fn replay(args: ReplayArgs) -> Result<(), CliError> {
                 Err(_) => format!("task {}", t.task.id()),
             };
             text.push_str(&format!(
-                "  {name} ({}, {}): {}, {} attempts{}\n",
+                "  {name} ({}, {}{}): {}, {} attempts{}{}\n",
                 t.task.kind(),
                 t.task.priority().as_str(),
+                flow_fields(&t.task),
                 status_name(t.status),
                 t.attempts,
+                match t.task.not_before() {
+                    Some(at) => format!(", not before {at}"),
+                    None => String::new(),
+                },
                 match &t.last_error {
                     Some(e) => format!(", last error: {e}"),
                     None => String::new(),
@@ -186,6 +194,19 @@ pub(crate) async fn replay(args: ReplayArgs) -> Result<(), CliError> {
         }
     }
     print_stdout(&text).map(|_| ())
+}
+
+/// A task's key and cost for the replay listing (", key tenant-a, cost 40"),
+/// empty when neither is set.
+fn flow_fields(task: &swarm::Task) -> String {
+    let mut text = String::new();
+    if let Some(key) = task.key() {
+        text.push_str(&format!(", key {key:?}"));
+    }
+    if task.cost() != 1 {
+        text.push_str(&format!(", cost {}", task.cost()));
+    }
+    text
 }
 
 /// `swarm events`: the log as JSON lines.

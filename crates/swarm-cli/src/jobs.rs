@@ -2,7 +2,10 @@
 //!
 //! A jobs file has one JSON object per line:
 //! `{"id": "build", "cmd": "make", "priority": "high", "max_attempts": 3, "timeout_ms": 60000}`;
-//! `id` and `cmd` are required. Blank lines are skipped. The whole file is
+//! `id` and `cmd` are required. Flow control: `"key"` (a fairness and limit
+//! group such as a tenant), `"cost"` (units a rate limit charges, default 1)
+//! and `"delay_ms"` (not started sooner than this after the job is first
+//! submitted; the due time is kept in the log, so a resumed run keeps it). Blank lines are skipped. The whole file is
 //! checked before anything runs: the first malformed line, unknown priority
 //! or duplicate id refuses it, naming the line.
 //!
@@ -74,6 +77,15 @@ impl Job {
         }
         if let Some(timeout) = self.timeout {
             builder = builder.timeout(timeout);
+        }
+        if let Some(key) = &self.key {
+            builder = builder.key(key.as_str());
+        }
+        if let Some(cost) = self.cost {
+            builder = builder.cost(cost);
+        }
+        if let Some(delay) = self.delay {
+            builder = builder.delay(delay);
         }
         builder
             .build()

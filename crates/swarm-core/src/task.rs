@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -199,6 +199,38 @@ pub struct Task {
     timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<Arc<str>>,
+    #[serde(default = "default_cost", skip_serializing_if = "is_default_cost")]
+    cost: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_before: Option<Timestamp>,
+}
+
+/// The cost of a task that does not set one: one unit.
+const DEFAULT_COST: u32 = 1;
+
+fn default_cost() -> u32 {
+    DEFAULT_COST
+}
+
+fn is_default_cost(cost: &u32) -> bool {
+    *cost == DEFAULT_COST
+}
+
+/// When to start a built task: not before a moment, or after a delay counted
+/// from `build`.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    At(Timestamp),
+    After(Duration),
+}
+
+fn timestamp_of(time: SystemTime) -> Timestamp {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timestamp::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        Err(_) => Timestamp::from_micros(0),
+    }
 }
 
 impl Task {
@@ -214,6 +246,9 @@ impl Task {
             timeout: None,
             max_attempts: None,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            key: None,
+            cost: DEFAULT_COST,
+            start: None,
         }
     }
 
@@ -267,6 +302,23 @@ impl Task {
         self.max_attempts
     }
 
+    /// The task's key (a fairness and limit group, such as a tenant), if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// The units a rate limit charges when the task starts (default 1).
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// The wall-clock time before which the task does not start, if any.
+    ///
+    /// Absolute, so a restarted swarm keeps a delayed task's due time.
+    pub fn not_before(&self) -> Option<Timestamp> {
+        self.not_before
+    }
+
     /// Counts the start of a new attempt and returns its number (1 for the first).
     pub fn begin_attempt(&mut self) -> u32 {
         self.attempt = self.attempt.saturating_add(1);
@@ -302,6 +354,9 @@ pub struct TaskBuilder {
     timeout: Option<Duration>,
     max_attempts: Option<u32>,
     max_payload: usize,
+    key: Option<Arc<str>>,
+    cost: u32,
+    start: Option<Start>,
 }
 
 impl TaskBuilder {
@@ -355,6 +410,36 @@ impl TaskBuilder {
         self
     }
 
+    /// Puts the task in a key (a fairness and limit group such as a tenant):
+    /// limits selected by key and fair share use it.
+    pub fn key(mut self, key: impl Into<Arc<str>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the units a rate limit charges when the task starts (default 1;
+    /// for example the tokens a model call is expected to use). A cost of 0
+    /// is never charged.
+    pub fn cost(mut self, cost: u32) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Starts the task no sooner than `delay` after [`build`](Self::build)
+    /// (stored as an absolute wall-clock time). Replaces an earlier
+    /// [`not_before`](Self::not_before).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.start = Some(Start::After(delay));
+        self
+    }
+
+    /// Starts the task no sooner than `time` (wall clock; a time in the past
+    /// means no delay). Replaces an earlier [`delay`](Self::delay).
+    pub fn not_before(mut self, time: SystemTime) -> Self {
+        self.start = Some(Start::At(timestamp_of(time)));
+        self
+    }
+
     /// Sets the payload bound in bytes (default [`DEFAULT_MAX_PAYLOAD`]).
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
@@ -372,17 +457,30 @@ impl TaskBuilder {
         if self.max_attempts == Some(0) {
             return Err(TaskError::ZeroAttempts);
         }
+        let created_at = Timestamp::now();
+        let not_before = match self.start {
+            None => None,
+            Some(Start::At(at)) => Some(at),
+            Some(Start::After(delay)) => Some(Timestamp::from_micros(
+                created_at
+                    .as_micros()
+                    .saturating_add(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX)),
+            )),
+        };
         Ok(Task {
             id: self.id.unwrap_or_else(TaskId::generate),
             priority: self.priority,
             kind: self.kind,
             payload: self.payload,
             attempt: 0,
-            created_at: Timestamp::now(),
+            created_at,
             affinity: self.affinity,
             pinned: self.pinned,
             timeout: self.timeout,
             max_attempts: self.max_attempts,
+            key: self.key,
+            cost: self.cost,
+            not_before,
         })
     }
 }
@@ -487,6 +585,51 @@ mod tests {
         assert_eq!(task.attempt(), 0);
         assert!(task.payload().is_empty());
         assert_eq!(task.timeout(), None);
+        assert_eq!(task.key(), None);
+        assert_eq!(task.cost(), DEFAULT_COST);
+        assert_eq!(task.not_before(), None);
+    }
+
+    #[test]
+    fn flow_fields_round_trip_and_defaults_are_not_written() {
+        let plain = Task::builder("k").build().unwrap();
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("cost") && !json.contains("key") && !json.contains("not_before"));
+        let at = UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+        let task = Task::builder("k")
+            .key("tenant-a")
+            .cost(250)
+            .not_before(at)
+            .build()
+            .unwrap();
+        assert_eq!(
+            task.not_before(),
+            Some(Timestamp::from_micros(4_000_000_000_000_000))
+        );
+        let json = serde_json::to_string(&task).unwrap();
+        let back: Task = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, task);
+        assert_eq!(back.key(), Some("tenant-a"));
+        assert_eq!(back.cost(), 250);
+    }
+
+    #[test]
+    fn a_delay_counts_from_build_and_the_last_start_setting_wins() {
+        let before = Timestamp::now();
+        let task = Task::builder("k")
+            .not_before(UNIX_EPOCH)
+            .delay(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let due = task.not_before().unwrap();
+        assert!(due.saturating_duration_since(before) >= Duration::from_secs(60));
+        assert!(due.saturating_duration_since(task.created_at()) == Duration::from_secs(60));
+        let past = Task::builder("k")
+            .delay(Duration::from_secs(1))
+            .not_before(UNIX_EPOCH)
+            .build()
+            .unwrap();
+        assert_eq!(past.not_before(), Some(Timestamp::from_micros(0)));
     }
 
     #[test]

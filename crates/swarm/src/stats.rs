@@ -49,6 +49,9 @@ pub struct SwarmStats {
     pub queued: u64,
     /// Tasks waiting for a retry back-off to pass now.
     pub waiting_retry: u64,
+    /// Tasks waiting for their due time now (`TaskBuilder::delay`,
+    /// `TaskBuilder::not_before`); local work source only.
+    pub delayed: u64,
     /// Attempts running now.
     pub running: u64,
     /// Steal operations.
@@ -107,6 +110,7 @@ impl SwarmStats {
             cancelled: load(&c.cancelled),
             queued: load_now.queued,
             waiting_retry: load_now.waiting_retry,
+            delayed: 0,
             running: load_now.running,
             steals: load(&c.steals),
             stolen_tasks: load(&c.stolen_tasks),

@@ -22,6 +22,12 @@ struct JobLine {
     max_attempts: Option<u32>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    cost: Option<u32>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
 }
 
 /// A checked job.
@@ -34,6 +40,12 @@ pub(crate) struct Job {
     pub(crate) priority: Priority,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) timeout: Option<Duration>,
+    /// The fairness and limit group (such as a tenant).
+    pub(crate) key: Option<String>,
+    /// The units a rate limit charges (default 1).
+    pub(crate) cost: Option<u32>,
+    /// How long after its first submission the job may start.
+    pub(crate) delay: Option<Duration>,
 }
 
 /// Parses and checks a whole jobs file; `name` is used in messages. The
@@ -69,7 +81,7 @@ pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, String> {
                 })
                 .collect();
             bad(format!(
-                "malformed job ({e}); expected {{\"id\": \"...\", \"cmd\": \"...\"}} with optional priority, max_attempts, timeout_ms"
+                "malformed job ({e}); expected {{\"id\": \"...\", \"cmd\": \"...\"}} with optional priority, max_attempts, timeout_ms, key, cost, delay_ms"
             ))
         })?;
         if parsed.id.trim().is_empty() {
@@ -91,6 +103,17 @@ pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, String> {
         if let Some(ms) = parsed.timeout_ms.filter(|ms| *ms > MAX_TIMEOUT_MS) {
             return Err(bad(format!(
                 "timeout_ms {ms} is out of range: the log holds at most {MAX_TIMEOUT_MS} (in microseconds, a u64)"
+            )));
+        }
+        if let Some(ms) = parsed.delay_ms.filter(|ms| *ms > MAX_TIMEOUT_MS) {
+            return Err(bad(format!(
+                "delay_ms {ms} is out of range: at most {MAX_TIMEOUT_MS}"
+            )));
+        }
+        if parsed.key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Err(bad(format!(
+                "job {:?} has an empty key: leave \"key\" out for no key",
+                parsed.id
             )));
         }
         if let Some(first) = by_id.get(&parsed.id) {
@@ -116,6 +139,9 @@ pub(crate) fn parse_jobs(name: &str, text: &str) -> Result<Vec<Job>, String> {
             priority,
             max_attempts: parsed.max_attempts,
             timeout: parsed.timeout_ms.map(Duration::from_millis),
+            key: parsed.key,
+            cost: parsed.cost,
+            delay: parsed.delay_ms.map(Duration::from_millis),
         });
     }
     Ok(jobs)
@@ -136,5 +162,32 @@ mod tests {
         assert!(!e.contains('\n'), "{e:?}");
         assert!(e.contains("id\\n"), "{e:?}");
         assert!(e.starts_with("jobs line 1: malformed job"), "{e:?}");
+    }
+
+    #[test]
+    fn flow_fields_are_read_and_checked() {
+        let jobs = parse_jobs(
+            "jobs",
+            r#"{"id": "a", "cmd": "true", "key": "tenant-a", "cost": 40, "delay_ms": 1500}"#,
+        )
+        .unwrap();
+        assert_eq!(jobs[0].key.as_deref(), Some("tenant-a"));
+        assert_eq!(jobs[0].cost, Some(40));
+        assert_eq!(jobs[0].delay, Some(Duration::from_millis(1500)));
+        let plain = parse_jobs("jobs", r#"{"id": "a", "cmd": "true"}"#).unwrap();
+        assert_eq!(
+            (plain[0].key.clone(), plain[0].cost, plain[0].delay),
+            (None, None, None)
+        );
+        let e = parse_jobs("jobs", r#"{"id": "a", "cmd": "true", "key": " "}"#).unwrap_err();
+        assert!(e.contains("empty key"), "{e}");
+        let e = parse_jobs("jobs", r#"{"id": "a", "cmd": "true", "cost": -1}"#).unwrap_err();
+        assert!(e.starts_with("jobs line 1: malformed job"), "{e}");
+        let e = parse_jobs(
+            "jobs",
+            &format!(r#"{{"id": "a", "cmd": "true", "delay_ms": {}}}"#, u64::MAX),
+        )
+        .unwrap_err();
+        assert!(e.contains("delay_ms"), "{e}");
     }
 }

@@ -73,9 +73,15 @@ pub fn task_with_id(id: impl Strategy<Value = TaskId>) -> impl Strategy<Value = 
         proptest::option::of(duration()),
         proptest::option::of(1u32..10),
         0u32..5,
+        (
+            proptest::option::of("[a-z]{1,4}"),
+            0u32..1000,
+            proptest::option::of(0u64..u64::from(u32::MAX)),
+        ),
     )
         .prop_map(
-            |(id, priority, kind, payload, affinity, pinned, timeout, max, attempt)| {
+            |(id, priority, kind, payload, affinity, pinned, timeout, max, attempt, flow)| {
+                let (key, cost, not_before) = flow;
                 let mut b = Task::builder(kind)
                     .id(id)
                     .priority(priority)
@@ -89,6 +95,13 @@ pub fn task_with_id(id: impl Strategy<Value = TaskId>) -> impl Strategy<Value = 
                 }
                 if let Some(m) = max {
                     b = b.max_attempts(m);
+                }
+                if let Some(k) = key {
+                    b = b.key(k);
+                }
+                b = b.cost(cost);
+                if let Some(secs) = not_before {
+                    b = b.not_before(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
                 }
                 // Payloads here are far below the default bound and `max` is >= 1.
                 let mut task = match b.build() {

@@ -23,7 +23,8 @@ impl Core {
             }
         }
         if let Some(bound) = self.config.queue_bound {
-            let queued = self.queued.load(Ordering::Relaxed);
+            // Delayed tasks count: they are accepted and waiting to start.
+            let queued = self.queued.load(Ordering::Relaxed) + s.delays.len();
             if queued + tasks.len() > bound {
                 let i = bound.saturating_sub(queued).min(tasks.len() - 1);
                 return Err(SubmitError::QueueFull(Box::new(tasks[i].clone())));
@@ -56,7 +57,9 @@ impl Core {
                 continue;
             }
             let queued = s.queued(task, now);
-            self.enqueue_new(&mut s, queued);
+            if let Some(queued) = self.hold_if_delayed(&mut s, queued) {
+                self.enqueue_new(&mut s, queued);
+            }
         }
     }
 
@@ -73,7 +76,10 @@ impl Core {
                 continue;
             }
             let queued = s.queued(task, now);
-            self.requeue(&mut s, queued);
+            // A delayed task keeps its due time across the restart.
+            if let Some(queued) = self.hold_if_delayed(&mut s, queued) {
+                self.requeue(&mut s, queued);
+            }
         }
     }
 

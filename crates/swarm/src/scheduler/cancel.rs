@@ -1,4 +1,4 @@
-//! Cancellation: of a queued task, a task waiting for its retry, or a
+//! Cancellation: of a queued task, a delayed one, a task waiting for its retry, or a
 //! running attempt (dropped; an attempt cancelled before its first poll
 //! never ran).
 
@@ -10,6 +10,10 @@ impl Core {
         if let Some(running) = s.running.get_mut(&task_id) {
             running.stop = Some(Stop::Cancel);
             running.abort.abort();
+            return Ok(());
+        }
+        if self.remove_delayed(&mut s, task_id) {
+            self.cancelled_queued(&mut s, task_id);
             return Ok(());
         }
         if let Some(timer) = s.retrying.remove(&task_id) {

@@ -25,6 +25,7 @@
 //!   prefetch, local vs global head, stealing, capabilities);
 //! - `attempt`: running it, and what the attempt's end decides (completed,
 //!   retry back-off, dead letter, cancelled, interrupted);
+//! - `flow`: when an accepted task may start (delays);
 //! - `cancel`, `shutdown`: stopping it by request, or with the swarm;
 //! - `membership`: agents' loops starting and ending with the pool;
 //! - `polling`: the baseline's loop and queue;
@@ -94,6 +95,8 @@ struct Sched {
     live: IdMap<TaskId, Option<oneshot::Sender<TaskOutcome>>>,
     running: IdMap<TaskId, Running>,
     retrying: IdMap<TaskId, JoinHandle<()>>,
+    /// Tasks waiting for their due time (`flow::Delays`), outside the queues.
+    delays: flow::Delays,
     backlog_high: bool,
     next_order: u64,
 }
@@ -163,11 +166,14 @@ pub(crate) struct Core {
     attempt_ended: Notify,
     latency: LatencyWatch,
     runtime: tokio::runtime::Handle,
+    /// This core, for timers that must not keep it alive (the delay timer).
+    me: std::sync::Weak<Core>,
 }
 
 mod admission;
 mod attempt;
 mod cancel;
+mod flow;
 mod membership;
 mod placement;
 mod polling;
@@ -189,7 +195,8 @@ impl Core {
     ) -> Arc<Core> {
         let latency = std::mem::replace(&mut config.latency, LatencyWatch::new(None));
         let steal_threshold = config.steal_threshold;
-        Arc::new(Core {
+        Arc::new_cyclic(|me| Core {
+            me: me.clone(),
             bus,
             pool,
             counters,
@@ -200,6 +207,7 @@ impl Core {
                 live: IdMap::default(),
                 running: IdMap::default(),
                 retrying: IdMap::default(),
+                delays: flow::Delays::default(),
                 backlog_high: false,
                 next_order: 0,
             }),
@@ -308,15 +316,16 @@ impl Core {
     }
 
     pub(crate) fn stats(&self) -> SwarmStats {
-        let (queued, waiting_retry, running) = {
+        let (queued, waiting_retry, running, delayed) = {
             let s = self.sched.lock();
             (
                 (s.global.len() + s.fifo.len() + self.local.total_len()) as u64,
                 s.retrying.len() as u64,
                 s.running.len() as u64,
+                s.delays.len() as u64,
             )
         };
-        SwarmStats::from_counters(
+        let mut stats = SwarmStats::from_counters(
             &self.counters,
             self.pool.counts(),
             crate::stats::Load {
@@ -324,7 +333,9 @@ impl Core {
                 waiting_retry,
                 running,
             },
-        )
+        );
+        stats.delayed = delayed;
+        stats
     }
 }
 

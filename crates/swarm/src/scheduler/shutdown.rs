@@ -9,7 +9,8 @@ impl Core {
         let s = self.sched.lock();
         self.accepting.store(false, Ordering::Release);
         self.draining.store(true, Ordering::Release);
-        (s.global.len() + s.fifo.len() + self.local.total_len() + s.retrying.len()) as u64
+        (s.global.len() + s.fifo.len() + self.local.total_len() + s.retrying.len() + s.delays.len())
+            as u64
     }
 
     pub(crate) fn running_count(&self) -> usize {
@@ -31,7 +32,7 @@ impl Core {
 
     /// Drops the attempts still running (each records `task:interrupted` as
     /// it unwinds: pending again, uncharged), cancels retry timers and
-    /// resolves every waiter as interrupted.
+    /// stops the delay timer and resolves every waiter as interrupted.
     pub(crate) fn interrupt_all(&self) {
         let mut s = self.sched.lock();
         for running in s.running.values_mut() {
@@ -42,6 +43,8 @@ impl Core {
             timer.abort();
             self.pool.forget_history(task_id);
         }
+        // Delayed tasks stay pending in the log with their due time.
+        s.delays.clear();
         let Sched { live, running, .. } = &mut *s;
         live.retain(|id, waiter| {
             if running.contains_key(id) {
@@ -75,6 +78,7 @@ impl Core {
         for (_, timer) in s.retrying.drain() {
             timer.abort();
         }
+        s.delays.clear();
         for (_, waiter) in s.live.drain() {
             if let Some(w) = waiter {
                 let _ = w.send(TaskOutcome::Interrupted);

@@ -1,0 +1,156 @@
+//! Delayed tasks (`TaskBuilder::delay`, `TaskBuilder::not_before`).
+//!
+//! A task whose due time lies ahead is accepted and journaled like any other,
+//! then waits here, outside the runnable queues, ordered by due time (then
+//! arrival). One tokio timer is armed for the earliest due time: re-armed when
+//! an earlier task arrives or the earliest is cancelled, dropped when nothing
+//! is delayed, so an idle swarm with nothing due never wakes. When it fires,
+//! every task now due is placed as if it had just been submitted (event mode:
+//! an idle agent, its affine agent's queue or the global queue; polling
+//! mode: its FIFO).
+//!
+//! Due times are wall-clock (`Task::not_before`, a `Timestamp`) so that they
+//! survive a restart; each is turned into a monotonic deadline once, when the
+//! task arrives here, rounded up to the next whole millisecond (tokio's timer
+//! resolution), so a task never starts before its wall-clock due time unless
+//! the system clock is stepped back while it waits.
+
+use std::collections::BTreeMap;
+
+use swarm_core::Timestamp;
+
+use super::super::*;
+
+/// Tasks waiting for their due time, and the one timer that wakes for the earliest.
+#[derive(Default)]
+pub(crate) struct Delays {
+    by_due: BTreeMap<(Instant, u64), Queued>,
+    due_of: IdMap<TaskId, (Instant, u64)>,
+    timer: Option<Timer>,
+    /// Tells a superseded timer (aborted while it waited for the lock) apart.
+    generation: u64,
+}
+
+struct Timer {
+    at: Instant,
+    generation: u64,
+    handle: JoinHandle<()>,
+}
+
+impl Delays {
+    /// Tasks waiting for their due time.
+    pub(crate) fn len(&self) -> usize {
+        self.by_due.len()
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        self.by_due.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Stops the timer and forgets every delayed task (shutdown; they stay
+    /// pending in the log and keep their due time for the next start).
+    pub(crate) fn clear(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.handle.abort();
+        }
+        self.by_due.clear();
+        self.due_of.clear();
+    }
+}
+
+/// The monotonic deadline for a wall-clock due time, if it lies ahead.
+pub(in crate::scheduler) fn deadline(not_before: Timestamp) -> Option<Instant> {
+    let ahead = not_before.saturating_duration_since(Timestamp::now());
+    if ahead.is_zero() {
+        return None;
+    }
+    // Round up to whole milliseconds: never early, and tokio's timer does
+    // not resolve finer anyway.
+    let millis = ahead.as_micros().div_ceil(1000);
+    let ahead = Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX));
+    Instant::now().checked_add(ahead)
+}
+
+impl Core {
+    /// Holds `queued` until its due time if that lies ahead; otherwise hands
+    /// it back to be queued now.
+    pub(in crate::scheduler) fn hold_if_delayed(
+        &self,
+        s: &mut Sched,
+        queued: Queued,
+    ) -> Option<Queued> {
+        let Some(at) = queued.task.not_before().and_then(deadline) else {
+            return Some(queued);
+        };
+        let key = (at, queued.order);
+        s.delays.due_of.insert(queued.task.id(), key);
+        s.delays.by_due.insert(key, queued);
+        self.arm_delay_timer(s);
+        None
+    }
+
+    /// Removes a delayed task (cancelled); true if it was delayed.
+    pub(in crate::scheduler) fn remove_delayed(&self, s: &mut Sched, task_id: TaskId) -> bool {
+        let Some(key) = s.delays.due_of.remove(&task_id) else {
+            return false;
+        };
+        s.delays.by_due.remove(&key);
+        self.arm_delay_timer(s);
+        true
+    }
+
+    /// Makes the one timer match the earliest due time: none when nothing is
+    /// delayed, untouched when it already fires then.
+    fn arm_delay_timer(&self, s: &mut Sched) {
+        let earliest = s.delays.earliest();
+        if let (Some(at), Some(timer)) = (earliest, &s.delays.timer) {
+            if timer.at == at {
+                return;
+            }
+        }
+        if let Some(timer) = s.delays.timer.take() {
+            timer.handle.abort();
+        }
+        let Some(at) = earliest else {
+            return;
+        };
+        s.delays.generation += 1;
+        let generation = s.delays.generation;
+        let core = self.me.clone();
+        let handle = self.runtime.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(core) = core.upgrade() {
+                core.delays_due(generation);
+            }
+        });
+        s.delays.timer = Some(Timer {
+            at,
+            generation,
+            handle,
+        });
+    }
+
+    /// The timer fired: every task now due enters the queues, in due order
+    /// (then arrival); the timer is re-armed for the next one.
+    fn delays_due(self: &Arc<Self>, generation: u64) {
+        Counters::bump(&self.counters.wakeups);
+        let mut s = self.sched.lock();
+        if s.delays.timer.as_ref().map(|t| t.generation) != Some(generation) {
+            return; // superseded while it waited for the lock
+        }
+        s.delays.timer = None;
+        let now = Instant::now();
+        while let Some(entry) = s.delays.by_due.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let mut queued = entry.remove();
+            s.delays.due_of.remove(&queued.task.id());
+            // Its queue wait starts now: the delay was asked for.
+            queued.since = now;
+            // As if submitted now: affinity and prefetch still apply.
+            self.enqueue_new(&mut s, queued);
+        }
+        self.arm_delay_timer(&mut s);
+    }
+}
