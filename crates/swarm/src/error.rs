@@ -81,6 +81,19 @@ pub enum SubmitError {
         #[source]
         error: Arc<crate::distributed::DistributedError>,
     },
+    /// The task asks for something this swarm cannot honour, such as a
+    /// delay (`TaskBuilder::delay`/`not_before`) on a distributed swarm,
+    /// whose shared queue starts a task when a node pulls it: it was not
+    /// accepted rather than started early.
+    #[error("task {} asks for {what}, which {why}", .task.id())]
+    Unsupported {
+        /// The task.
+        task: Box<Task>,
+        /// What it asks for.
+        what: &'static str,
+        /// Why this swarm cannot, and what to do instead.
+        why: &'static str,
+    },
     /// A batch of two or more tasks was refused as a whole: none of its tasks
     /// was accepted. `reason` is what refused it (with the first offending
     /// task, where the reason carries one); `tasks` is every task of the batch,
@@ -103,7 +116,8 @@ impl SubmitError {
             SubmitError::QueueFull(t)
             | SubmitError::ShuttingDown(t)
             | SubmitError::Duplicate(t)
-            | SubmitError::Store { task: t, .. } => Some(*t),
+            | SubmitError::Store { task: t, .. }
+            | SubmitError::Unsupported { task: t, .. } => Some(*t),
             #[cfg(feature = "nats")]
             SubmitError::Queue { task: t, .. } => Some(*t),
             SubmitError::Invalid(_) => None,
@@ -150,6 +164,11 @@ impl fmt::Debug for SubmitError {
                 .debug_struct("Queue")
                 .field("task", &task.id())
                 .field("error", error)
+                .finish(),
+            SubmitError::Unsupported { task, what, .. } => f
+                .debug_struct("Unsupported")
+                .field("task", &task.id())
+                .field("what", what)
                 .finish(),
             SubmitError::Batch { reason, tasks } => f
                 .debug_struct("Batch")

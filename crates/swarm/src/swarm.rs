@@ -563,6 +563,13 @@ impl Swarm {
     ) -> Result<Vec<tokio::sync::oneshot::Receiver<crate::TaskOutcome>>, SubmitError> {
         let inner = &self.inner;
         self.check_submittable(tasks)?;
+        if let Some(task) = tasks.iter().find(|t| t.not_before().is_some()) {
+            return Err(SubmitError::Unsupported {
+                task: Box::new(task.clone()),
+                what: "a delay",
+                why: "a distributed swarm does not honour yet (its shared queue would start it when a node pulls it): submit it when it is due",
+            });
+        }
         let mut batch = std::collections::HashSet::with_capacity(tasks.len());
         for task in tasks {
             if !batch.insert(task.id()) || source.is_waiting(task.id()) {

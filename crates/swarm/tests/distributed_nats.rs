@@ -938,3 +938,37 @@ async fn a_slow_log_does_not_get_a_finished_task_redelivered() {
     )
     .await;
 }
+
+/// A distributed node does not honour delays yet (its shared queue starts a
+/// task when a node pulls it): a delayed task is refused with a reason, never
+/// started early, and nothing of it reaches the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_task_is_refused_not_started_early() {
+    with_swarm(
+        "delay",
+        |_| {},
+        |url, config, queue, log| async move {
+            let store_options = NatsStoreOptions::new(&url, &config.swarm).shared_writers(true);
+            let node = start_node(&url, &config, &store_options).await;
+            let swarm = node.0.as_ref().unwrap().clone();
+            let delayed = Task::builder("work")
+                .delay(Duration::from_secs(3600))
+                .build()
+                .unwrap();
+            let id = delayed.id();
+            let error = swarm.submit(delayed).await.unwrap_err();
+            assert!(
+                matches!(error, swarm::SubmitError::Unsupported { .. }),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains("a delay"), "{error}");
+            assert_eq!(error.into_task().map(|t| t.id()), Some(id));
+            assert_eq!(queue.pending().await.unwrap(), 0);
+            let state = SystemState::replay(&log).await.unwrap();
+            assert!(state.task(id).is_none(), "a refused task is not recorded");
+            drop(swarm);
+            node.stop().await;
+        },
+    )
+    .await;
+}

@@ -41,7 +41,7 @@ fn submit_error(e: SubmitError) -> ApiError {
     let message = e.to_string();
     match e {
         SubmitError::Duplicate(_) => ApiError::conflict(message),
-        SubmitError::Invalid(_) => ApiError::bad_request(message),
+        SubmitError::Invalid(_) | SubmitError::Unsupported { .. } => ApiError::bad_request(message),
         SubmitError::QueueFull(_) | SubmitError::ShuttingDown(_) => ApiError::unavailable(message),
         _ => ApiError::internal(message),
     }
