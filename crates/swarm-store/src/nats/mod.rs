@@ -194,8 +194,8 @@ fn random_id() -> String {
 
 /// The servers of a URL that may list several, comma-separated
 /// (`nats://a:4222,nats://b:4222`): async-nats reads one string as one
-/// address, so the list is split here.
-fn server_list(url: &str) -> Vec<&str> {
+/// address, so connect with this list instead.
+pub fn server_list(url: &str) -> Vec<&str> {
     url.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())

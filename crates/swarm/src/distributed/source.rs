@@ -810,14 +810,7 @@ pub(crate) async fn connect(
 ) -> Result<(Option<Arc<dyn EventStore>>, TaskQueue), crate::BuildError> {
     use swarm_store::{NatsStore, NatsStoreOptions};
     if matches!(store, crate::builder::StoreSpec::Custom { .. }) {
-        // A comma-separated list of servers is several addresses.
-        let servers: Vec<&str> = spec
-            .url
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let client = async_nats::connect(servers)
+        let client = async_nats::connect(swarm_store::nats::server_list(&spec.url))
             .await
             .map_err(|e| DistributedError::nats(format!("connecting to {}", spec.url), e))?;
         let queue = TaskQueue::open(client, spec.queue.clone()).await?;
