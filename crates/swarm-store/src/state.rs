@@ -306,6 +306,25 @@ pub struct SystemState {
     retention: Retention,
 }
 
+/// Drops the entries at the front of `queue` that no longer stand for their
+/// record; the first that does, if any (its task and when it finished).
+fn skip_stale(
+    queue: &mut RetireQueue,
+    tasks: &HashMap<TaskId, TaskRecord>,
+) -> Option<(TaskId, Option<Timestamp>)> {
+    while let Some(front) = queue.entries.front() {
+        if tasks
+            .get(&front.id)
+            .is_some_and(|t| t.retire_no == front.no)
+        {
+            return Some((front.id, front.at));
+        }
+        queue.entries.pop_front();
+        queue.stale -= 1;
+    }
+    None
+}
+
 /// The task a task event is about.
 fn task_of(event: &Event) -> Option<TaskId> {
     Some(match event {
@@ -519,41 +538,21 @@ impl SystemState {
             _ => None,
         };
         let cap = self.retention.finished;
-        while let Some(front) = self.finished.entries.front() {
-            let standing = self
-                .tasks
-                .get(&front.id)
-                .is_some_and(|t| t.retire_no == front.no);
-            if !standing {
-                self.finished.entries.pop_front();
-                self.finished.stale -= 1;
-                continue;
-            }
+        while let Some((id, at)) = skip_stale(&mut self.finished, &self.tasks) {
             let too_many = self.finished.live() > cap;
-            let too_old = matches!((cutoff, front.at), (Some(c), Some(at)) if at.as_micros() < c);
+            let too_old = matches!((cutoff, at), (Some(c), Some(at)) if at.as_micros() < c);
             if !(too_many || too_old) {
                 break;
             }
-            let id = front.id;
             self.finished.entries.pop_front();
             self.tasks.remove(&id);
             self.counters.tasks_retired = self.counters.tasks_retired.saturating_add(1);
         }
         let cap = self.retention.dead_letters;
-        while let Some(front) = self.dead.entries.front() {
-            let standing = self
-                .tasks
-                .get(&front.id)
-                .is_some_and(|t| t.retire_no == front.no);
-            if !standing {
-                self.dead.entries.pop_front();
-                self.dead.stale -= 1;
-                continue;
-            }
+        while let Some((id, _)) = skip_stale(&mut self.dead, &self.tasks) {
             if self.dead.live() <= cap {
                 break;
             }
-            let id = front.id;
             self.dead.entries.pop_front();
             self.tasks.remove(&id);
             self.counters.dead_letters_dropped =
