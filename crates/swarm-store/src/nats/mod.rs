@@ -89,6 +89,7 @@
 //! whose [`std::io::ErrorKind`] says what happened.
 
 mod error;
+mod open;
 mod options;
 mod snapshot;
 mod writer;
@@ -113,6 +114,7 @@ use crate::file::LogRetention;
 use crate::store::{EventStore, EventStream, SeqRange, Snapshot, StoredEvent};
 
 use self::error::{invalid_data, nats_other};
+pub use self::open::open_stream;
 pub use self::options::{NatsAuth, NatsStoreOptions, NatsTls};
 use self::writer::{Encoded, Request, Writer};
 
@@ -261,8 +263,9 @@ impl NatsStore {
         let what_bucket = format!("{} bucket {}", options.url, options.bucket_name());
         let prefix = options.subject_prefix();
         let retention = options.retention;
-        let mut stream = js
-            .get_or_create_stream(stream::Config {
+        let mut stream = open_stream(
+            &js,
+            stream::Config {
                 name: stream_name.clone(),
                 description: Some(format!("swarm {} event log", options.swarm)),
                 subjects: vec![format!("{prefix}.events.>")],
@@ -276,27 +279,31 @@ impl NatsStore {
                 deny_purge: !retention.get_covered_by_snapshot(),
                 allow_direct: true,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_other(&what, format!("cannot open the stream: {e}")))?;
+            },
+        )
+        .await
+        .map_err(|e| nats_other(&what, format!("cannot open the stream: {e}")))?;
         apply_retention_limits(&js, &mut stream, &retention, &what).await?;
         let bucket = options.bucket_name();
         // The bucket's stream is made here with the layout of a KV bucket
         // (history 1, roll-ups, direct get) instead of `create_key_value`,
         // whose account query fails against 2.9 servers.
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some(format!("swarm {} snapshots", options.swarm)),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            storage: stream::StorageType::File,
-            num_replicas: options.replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        })
+        open_stream(
+            &js,
+            stream::Config {
+                name: format!("KV_{bucket}"),
+                description: Some(format!("swarm {} snapshots", options.swarm)),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                storage: stream::StorageType::File,
+                num_replicas: options.replicas,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            },
+        )
         .await
         .map_err(|e| nats_other(&what_bucket, format!("cannot open the bucket: {e}")))?;
         let kv = js

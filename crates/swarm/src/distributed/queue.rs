@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
 use async_nats::jetstream::{self, stream};
 use swarm_core::{Priority, Task};
+use swarm_store::nats::open_stream;
 
 use super::error::DistributedError;
 
@@ -103,8 +106,12 @@ impl TaskQueue {
         config: TaskQueueConfig,
     ) -> Result<TaskQueue, DistributedError> {
         let js = jetstream::new(client);
-        let stream = js
-            .get_or_create_stream(stream::Config {
+        // Nodes starting at the same moment on a new swarm all create the
+        // streams and consumers: `open_stream` and `open_consumer` take the
+        // loser's refusal as the race it is and bind to the winner's.
+        let stream = open_stream(
+            &js,
+            stream::Config {
                 name: config.stream_name(),
                 subjects: vec![format!("swarm.{}.tasks.*", config.swarm)],
                 retention: stream::RetentionPolicy::WorkQueue,
@@ -112,36 +119,39 @@ impl TaskQueue {
                 num_replicas: config.replicas,
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| DistributedError::nats("opening the task stream", e))?;
-        js.get_or_create_stream(stream::Config {
-            name: config.dead_stream_name(),
-            subjects: vec![format!("swarm.{}.dead.*", config.swarm)],
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas,
-            ..Default::default()
-        })
+            },
+        )
+        .await
+        .map_err(|e| DistributedError::nats("opening the task stream", e))?;
+        open_stream(
+            &js,
+            stream::Config {
+                name: config.dead_stream_name(),
+                subjects: vec![format!("swarm.{}.dead.*", config.swarm)],
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                ..Default::default()
+            },
+        )
         .await
         .map_err(|e| DistributedError::nats("opening the dead-letter stream", e))?;
         let mut consumers = Vec::new();
         for priority in Priority::ALL {
             let name = config.consumer_name(priority);
-            let consumer = stream
-                .get_or_create_consumer(
-                    &name,
-                    pull::Config {
-                        durable_name: Some(name.clone()),
-                        filter_subject: config.subject(priority),
-                        ack_policy: AckPolicy::Explicit,
-                        ack_wait: config.ack_wait,
-                        // Unlimited: the nodes enforce `config.max_deliver`.
-                        max_deliver: -1,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| DistributedError::nats(format!("opening consumer {name}"), e))?;
+            let consumer = open_consumer(
+                &stream,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: config.subject(priority),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    // Unlimited: the nodes enforce `config.max_deliver`.
+                    max_deliver: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| DistributedError::nats(format!("opening consumer {name}"), e))?;
             consumers.push((priority, consumer));
         }
         Ok(TaskQueue {
@@ -225,5 +235,30 @@ impl TaskQueue {
             .await
             .map_err(|e| DistributedError::nats("reading the dead-letter stream", e))?;
         Ok(info.state.messages)
+    }
+}
+
+/// Opens the durable consumer `config.durable_name`, creating it if needed;
+/// like [`open_stream`], a create refused because another node created the
+/// consumer first is followed by another look.
+async fn open_consumer(
+    stream: &stream::Stream,
+    config: pull::Config,
+) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, ConsumerError> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let mut attempt = 0u64;
+    loop {
+        match stream.get_or_create_consumer(&name, config.clone()).await {
+            Ok(consumer) => return Ok(consumer),
+            Err(error)
+                if attempt < 5
+                    && matches!(error.kind(), ConsumerErrorKind::JetStream(e)
+                        if matches!(e.error_code(), ErrorCode::CONSUMER_NAME_EXIST | ErrorCode::CONSUMER_ALREADY_EXISTS)) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
