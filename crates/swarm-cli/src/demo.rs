@@ -79,8 +79,7 @@ impl Outcomes {
 
 /// The URL when `--store` names a NATS server (`nats://` or `tls://`).
 fn nats_url(args: &DemoArgs) -> Option<String> {
-    let store = args.store.to_str()?;
-    (store.starts_with("nats://") || store.starts_with("tls://")).then(|| store.to_owned())
+    crate::nats_store_url(&args.store).map(str::to_owned)
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {

@@ -1,6 +1,9 @@
 //! `swarm replay`, `swarm events` and `swarm stats`: read a log without
-//! changing it, through [`FileLogReader`] (no lock, no repair, beside a
-//! running swarm; a record being written at the tail is not yet visible).
+//! changing it. A file log through [`FileLogReader`] (no lock, no repair,
+//! beside a running swarm; a record being written at the tail is not yet
+//! visible); a NATS log (`--store nats://HOST:PORT --swarm NAME`) through a
+//! `NatsStore` opened `existing_only` (it creates nothing and changes no
+//! stream limit).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,14 +41,139 @@ fn status_name(s: TaskStatus) -> &'static str {
     }
 }
 
-/// Opens the log of `--store` for reading.
-fn open_log(dir: &std::path::Path) -> Result<FileLogReader, CliError> {
-    FileLogReader::open(dir).map_err(|e| match e {
+/// A log opened for reading: a file log, or a distributed swarm's NATS log.
+enum Log {
+    File(FileLogReader),
+    #[cfg(feature = "nats")]
+    Nats(swarm_store::NatsStore),
+}
+
+/// Opens the log of `--store` (a directory, or `nats://HOST:PORT` with
+/// `--swarm`) for reading.
+async fn open_log(store: &std::path::Path, swarm: &str) -> Result<Log, CliError> {
+    if let Some(url) = crate::nats_store_url(store) {
+        #[cfg(feature = "nats")]
+        {
+            let options = swarm_store::NatsStoreOptions::new(url, swarm).existing_only(true);
+            return match swarm_store::NatsStore::connect(options).await {
+                Ok(store) => Ok(Log::Nats(store)),
+                Err(e @ StoreError::NoStream { .. }) => Err(CliError::BadInput(format!(
+                    "{e} (pass the --swarm name its workers were started with)"
+                ))),
+                Err(e) => Err(CliError::Store(e)),
+            };
+        }
+        #[cfg(not(feature = "nats"))]
+        return Err(CliError::BadInput(format!(
+            "--store {url} (swarm {swarm}): this swarm binary was built without the `nats` feature"
+        )));
+    }
+    FileLogReader::open(store).map(Log::File).map_err(|e| match e {
         StoreError::NoLog { .. } => CliError::BadInput(format!(
-            "{e} (pass the --store directory that `swarm run` or `swarm demo` wrote)"
+            "{e} (pass the --store directory that `swarm run` or `swarm demo` wrote, or nats://HOST:PORT with --swarm)"
         )),
         other => CliError::Store(other),
     })
+}
+
+impl Log {
+    /// Where a file log ends inside a record; a NATS log has no torn tail.
+    fn torn_tail(&self) -> Option<TornTail> {
+        match self {
+            Log::File(reader) => reader.torn_tail(),
+            #[cfg(feature = "nats")]
+            Log::Nats(_) => None,
+        }
+    }
+
+    /// The state rebuilt from the newest snapshot at or before `to` and the
+    /// log after it, with no retention window.
+    async fn replay(&self, to: Option<u64>) -> Result<SystemState, StoreError> {
+        match self {
+            Log::File(reader) => replay_on(reader, to).await,
+            #[cfg(feature = "nats")]
+            Log::Nats(store) => replay_on(store, to).await,
+        }
+    }
+
+    /// Feeds every event from `from` on to `each` until it returns `false`
+    /// (stdout closed); with `follow`, then waits for new ones until Ctrl-C.
+    async fn for_each(
+        &self,
+        from: u64,
+        follow: bool,
+        mut each: impl FnMut(swarm_store::StoredEvent) -> Result<bool, CliError>,
+    ) -> Result<(), CliError> {
+        match self {
+            Log::File(reader) => {
+                let mut records = reader.read(from);
+                let mut drain = |records: &mut swarm_store::LogRecords| -> Result<bool, CliError> {
+                    for stored in records.by_ref() {
+                        if let Some(stored) = known(stored)? {
+                            if !each(stored)? {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                    Ok(true)
+                };
+                let open = drain(&mut records)?;
+                if !follow || !open {
+                    warn_torn(records.torn_tail());
+                    return Ok(());
+                }
+                let ctrl_c = tokio::signal::ctrl_c();
+                tokio::pin!(ctrl_c);
+                loop {
+                    tokio::select! {
+                        _ = &mut ctrl_c => return Ok(()),
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                    if !drain(&mut records)? {
+                        return Ok(());
+                    }
+                }
+            }
+            #[cfg(feature = "nats")]
+            Log::Nats(store) => {
+                use futures::StreamExt;
+                use swarm::EventStore;
+                // A subscription reads what is there, then each new event as
+                // it is stored: no polling.
+                let mut events = if follow {
+                    store.subscribe(from)
+                } else {
+                    store.read(from)
+                };
+                let ctrl_c = tokio::signal::ctrl_c();
+                tokio::pin!(ctrl_c);
+                loop {
+                    let next = tokio::select! {
+                        _ = &mut ctrl_c => return Ok(()),
+                        next = events.next() => next,
+                    };
+                    let Some(stored) = next else { return Ok(()) };
+                    if let Some(stored) = known(stored)? {
+                        if !each(stored)? {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn replay_on<S: swarm::EventStore>(
+    store: &S,
+    to: Option<u64>,
+) -> Result<SystemState, StoreError> {
+    // Everything the log (or its newest snapshot) still knows: an
+    // inspection is not bounded by a service's retention window.
+    match to {
+        Some(to) => SystemState::replay_to_with(store, to, Retention::unbounded()).await,
+        None => SystemState::replay_with(store, Retention::unbounded()).await,
+    }
 }
 
 /// The event, or `None` (with a warning) for a record of an event kind a
@@ -76,14 +204,9 @@ fn warn_torn(torn: Option<&TornTail>) {
 
 /// `swarm replay`: the state rebuilt from the log, newest snapshot first.
 pub(crate) async fn replay(args: ReplayArgs) -> Result<(), CliError> {
-    let reader = open_log(&args.store)?;
-    let state = match args.to {
-        // Everything the log (or its newest snapshot) still knows: an
-        // inspection is not bounded by a service's retention window.
-        Some(to) => SystemState::replay_to_with(&reader, to, Retention::unbounded()).await?,
-        None => SystemState::replay_with(&reader, Retention::unbounded()).await?,
-    };
-    warn_torn(reader.torn_tail().as_ref());
+    let log = open_log(&args.store, &args.swarm).await?;
+    let state = log.replay(args.to).await?;
+    warn_torn(log.torn_tail().as_ref());
 
     let mut by_status = serde_json::Map::new();
     for s in STATUSES {
@@ -224,61 +347,34 @@ pub(crate) async fn events(args: EventsArgs) -> Result<(), CliError> {
             }
         }
     }
-    let reader = open_log(&args.store)?;
-    let mut records = reader.read(args.from);
-    // Prints what is visible now; `false` once stdout is closed.
-    let mut print_available = || -> Result<bool, CliError> {
-        for stored in records.by_ref() {
-            let Some(stored) = known(stored)? else {
-                continue;
-            };
-            if !kinds.is_empty() && !kinds.contains(&stored.event.kind()) {
-                continue;
-            }
-            let mut line = serde_json::to_string(&stored).map_err(|e| {
-                CliError::Runtime(format!("could not encode event {}: {e}", stored.seq))
-            })?;
-            line.push('\n');
-            if !crate::output::print_stdout(&line)? {
-                return Ok(false);
-            }
+    let log = open_log(&args.store, &args.swarm).await?;
+    // Prints one event; `false` once stdout is closed.
+    log.for_each(args.from, args.follow, |stored| {
+        if !kinds.is_empty() && !kinds.contains(&stored.event.kind()) {
+            return Ok(true);
         }
-        Ok(true)
-    };
-    let open = print_available()?;
-    if !args.follow || !open {
-        warn_torn(records.torn_tail());
-        return Ok(());
-    }
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            _ = &mut ctrl_c => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-        if !print_available()? {
-            return Ok(());
-        }
-    }
+        let mut line = serde_json::to_string(&stored).map_err(|e| {
+            CliError::Runtime(format!("could not encode event {}: {e}", stored.seq))
+        })?;
+        line.push('\n');
+        crate::output::print_stdout(&line)
+    })
+    .await
 }
 
 /// `swarm stats`: the projections.
-pub(crate) fn stats(args: StatsArgs) -> Result<(), CliError> {
-    let reader = open_log(&args.store)?;
+pub(crate) async fn stats(args: StatsArgs) -> Result<(), CliError> {
+    let log = open_log(&args.store, &args.swarm).await?;
     let mut completion = TaskCompletion::new();
     let mut performance = AgentPerformance::new();
     let mut last_seq = 0;
-    let mut records = reader.read(1);
-    for stored in records.by_ref() {
-        let Some(stored) = known(stored)? else {
-            continue;
-        };
+    log.for_each(1, false, |stored| {
         completion.apply(&stored);
         performance.apply(&stored);
         last_seq = stored.seq;
-    }
-    warn_torn(records.torn_tail());
+        Ok(true)
+    })
+    .await?;
     const OUTCOMES: [&str; 4] = ["completed", "failed", "dead_lettered", "cancelled"];
     let totals: BTreeMap<&str, u64> = OUTCOMES.iter().map(|o| (*o, completion.total(o))).collect();
     let by_kind: BTreeMap<&str, BTreeMap<&str, u64>> = completion

@@ -286,9 +286,12 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
-    /// Event log directory.
-    #[arg(long, value_name = "DIR")]
+    /// Event log: a directory, or `nats://HOST:PORT` for a distributed swarm's log (with --swarm).
+    #[arg(long, value_name = "DIR|URL")]
     pub(crate) store: PathBuf,
+    /// With a nats:// store: the swarm whose log to read.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub(crate) swarm: String,
     /// Rebuild the state as of this sequence (default: the end of the log).
     #[arg(long, value_name = "SEQ")]
     pub(crate) to: Option<u64>,
@@ -299,9 +302,12 @@ pub(crate) struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct EventsArgs {
-    /// Event log directory.
-    #[arg(long, value_name = "DIR")]
+    /// Event log: a directory, or `nats://HOST:PORT` for a distributed swarm's log (with --swarm).
+    #[arg(long, value_name = "DIR|URL")]
     pub(crate) store: PathBuf,
+    /// With a nats:// store: the swarm whose log to read.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub(crate) swarm: String,
     /// Start at this sequence (the first event is 1).
     #[arg(long, value_name = "SEQ", default_value_t = 1)]
     pub(crate) from: u64,
@@ -315,12 +321,22 @@ pub(crate) struct EventsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct StatsArgs {
-    /// Event log directory.
-    #[arg(long, value_name = "DIR")]
+    /// Event log: a directory, or `nats://HOST:PORT` for a distributed swarm's log (with --swarm).
+    #[arg(long, value_name = "DIR|URL")]
     pub(crate) store: PathBuf,
+    /// With a nats:// store: the swarm whose log to read.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub(crate) swarm: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// The URL when `--store` names a NATS server (`nats://` or `tls://`)
+/// rather than a directory.
+pub(crate) fn nats_store_url(store: &std::path::Path) -> Option<&str> {
+    let store = store.to_str()?;
+    (store.starts_with("nats://") || store.starts_with("tls://")).then_some(store)
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -353,7 +369,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Replay(args) => inspect::replay(args).await,
             Command::Events(args) => inspect::events(args).await,
-            Command::Stats(args) => inspect::stats(args),
+            Command::Stats(args) => inspect::stats(args).await,
             #[cfg(feature = "nats")]
             Command::Worker(args) => worker::run(args).await,
         }

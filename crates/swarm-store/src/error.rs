@@ -80,6 +80,15 @@ pub enum StoreError {
         /// What is missing.
         reason: &'static str,
     },
+    /// A NATS log opened with
+    /// [`existing_only`](crate::NatsStoreOptions::existing_only) does not
+    /// exist: no swarm of that name has run on that server.
+    NoStream {
+        /// The server URL.
+        url: String,
+        /// The stream (or snapshot bucket stream) that is missing.
+        stream: String,
+    },
     /// A write was asked of a read-only [`FileLogReader`](crate::FileLogReader).
     ReadOnly {
         /// The log's directory.
@@ -167,6 +176,10 @@ impl fmt::Display for StoreError {
             StoreError::NoLog { dir, reason } => {
                 write!(f, "no event store at {}: {reason}", dir.display())
             }
+            StoreError::NoStream { url, stream } => write!(
+                f,
+                "no event log at {url}: stream {stream} does not exist (is the swarm name right? its nodes create it when they start)"
+            ),
             StoreError::ReadOnly { dir } => write!(
                 f,
                 "the event log at {} is open read-only: open it with `FileStore::open` to write",
@@ -265,6 +278,10 @@ impl StoreError {
             StoreError::NoLog { dir, reason } => StoreError::NoLog {
                 dir: dir.clone(),
                 reason,
+            },
+            StoreError::NoStream { url, stream } => StoreError::NoStream {
+                url: url.clone(),
+                stream: stream.clone(),
             },
             StoreError::ReadOnly { dir } => StoreError::ReadOnly { dir: dir.clone() },
             StoreError::Compacted {

@@ -114,6 +114,7 @@ use crate::file::LogRetention;
 use crate::store::{EventStore, EventStream, SeqRange, Snapshot, StoredEvent};
 
 use self::error::{invalid_data, nats_other};
+use self::open::existing_stream;
 pub use self::open::open_stream;
 pub use self::options::{NatsAuth, NatsStoreOptions, NatsTls};
 use self::writer::{Encoded, Request, Writer};
@@ -263,49 +264,63 @@ impl NatsStore {
         let what_bucket = format!("{} bucket {}", options.url, options.bucket_name());
         let prefix = options.subject_prefix();
         let retention = options.retention;
-        let mut stream = open_stream(
-            &js,
-            stream::Config {
-                name: stream_name.clone(),
-                description: Some(format!("swarm {} event log", options.swarm)),
-                subjects: vec![format!("{prefix}.events.>")],
-                storage: stream::StorageType::File,
-                retention: stream::RetentionPolicy::Limits,
-                num_replicas: options.replicas,
-                duplicate_window: options.duplicate_window,
-                max_age: retention.get_max_age().unwrap_or_default(),
-                max_bytes: stream_max_bytes(&retention),
-                deny_delete: true,
-                deny_purge: !retention.get_covered_by_snapshot(),
-                allow_direct: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| nats_other(&what, format!("cannot open the stream: {e}")))?;
-        apply_retention_limits(&js, &mut stream, &retention, &what).await?;
+        let stream_config = stream::Config {
+            name: stream_name.clone(),
+            description: Some(format!("swarm {} event log", options.swarm)),
+            subjects: vec![format!("{prefix}.events.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: options.replicas,
+            duplicate_window: options.duplicate_window,
+            max_age: retention.get_max_age().unwrap_or_default(),
+            max_bytes: stream_max_bytes(&retention),
+            deny_delete: true,
+            deny_purge: !retention.get_covered_by_snapshot(),
+            allow_direct: true,
+            ..Default::default()
+        };
         let bucket = options.bucket_name();
         // The bucket's stream is made here with the layout of a KV bucket
         // (history 1, roll-ups, direct get) instead of `create_key_value`,
         // whose account query fails against 2.9 servers.
-        open_stream(
-            &js,
-            stream::Config {
-                name: format!("KV_{bucket}"),
-                description: Some(format!("swarm {} snapshots", options.swarm)),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                storage: stream::StorageType::File,
-                num_replicas: options.replicas,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| nats_other(&what_bucket, format!("cannot open the bucket: {e}")))?;
+        let bucket_config = stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(format!("swarm {} snapshots", options.swarm)),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            num_replicas: options.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        };
+        let stream = if options.existing_only {
+            // Reading a log: create nothing, change no limit.
+            let missing = |name: &str| StoreError::NoStream {
+                url: options.url.clone(),
+                stream: name.to_owned(),
+            };
+            let stream = existing_stream(&js, &stream_config.name)
+                .await
+                .map_err(|e| nats_other(&what, format!("cannot open the stream: {e}")))?
+                .ok_or_else(|| missing(&stream_config.name))?;
+            existing_stream(&js, &bucket_config.name)
+                .await
+                .map_err(|e| nats_other(&what_bucket, format!("cannot open the bucket: {e}")))?
+                .ok_or_else(|| missing(&bucket_config.name))?;
+            stream
+        } else {
+            let mut stream = open_stream(&js, stream_config)
+                .await
+                .map_err(|e| nats_other(&what, format!("cannot open the stream: {e}")))?;
+            apply_retention_limits(&js, &mut stream, &retention, &what).await?;
+            open_stream(&js, bucket_config)
+                .await
+                .map_err(|e| nats_other(&what_bucket, format!("cannot open the bucket: {e}")))?;
+            stream
+        };
         let kv = js
             .get_key_value(bucket.clone())
             .await

@@ -91,6 +91,7 @@ pub struct NatsStoreOptions {
     pub(crate) max_in_flight: usize,
     pub(crate) shared_writers: bool,
     pub(crate) retention: LogRetention,
+    pub(crate) existing_only: bool,
 }
 
 impl NatsStoreOptions {
@@ -112,7 +113,18 @@ impl NatsStoreOptions {
             max_in_flight: 4096,
             shared_writers: false,
             retention: LogRetention::keep_all(),
+            existing_only: false,
         }
+    }
+
+    /// Opens only a log that exists, for reading it (`swarm events`,
+    /// `swarm replay`): [`connect`](super::NatsStore::connect) then creates no
+    /// stream or bucket and leaves the stream's limits as they are, and a
+    /// swarm that never ran there is [`StoreError::NoStream`](crate::StoreError::NoStream).
+    /// Off by default: a swarm's nodes create its log when they first start.
+    pub fn existing_only(mut self, existing_only: bool) -> Self {
+        self.existing_only = existing_only;
+        self
     }
 
     /// Authenticates with a user name and password.
