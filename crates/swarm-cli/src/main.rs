@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use swarm::DurationDist;
 
 /// Event-driven task scheduling for pools of agents: run the demo, run shell
@@ -203,8 +203,10 @@ pub(crate) struct DemoArgs {
     /// Polling mode: tasks taken per wake-up.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) poll_batch: u64,
-    /// Event mode: tasks a busy agent may hold in its own queue (0: all wait in
-    /// the global queue). Local queues are what idle agents steal from.
+    /// Event mode, file or memory store: tasks a busy agent may hold in its
+    /// own queue (0: all wait in the global queue); local queues are what idle
+    /// agents steal from. With a nats:// store: the node's pull batch per
+    /// priority, tasks it buffers beyond those running (0: 16).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) prefetch: usize,
     /// Event log directory (a file store; created if missing), or
@@ -232,9 +234,15 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// With a nats:// store: only submit and wait; run no node in this
-    /// process (the `swarm worker` processes do the work).
+    /// process (the `swarm worker` processes do the work, with their own
+    /// --agents, --duration-ms, --fail-rate and --prefetch: given here they
+    /// are refused).
     #[arg(long)]
     pub(crate) no_local_worker: bool,
+    /// The simulation flags given on the command line (not defaults), for
+    /// refusing those that --no-local-worker would ignore.
+    #[arg(skip)]
+    pub(crate) given: Vec<String>,
     #[command(flatten)]
     pub(crate) queue: QueueArgs,
     /// With --dashboard, the dashboard stays up after the workload until
@@ -332,6 +340,17 @@ pub(crate) struct StatsArgs {
     pub(crate) json: bool,
 }
 
+/// The demo's flags that shape the in-process node's simulated agents.
+const SIMULATION_FLAGS: &[&str] = &["agents", "duration_ms", "fail_rate", "prefetch"];
+
+/// Which of `ids` the user typed (not defaults), as `--flag` names.
+fn given_on_command_line(matches: &clap::ArgMatches, ids: &[&str]) -> Vec<String> {
+    ids.iter()
+        .filter(|id| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect()
+}
+
 /// The URL when `--store` names a NATS server (`nats://` or `tls://`)
 /// rather than a directory.
 pub(crate) fn nats_store_url(store: &std::path::Path) -> Option<&str> {
@@ -347,10 +366,17 @@ fn parse_probability(s: &str) -> Result<f64, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(&e),
+    };
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    if let (Command::Demo(args), Some(("demo", demo))) = (&mut cli.command, matches.subcommand()) {
+        args.given = given_on_command_line(demo, SIMULATION_FLAGS);
+    }
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -135,3 +135,29 @@ fn a_timeout_the_log_cannot_hold_is_refused() {
         "timeout_ms 18446744073709552 is out of range",
     );
 }
+
+#[cfg(feature = "nats")]
+#[test]
+fn simulation_flags_without_a_local_worker_are_refused_not_ignored() {
+    // Refused before any connection: the port is one nothing listens on.
+    let out = run(&[
+        "demo",
+        "--store",
+        "nats://127.0.0.1:1",
+        "--no-local-worker",
+        "--agents",
+        "4",
+        "--fail-rate",
+        "0.1",
+    ]);
+    assert_fails(&out, 2, &["--agents, --fail-rate", "--no-local-worker"]);
+    let out = run(&[
+        "demo",
+        "--store",
+        "nats://127.0.0.1:1",
+        "--no-local-worker",
+        "--duration-ms",
+        "5",
+    ]);
+    assert_fails(&out, 2, &["--duration-ms", "swarm worker"]);
+}
