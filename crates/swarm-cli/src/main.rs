@@ -15,6 +15,8 @@
 //! server that cannot be reached). Errors are one line on stderr.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "nats")]
+mod admin;
 mod dashboard;
 mod demo;
 #[cfg(feature = "nats")]
@@ -122,6 +124,51 @@ enum Command {
     /// bad input; 1 a runtime failure.
     #[cfg(feature = "nats")]
     Worker(WorkerArgs),
+    /// List the distributed swarms on a NATS server, or delete one's streams and buckets.
+    ///
+    /// A swarm named S keeps four JetStream streams: SWARM_S_EVENTS (its event
+    /// log), SWARM_S_TASKS (its task queue and consumers), SWARM_S_DEAD (dead
+    /// letters) and KV_SWARM_S_SNAPSHOTS (its snapshot bucket). They outlive
+    /// the processes; `delete` removes all four, after you type the swarm's
+    /// name (or with --yes).
+    ///
+    /// Exit status: 0 done; 2 bad input (no such swarm, not confirmed, the
+    /// server cannot be reached); 1 a runtime failure.
+    #[cfg(feature = "nats")]
+    Admin(AdminArgs),
+}
+
+#[cfg(feature = "nats")]
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    #[command(subcommand)]
+    pub(crate) command: AdminCommand,
+}
+
+#[cfg(feature = "nats")]
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// List each swarm's streams with their messages and bytes.
+    List {
+        /// The NATS server(s): `nats://HOST:PORT` (comma-separate several).
+        #[arg(long, value_name = "URL")]
+        nats: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a swarm's four streams (its log, queue, dead letters and snapshots) for good.
+    Delete {
+        /// The NATS server(s): `nats://HOST:PORT` (comma-separate several).
+        #[arg(long, value_name = "URL")]
+        nats: String,
+        /// The swarm to delete.
+        #[arg(long, value_name = "NAME")]
+        swarm: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// The distributed queue's settings shared by `swarm worker` and `swarm demo --store nats://`.
@@ -398,6 +445,8 @@ fn main() -> ExitCode {
             Command::Stats(args) => inspect::stats(args).await,
             #[cfg(feature = "nats")]
             Command::Worker(args) => worker::run(args).await,
+            #[cfg(feature = "nats")]
+            Command::Admin(args) => admin::run(args).await,
         }
     });
     // Do not wait for stray blocking work (a store writer flushing is joined by shutdown).
