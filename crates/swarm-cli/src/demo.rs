@@ -321,6 +321,7 @@ pub(crate) fn print_summary(s: &Summary<'_>) -> Result<(), CliError> {
             },
             "recovered": s.recovered,
             "queue_wait_ms": wait_json,
+            "queue_wait_from": "acceptance",
             "elapsed_s": elapsed.as_secs_f64(),
             "throughput_per_s": throughput,
             "retries": s.retries,
@@ -358,7 +359,11 @@ pub(crate) fn print_summary(s: &Summary<'_>) -> Result<(), CliError> {
         s.steals,
         s.stolen_tasks
     ));
-    text.push_str("  queue wait (ms)     count       p50       p99       max\n");
+    // Both modes count from acceptance: a local swarm from the durable
+    // submit, a distributed one from the server storing the task's message.
+    text.push_str(
+        "  queue wait (ms)     count       p50       p99       max   (acceptance to start)\n",
+    );
     for p in Priority::ALL {
         let h = &waits[p.level()];
         text.push_str(&format!(

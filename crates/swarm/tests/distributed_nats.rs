@@ -972,3 +972,42 @@ async fn a_delayed_task_is_refused_not_started_early() {
     )
     .await;
 }
+
+/// A node's `task:assigned` counts the queue wait from acceptance (the
+/// server storing the task), as a local swarm does, not from `created_at`:
+/// a task built long before it was submitted does not show that time as
+/// queue wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_wait_counts_from_acceptance() {
+    with_swarm(
+        "qwait",
+        |_| {},
+        |url, config, queue, log| async move {
+            let task = Task::builder("work")
+                .payload(swarm_core::Payload::from(vec![0u8]))
+                .build()
+                .unwrap();
+            let task_id = task.id();
+            // Built (created_at) 600 ms before it is submitted.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let node = start_on(&url, &config, || Work, 1, log.clone()).await;
+            submit_journaled(&log, &queue, &task).await;
+            let wait = wait_for_event(
+                &log,
+                Duration::from_secs(20),
+                "task:assigned",
+                |e| match e {
+                    Event::TaskAssigned(a) if a.task_id == task_id => Some(a.queue_wait),
+                    _ => None,
+                },
+            )
+            .await;
+            node.stop().await;
+            assert!(
+                wait < Duration::from_millis(500),
+                "queue wait {wait:?} includes the 600 ms between created_at and the submit"
+            );
+        },
+    )
+    .await;
+}

@@ -526,7 +526,7 @@ async fn run_one(
         agent_id: agent,
         attempt,
         priority,
-        queue_wait: Timestamp::now().saturating_duration_since(task.created_at()),
+        queue_wait: queue_wait(&message, &task),
     });
     let outcome = in_progress(&message, &config, async {
         tokio::select! {
@@ -577,6 +577,21 @@ async fn run_one(
             let _ = source.journal.barrier_for(task_id).await;
             hand_back(&source, &message, &task, false).await;
         }
+    }
+}
+
+/// How long the task waited between its acceptance and this start: since
+/// the server stored its message (the publish a submit waits for), as a local
+/// swarm counts from its durable submit; from `created_at` only if the
+/// message carries no timestamp. A redelivery counts from the first store of
+/// the message, a hand-back from its new message. Across machines it adds
+/// the skew between the server's clock and this node's.
+fn queue_wait(message: &Message, task: &Task) -> Duration {
+    match message.info() {
+        Ok(info) => std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::from(info.published))
+            .unwrap_or_default(),
+        Err(_) => Timestamp::now().saturating_duration_since(task.created_at()),
     }
 }
 
