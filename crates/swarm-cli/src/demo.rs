@@ -37,8 +37,9 @@ pub(crate) fn due_batch(
     started: Instant,
     submitted: u64,
     rng: &mut SplitMix64,
+    all_at_once: bool,
 ) -> Result<Vec<Task>, CliError> {
-    let due = if args.rate == 0.0 {
+    let due = if all_at_once || args.rate == 0.0 {
         args.tasks
     } else {
         ((started.elapsed().as_secs_f64() * args.rate) as u64)
@@ -168,17 +169,44 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
     };
 
     let bar = progress_bar(args.tasks, args.json, "tasks");
-    let started = Instant::now();
     let mut pending: FuturesUnordered<TaskHandle> = FuturesUnordered::new();
     let mut outcomes = Outcomes::default();
     let mut rng = SplitMix64::new(args.seed ^ 0x5eed);
     let mut submitted = 0u64;
+    let paused = swarm.is_paused();
+    if args.enqueue_first {
+        // Paused, every task is accepted and queued, none starts; the drain
+        // is timed from the resume.
+        if !paused {
+            swarm.pause().await.map_err(manage_error)?;
+        }
+        let all = Instant::now();
+        while submitted < args.tasks {
+            let batch = due_batch(&args, all, submitted, &mut rng, true)?;
+            submitted += batch.len() as u64;
+            pending.extend(swarm.submit_batch(batch).await?);
+        }
+        tracing::info!(
+            tasks = submitted,
+            enqueue_ms = all.elapsed().as_millis() as u64,
+            "every task is queued: releasing them"
+        );
+    }
+    if swarm.is_paused() {
+        if paused && !args.enqueue_first {
+            // A log left paused (an interrupted --enqueue-first run, or the
+            // dashboard's pause) would hold the demo's tasks for ever.
+            tracing::warn!("the swarm in this store was paused: resuming it to run the demo");
+        }
+        swarm.resume().await.map_err(manage_error)?;
+    }
+    let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while submitted < args.tasks || !pending.is_empty() {
         tokio::select! {
             _ = tick.tick(), if submitted < args.tasks => {
-                let batch = due_batch(&args, started, submitted, &mut rng)?;
+                let batch = due_batch(&args, started, submitted, &mut rng, false)?;
                 if batch.is_empty() {
                     continue;
                 }
@@ -227,9 +255,17 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         ModeArg::Polling => "polling",
     };
     let header = format!(
-        "swarm demo: {} tasks on {} agents, {mode_name} mode, store {store}\n\n",
-        args.tasks, args.agents
+        "swarm demo: {} tasks on {} agents, {mode_name} mode, store {store}{}\n\n",
+        args.tasks,
+        args.agents,
+        if args.enqueue_first {
+            ", all enqueued first (drain timed from their release)"
+        } else {
+            ""
+        }
     );
+    let mut extra = serde_json::Map::new();
+    extra.insert("enqueue_first".into(), args.enqueue_first.into());
     print_summary(&Summary {
         json: args.json,
         header,
@@ -246,8 +282,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), CliError> {
         failed_attempts: stats.failed_attempts,
         steals: stats.steals,
         stolen_tasks: stats.stolen_tasks,
-        extra: serde_json::Map::new(),
+        extra,
     })
+}
+
+fn manage_error(e: swarm::ManageError) -> CliError {
+    CliError::Runtime(format!("could not pause or resume the swarm: {e}"))
 }
 
 /// What the demo prints at the end, in either mode.

@@ -34,6 +34,11 @@ pub(crate) async fn run(args: DemoArgs, url: String) -> Result<(), CliError> {
                 .into(),
         ));
     }
+    if args.enqueue_first {
+        return Err(CliError::BadInput(
+            "--enqueue-first pauses a local swarm while it submits: with a nats:// store, submit with --no-local-worker first and start the `swarm worker` processes after".into(),
+        ));
+    }
     if args.metrics.is_some() && args.no_local_worker {
         return Err(CliError::BadInput(
             "--metrics serves the local worker's metrics: drop --no-local-worker, or scrape the `swarm worker --metrics` processes".into(),
@@ -184,7 +189,7 @@ async fn drive(args: &DemoArgs, store: &NatsStore, queue: &TaskQueue) -> Result<
         }
         tokio::select! {
             _ = tick.tick(), if !all_submitted => {
-                let batch = due_batch(args, started, submitted, &mut rng)?;
+                let batch = due_batch(args, started, submitted, &mut rng, false)?;
                 if batch.is_empty() {
                     continue;
                 }

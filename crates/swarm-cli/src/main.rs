@@ -280,6 +280,12 @@ pub(crate) struct DemoArgs {
     /// Print the summary as one JSON object on stdout (and no progress bar).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Submit every task before any starts (the swarm is paused meanwhile),
+    /// then time the drain from the moment they are released: the bulk
+    /// enqueue-then-drain measure other job systems publish. --rate is
+    /// ignored (all at once). File or memory store.
+    #[arg(long)]
+    pub(crate) enqueue_first: bool,
     /// With a nats:// store: only submit and wait; run no node in this
     /// process (the `swarm worker` processes do the work, with their own
     /// --agents, --duration-ms, --fail-rate and --prefetch: given here they

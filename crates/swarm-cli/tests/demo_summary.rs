@@ -225,3 +225,59 @@ fn wait_or_kill(
     }
     child.wait_with_output().unwrap()
 }
+
+/// `--enqueue-first`: every task is accepted while the swarm is paused, none
+/// starts before the release, and the drain is timed from it.
+#[test]
+fn demo_enqueue_first_queues_everything_before_any_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let store = store.to_str().unwrap();
+    for mode in ["event", "polling"] {
+        let tasks = 300;
+        let out = run(&[
+            "demo",
+            "--json",
+            "--enqueue-first",
+            "--mode",
+            mode,
+            "--poll-interval-ms",
+            "5",
+            "--poll-batch",
+            "50",
+            "--agents",
+            "4",
+            "--tasks",
+            "300",
+            "--duration-ms",
+            "0",
+            "--store",
+            store,
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let v = json(&out);
+        check_summary(&v, tasks);
+        assert_eq!(v["enqueue_first"], true);
+        // The log: the release comes after all of this run's tasks were
+        // queued, and no task of this run started before it.
+        let out = run(&["events", "--store", store]);
+        let events: Vec<serde_json::Value> = support::stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let resumed = events
+            .iter()
+            .rposition(|e| e["event"]["event"] == "swarm:resumed")
+            .expect("a swarm:resumed");
+        let paused = events[..resumed]
+            .iter()
+            .rposition(|e| e["event"]["event"] == "swarm:paused")
+            .expect("a swarm:paused before it");
+        assert_eq!(events[resumed]["event"]["data"]["queued"], tasks, "{mode}");
+        let started_early = events[paused..resumed]
+            .iter()
+            .filter(|e| e["event"]["event"] == "task:assigned")
+            .count();
+        assert_eq!(started_early, 0, "{mode}: tasks started while paused");
+    }
+}
