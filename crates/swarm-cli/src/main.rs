@@ -182,6 +182,12 @@ pub(crate) struct QueueArgs {
     /// task to another worker. Set by whichever process creates the queue first.
     #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..))]
     pub(crate) ack_wait_ms: u64,
+    /// How many servers of a NATS cluster keep each of the swarm's streams
+    /// (its queue, dead letters, log and snapshots): 3 survives losing a
+    /// server (docs/nats.md, Durability). Set by whichever process creates
+    /// the streams first.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub(crate) replicas: u64,
 }
 
 #[derive(Debug, Args)]

@@ -42,7 +42,9 @@ pub(crate) async fn connect(
     args: &QueueArgs,
     prefetch: usize,
 ) -> Result<(NatsStore, TaskQueue), CliError> {
-    let options = NatsStoreOptions::new(url, &args.swarm).shared_writers(true);
+    let options = NatsStoreOptions::new(url, &args.swarm)
+        .shared_writers(true)
+        .replicas(usize::try_from(args.replicas).unwrap_or(1));
     let store = NatsStore::connect(options).await?;
     let queue = match TaskQueue::open(store.client().clone(), queue_config(args, prefetch)).await {
         Ok(q) => q,
@@ -59,6 +61,7 @@ pub(crate) fn queue_config(args: &QueueArgs, prefetch: usize) -> TaskQueueConfig
     let mut config = TaskQueueConfig::new(&args.swarm);
     config.ack_wait = Duration::from_millis(args.ack_wait_ms);
     config.prefetch = prefetch.max(1);
+    config.replicas = usize::try_from(args.replicas).unwrap_or(1);
     config
 }
 

@@ -86,10 +86,11 @@ struct Worker {
     child: Option<Child>,
     log: PathBuf,
     url: String,
+    replicas: usize,
 }
 
 impl Worker {
-    fn start(url: &str, swarm_name: &str, log: &Path) -> Worker {
+    fn start(url: &str, swarm_name: &str, log: &Path, replicas: usize) -> Worker {
         let before = joins(&std::fs::read_to_string(log).unwrap_or_default());
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -112,6 +113,8 @@ impl Worker {
                 "4",
                 "--ack-wait-ms",
                 &ACK_WAIT.as_millis().to_string(),
+                "--replicas",
+                &replicas.to_string(),
             ])
             .stdout(Stdio::null())
             .stderr(file)
@@ -121,6 +124,7 @@ impl Worker {
             child: Some(child),
             log: log.to_path_buf(),
             url: url.to_owned(),
+            replicas,
         };
         worker.wait_ready(before);
         worker
@@ -161,7 +165,7 @@ impl Worker {
         drop(file);
         let url = self.url.clone();
         let log = self.log.clone();
-        *self = Worker::start(&url, swarm_name, &log);
+        *self = Worker::start(&url, swarm_name, &log, self.replicas);
     }
 
     /// SIGTERM; the exit status within `limit`.
@@ -222,8 +226,9 @@ fn queue_config(swarm_name: &str, replicas: usize) -> TaskQueueConfig {
 
 impl Run {
     /// A cluster and the swarm's streams with `replicas`, created here
-    /// before any worker starts (`swarm worker` has no replicas option; it
-    /// binds to the existing streams).
+    /// before any worker starts (the test holds the log and queue handles it
+    /// checks with); the workers are started with the same `--replicas` and
+    /// bind to them.
     fn start(test: &str, replicas: usize) -> Option<Run> {
         let cluster = start_or_skip(test)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -296,7 +301,7 @@ impl Run {
             let log = self._dir.path().join(format!("worker{j}.log"));
             let url = self.cluster.url(j % 3);
             self.workers
-                .push(Worker::start(&url, &self.swarm_name, &log));
+                .push(Worker::start(&url, &self.swarm_name, &log, self.replicas));
         }
         // The workers bound to the streams made here instead of recreating them.
         for stream in self.streams() {

@@ -35,7 +35,8 @@ pub struct TaskQueueConfig {
     pub progress_every: Option<Duration>,
     /// How long a held pull request waits on the server before it is renewed (30 s).
     pub pull_expires: Duration,
-    /// Replicas of the task and dead-letter streams (1; 3 in production).
+    /// Replicas of the task and dead-letter streams, and of the log and the
+    /// snapshot bucket the builder opens for a node (1; 3 in production).
     pub replicas: usize,
 }
 

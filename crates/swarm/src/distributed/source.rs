@@ -831,7 +831,10 @@ pub(crate) async fn connect(
         let queue = TaskQueue::open(client, spec.queue.clone()).await?;
         return Ok((None, queue));
     }
-    let options = NatsStoreOptions::new(spec.url.as_str(), &spec.queue.swarm).shared_writers(true);
+    // The log is replicated as the queue is: one setting for the swarm.
+    let options = NatsStoreOptions::new(spec.url.as_str(), &spec.queue.swarm)
+        .shared_writers(true)
+        .replicas(spec.queue.replicas);
     let log = NatsStore::connect(options).await?;
     match TaskQueue::open(log.client().clone(), spec.queue.clone()).await {
         Ok(queue) => Ok((Some(Arc::new(log)), queue)),
