@@ -250,9 +250,33 @@ impl Writer {
     }
 
     /// One event per append, concurrently within a round; a failure is
-    /// charged to the event's task.
+    /// charged to the event's task, and the task's later events (until the
+    /// node's next `barrier_for` it, when its attempt has ended) are not
+    /// appended: the log never holds a `task:completed` whose `task:assigned`
+    /// it lost, which would read as a completion without an assignment and,
+    /// when the task then runs again, as a duplicate beyond at-least-once.
+    /// The attempt then leaves no trace or a prefix of its events (a start
+    /// without an end, which replay reads as a lost attempt), and its
+    /// message is offered again.
     async fn append_shared(&self, batch: Vec<Event>) {
         for round in rounds(batch) {
+            let round: Vec<Event> = {
+                let lost = self.lost.lock();
+                if lost.is_empty() {
+                    round
+                } else {
+                    round
+                        .into_iter()
+                        .filter(|event| match keys_of(event).0 {
+                            Some(task) if lost.contains_key(&task) => {
+                                tracing::warn!(%task, event = event.name(), "not journaled: an earlier event of this task's attempt was lost");
+                                false
+                            }
+                            _ => true,
+                        })
+                        .collect()
+                }
+            };
             let appends = round.into_iter().map(|event| {
                 let task = keys_of(&event).0;
                 let started = Instant::now();
@@ -339,10 +363,106 @@ fn rounds(events: Vec<Event>) -> Vec<Vec<Event>> {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::future::BoxFuture;
     use swarm_core::event::{AgentAvailable, AgentBusy, TaskAssigned, TaskCompleted};
     use swarm_core::{Payload, Priority};
+    use swarm_store::{EventStream, MemoryStore, SeqRange, Snapshot};
 
     use super::*;
+
+    /// A shared log whose appends of `task:assigned` fail (the outage that
+    /// lost one in the cluster fault tests), everything else stored.
+    #[derive(Debug)]
+    struct LosesAssignments(MemoryStore);
+
+    impl EventStore for LosesAssignments {
+        fn append(
+            &self,
+            events: Vec<Event>,
+            expected: Option<u64>,
+        ) -> BoxFuture<'_, swarm_store::Result<SeqRange>> {
+            if events.iter().any(|e| matches!(e, Event::TaskAssigned(_))) {
+                return Box::pin(async { Err(StoreError::Closed) });
+            }
+            self.0.append(events, expected)
+        }
+        fn read(&self, from_seq: u64) -> EventStream {
+            self.0.read(from_seq)
+        }
+        fn subscribe(&self, from_seq: u64) -> EventStream {
+            self.0.subscribe(from_seq)
+        }
+        fn last_seq(&self) -> BoxFuture<'_, swarm_store::Result<u64>> {
+            self.0.last_seq()
+        }
+        fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, swarm_store::Result<()>> {
+            self.0.save_snapshot(snapshot)
+        }
+        fn latest_snapshot(
+            &self,
+            at_or_before: u64,
+        ) -> BoxFuture<'_, swarm_store::Result<Option<Snapshot>>> {
+            self.0.latest_snapshot(at_or_before)
+        }
+        fn flush(&self) -> BoxFuture<'_, swarm_store::Result<()>> {
+            self.0.flush()
+        }
+        fn close(&self) -> BoxFuture<'_, swarm_store::Result<()>> {
+            self.0.close()
+        }
+    }
+
+    /// The defect the cluster fault tests found: a task's `task:assigned`
+    /// lost while its `task:completed` was stored, so the log showed a
+    /// completion without its assignment and, once the task ran again, a
+    /// second completion with no redelivery before it.
+    #[tokio::test]
+    async fn a_shared_log_never_stores_a_completion_whose_assignment_it_lost() {
+        let bus = EventBus::new();
+        let store = Arc::new(LosesAssignments(MemoryStore::new()));
+        let counters = Arc::new(Counters::default());
+        let journal = Journal::start(&bus, store.clone(), counters, None, AppendMode::Shared);
+        let (task_id, agent_id) = (TaskId::from_u64(7), AgentId::new(1));
+        bus.emit(TaskAssigned {
+            task_id,
+            agent_id,
+            attempt: 1,
+            priority: Priority::Normal,
+            queue_wait: std::time::Duration::ZERO,
+        });
+        bus.emit(AgentBusy { agent_id, task_id });
+        bus.emit(TaskCompleted {
+            task_id,
+            agent_id,
+            attempt: 1,
+            duration: std::time::Duration::ZERO,
+            output: Payload::empty(),
+        });
+        bus.emit(AgentAvailable { agent_id });
+        assert!(
+            journal.barrier_for(task_id).await.is_err(),
+            "the loss is charged to the task"
+        );
+        let mut stored = Vec::new();
+        let mut read = store.read(1);
+        while let Some(e) = futures_util::StreamExt::next(&mut read).await {
+            stored.push(e.unwrap().event.name());
+        }
+        assert_eq!(
+            stored,
+            ["agent:available"],
+            "only events of no task survive the lost assignment"
+        );
+        // The next attempt (after the message is offered again) is journaled.
+        bus.emit(TaskCompleted {
+            task_id,
+            agent_id,
+            attempt: 2,
+            duration: std::time::Duration::ZERO,
+            output: Payload::empty(),
+        });
+        assert!(journal.barrier_for(task_id).await.is_ok());
+    }
 
     #[test]
     fn rounds_keep_each_task_and_agent_in_emit_order() {
