@@ -886,11 +886,9 @@ fn fault_test(
 }
 
 #[test]
-#[ignore = "defect: with the stream leader killed, a task can complete more often than it was \
-            assigned (its first attempt's task:assigned missing from the log while that \
-            attempt's task:completed is there): seen 1 of 3 runs, \
-            task-2b0f863aedef2fdb completed 2 times on 1 assignment; same defect as \
-            cluster_faults_restart_every_server"]
+#[ignore = "2 min; run by hand (--run-ignored only): the double completion it found (a \
+            completion whose task:assigned the log lost) is fixed in the journal, 2 of 2 runs \
+            pass since (1 of 3 failed before)"]
 fn cluster_faults_kill_the_stream_leader() {
     fault_test("leader", |run, round| {
         // Alternate between the task stream's leader and the log's.
@@ -957,12 +955,10 @@ fn assert_kills_interrupted_attempts(report: &Report) {
 }
 
 #[test]
-#[ignore = "defect: after all three servers are SIGKILLed and restarted, a task can complete \
-            twice with no redelivery in the log and with its first attempt's task:assigned \
-            missing: seen 2 of 3 runs, e.g. #128 task:created, #136 task:completed attempt 1 \
-            (no task:assigned before it), #1226 task:assigned attempt 1, #1229 task:completed \
-            attempt 1: a journal append lost in the outage while the same attempt's later \
-            completion was stored, then the task ran again under the same attempt number"]
+#[ignore = "defect: after all three servers are SIGKILLed and restarted, the state \
+            replayed through the three servers can differ (1 of 2 runs after the journal fix; \
+            the double completion this test first found is fixed): a follower not caught up \
+            when read, or a JetStream 2.9 divergence under lazy fsync; not pinned down"]
 fn cluster_faults_restart_every_server() {
     fault_test("restart_all", |run, _round| {
         for i in 0..3 {
