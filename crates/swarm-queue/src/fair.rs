@@ -5,9 +5,6 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use crate::Priority;
-use crate::priority_queue::{extract, level_priority};
-
 /// Reads an item's key (its fairness group, `None` for the one "no key"
 /// group) and its cost (units charged against the key's deficit; 0 counts as 1).
 ///
@@ -15,8 +12,8 @@ use crate::priority_queue::{extract, level_priority};
 /// the item itself: nothing can disagree with it.
 pub type KeyOf<T> = for<'a> fn(&'a T) -> (Option<&'a str>, u32);
 
-/// The fair-share discipline of a [`PriorityQueue`](crate::PriorityQueue):
-/// deficit round robin (DRR) over keys, within each priority level.
+/// The discipline of a [`FairQueue`](crate::FairQueue): deficit round robin
+/// (DRR) over keys, within each priority level.
 ///
 /// Each level keeps one *flow* per key that has items queued, served in
 /// rounds. When a flow's turn comes it earns its quantum (`quantum × weight`,
@@ -45,12 +42,11 @@ pub type KeyOf<T> = for<'a> fn(&'a T) -> (Option<&'a str>, u32);
 ///
 /// ```
 /// use std::num::NonZeroU32;
-/// use swarm_queue::{FairShare, Priority, PriorityQueue};
+/// use swarm_queue::{FairQueue, FairShare, Priority};
 ///
 /// // Items are (tenant, name); each costs 1.
 /// let share = FairShare::new(NonZeroU32::MIN).weight("b", NonZeroU32::new(2).unwrap());
-/// let mut queue = PriorityQueue::new()
-///     .with_fair_share(share, |item: &(&str, &str)| (Some(item.0), 1));
+/// let mut queue = FairQueue::new(share, |item: &(&str, &str)| (Some(item.0), 1));
 /// for name in ["a1", "a2", "a3", "a4"] {
 ///     queue.push(("a", name), Priority::Normal)?;
 /// }
@@ -466,73 +462,4 @@ pub(crate) fn replay_pop<'a, T>(
     }
     settle(round, flows, key_of);
     Some(item)
-}
-
-/// The fair-share state of a whole queue: the discipline and one
-/// [`FairLevel`] per priority level.
-#[derive(Clone)]
-pub(crate) struct Fair<T> {
-    pub(crate) share: FairShare,
-    pub(crate) key_of: KeyOf<T>,
-    pub(crate) levels: [FairLevel<T>; Priority::LEVELS],
-}
-
-impl<T> Fair<T> {
-    pub(crate) fn new(share: FairShare, key_of: KeyOf<T>) -> Self {
-        Fair {
-            share,
-            key_of,
-            levels: Default::default(),
-        }
-    }
-
-    pub(crate) fn push(&mut self, level: usize, item: T) {
-        self.levels[level].push(item, &self.share, self.key_of);
-    }
-
-    pub(crate) fn pop(&mut self, level: usize) -> Option<T> {
-        self.levels[level].pop(self.key_of)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.levels.iter().map(FairLevel::len).sum()
-    }
-
-    pub(crate) fn non_empty(&self) -> [bool; Priority::LEVELS] {
-        [
-            !self.levels[0].is_empty(),
-            !self.levels[1].is_empty(),
-            !self.levels[2].is_empty(),
-            !self.levels[3].is_empty(),
-        ]
-    }
-
-    pub(crate) fn retain(&mut self, keep: &mut impl FnMut(&T) -> bool) {
-        for level in &mut self.levels {
-            level.retain(keep, self.key_of);
-        }
-    }
-
-    /// `take_where` under fair share: level order, then round order, then FIFO.
-    /// `take` runs on every candidate before anything moves.
-    pub(crate) fn take_where(
-        &mut self,
-        max: usize,
-        take: &mut impl FnMut(&T) -> bool,
-    ) -> Vec<(T, Priority)> {
-        let mut budget = max;
-        let picked: Vec<_> = self
-            .levels
-            .iter()
-            .map(|level| level.pick(&mut budget, take))
-            .collect();
-        let mut out = Vec::with_capacity(max - budget);
-        for (index, (level, picked)) in self.levels.iter_mut().zip(&picked).enumerate() {
-            let priority = level_priority(index);
-            level.extract(picked, self.key_of, |deque, indices| {
-                extract(deque, indices, priority, &mut out)
-            });
-        }
-        out
-    }
 }

@@ -7,7 +7,6 @@ use std::iter::FusedIterator;
 use crate::Priority;
 use crate::aging::{Aging, AgingPolicy, select_strict};
 use crate::error::QueueFull;
-use crate::fair::{Fair, FairLevel, FairShare, KeyOf, Turn, replay_pop};
 
 const LEVELS: usize = Priority::LEVELS;
 
@@ -39,13 +38,9 @@ impl QueueStats {
 /// oldest first within it. [`with_aging`](Self::with_aging) bounds how long a
 /// less urgent task can be overtaken (see [`AgingPolicy`]).
 ///
-/// [`with_fair_share`](Self::with_fair_share) serves each level's keys
-/// (tenants) by deficit round robin instead of FIFO (see [`FairShare`]).
-///
 /// Each level is a `VecDeque<T>`, so an item costs `size_of::<T>()` plus the
 /// deque's spare capacity (at most doubling): no per-item header, no sequence
-/// number. [`heap_bytes`](Self::heap_bytes) reports the allocation. Under fair
-/// share each key queued now has a deque of its own and a few words of state.
+/// number. [`heap_bytes`](Self::heap_bytes) reports the allocation.
 ///
 /// ```
 /// use swarm_queue::{Priority, PriorityQueue};
@@ -72,8 +67,6 @@ pub struct PriorityQueue<T> {
     levels: [VecDeque<T>; LEVELS],
     capacity: Option<usize>,
     aging: Option<Aging>,
-    /// Fair share: when set, items live in its per-key flows, not in `levels`.
-    fair: Option<Box<Fair<T>>>,
     rejected: u64,
     promoted: u64,
 }
@@ -90,7 +83,6 @@ impl<T> fmt::Debug for PriorityQueue<T> {
             .field("len", &self.len())
             .field("capacity", &self.capacity)
             .field("aging", &self.aging.map(|a| a.policy))
-            .field("fair_share", &self.fair.as_ref().map(|f| &f.share))
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +99,6 @@ impl<T> PriorityQueue<T> {
             ],
             capacity: None,
             aging: None,
-            fair: None,
             rejected: 0,
             promoted: 0,
         }
@@ -138,39 +129,6 @@ impl<T> PriorityQueue<T> {
         self.aging.map(|a| a.policy)
     }
 
-    /// Turns on fair share: within each level, keys (read from each item by
-    /// `key_of`, with its cost) are served by deficit round robin as
-    /// [`FairShare`] describes, instead of FIFO. Levels and aging work as
-    /// before. Items already queued join their key's flow in pop order.
-    pub fn with_fair_share(mut self, share: FairShare, key_of: KeyOf<T>) -> Self {
-        let queued: Vec<_> = self.drain_keep_counters();
-        let mut fair = Box::new(Fair::new(share, key_of));
-        for (item, priority) in queued {
-            fair.push(priority.level(), item);
-        }
-        self.fair = Some(fair);
-        self
-    }
-
-    /// The fair-share discipline, if fair share is on.
-    pub fn fair_share(&self) -> Option<&FairShare> {
-        self.fair.as_ref().map(|f| &f.share)
-    }
-
-    /// Keys with items queued at `priority` (0 without fair share).
-    pub fn active_keys(&self, priority: Priority) -> usize {
-        self.fair
-            .as_ref()
-            .map_or(0, |f| f.levels[priority.level()].active_keys())
-    }
-
-    fn drain_keep_counters(&mut self) -> Vec<(T, Priority)> {
-        let promoted = self.promoted;
-        let items = self.drain().collect();
-        self.promoted = promoted;
-        items
-    }
-
     /// Queues `item` at the back of its level, or hands it back when the queue is full.
     pub fn push(&mut self, item: T, priority: Priority) -> Result<(), QueueFull<T>> {
         if self.is_full() {
@@ -178,15 +136,6 @@ impl<T> PriorityQueue<T> {
             return Err(QueueFull::new(item, priority));
         }
         let level = priority.level();
-        if let Some(fair) = &mut self.fair {
-            if fair.levels[level].is_empty() {
-                if let Some(aging) = &mut self.aging {
-                    aging.overtaken[level] = 0;
-                }
-            }
-            fair.push(level, item);
-            return Ok(());
-        }
         let deque = &mut self.levels[level];
         if deque.is_empty() {
             if let Some(aging) = &mut self.aging {
@@ -212,10 +161,7 @@ impl<T> PriorityQueue<T> {
                 level
             }
         };
-        let item = match &mut self.fair {
-            None => self.levels[level].pop_front()?,
-            Some(fair) => fair.pop(level)?,
-        };
+        let item = self.levels[level].pop_front()?;
         if self.aging.is_some() {
             let non_empty = self.non_empty();
             if let Some(aging) = &mut self.aging {
@@ -228,35 +174,24 @@ impl<T> PriorityQueue<T> {
     /// The item the next [`pop`](Self::pop) returns.
     pub fn peek(&self) -> Option<(&T, Priority)> {
         let level = self.next_level()?;
-        let front = match &self.fair {
-            None => self.levels[level].front(),
-            Some(fair) => fair.levels[level].front(),
-        };
-        front.map(|item| (item, level_priority(level)))
+        self.levels[level]
+            .front()
+            .map(|item| (item, level_priority(level)))
     }
 
     /// Items queued, all levels.
     pub fn len(&self) -> usize {
-        match &self.fair {
-            None => self.levels.iter().map(VecDeque::len).sum(),
-            Some(fair) => fair.len(),
-        }
+        self.levels.iter().map(VecDeque::len).sum()
     }
 
     /// Items queued at `priority`.
     pub fn len_of(&self, priority: Priority) -> usize {
-        match &self.fair {
-            None => self.levels[priority.level()].len(),
-            Some(fair) => fair.levels[priority.level()].len(),
-        }
+        self.levels[priority.level()].len()
     }
 
     /// Whether no item is queued.
     pub fn is_empty(&self) -> bool {
-        match &self.fair {
-            None => self.levels.iter().all(VecDeque::is_empty),
-            Some(fair) => fair.len() == 0,
-        }
+        self.levels.iter().all(VecDeque::is_empty)
     }
 
     /// Whether a push would be refused.
@@ -271,7 +206,12 @@ impl<T> PriorityQueue<T> {
 
     /// Counts per level and lifetime counters.
     pub fn stats(&self) -> QueueStats {
-        let by_level = Priority::ALL.map(|p| self.len_of(p));
+        let by_level = [
+            self.levels[0].len(),
+            self.levels[1].len(),
+            self.levels[2].len(),
+            self.levels[3].len(),
+        ];
         QueueStats {
             len: by_level.iter().sum(),
             by_level,
@@ -283,30 +223,20 @@ impl<T> PriorityQueue<T> {
     /// Bytes allocated for items (spare capacity included), not counting the
     /// queue value itself (`size_of::<PriorityQueue<T>>()`).
     pub fn heap_bytes(&self) -> usize {
-        let fair = self.fair.as_ref().map_or(0, |f| {
-            size_of::<Fair<T>>() + f.levels.iter().map(FairLevel::heap_bytes).sum::<usize>()
-        });
-        fair + self
-            .levels
+        self.levels
             .iter()
             .map(|d| d.capacity().saturating_mul(size_of::<T>()))
-            .sum::<usize>()
+            .sum()
     }
 
     /// Gives spare capacity back to the allocator (after a burst).
     pub fn shrink_to_fit(&mut self) {
         self.levels.iter_mut().for_each(VecDeque::shrink_to_fit);
-        if let Some(fair) = &mut self.fair {
-            fair.levels.iter_mut().for_each(FairLevel::shrink_to_fit);
-        }
     }
 
     /// Removes every item (not counted as pops).
     pub fn clear(&mut self) {
         self.levels.iter_mut().for_each(VecDeque::clear);
-        if let Some(fair) = &mut self.fair {
-            fair.levels.iter_mut().for_each(FairLevel::clear);
-        }
     }
 
     /// The items in pop order, by reference, without removing them.
@@ -314,19 +244,9 @@ impl<T> PriorityQueue<T> {
     /// With aging this replays the aging rule, so the order is exactly the order
     /// of successive pops if nothing is pushed in between.
     pub fn iter(&self) -> Iter<'_, T> {
-        let order = match &self.fair {
-            None => Order::Fifo {
-                levels: &self.levels,
-                next: [0; LEVELS],
-            },
-            Some(fair) => Order::Fair {
-                levels: &fair.levels,
-                rounds: Box::new(fair.levels.each_ref().map(|l| l.round.clone())),
-                key_of: fair.key_of,
-            },
-        };
         Iter {
-            order,
+            levels: &self.levels,
+            next: [0; LEVELS],
             aging: self.aging,
             remaining: self.len(),
         }
@@ -344,10 +264,6 @@ impl<T> PriorityQueue<T> {
     /// a level. Kept items keep their order. Use [`remove_where`](Self::remove_where)
     /// to get the removed items back.
     pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        if let Some(fair) = &mut self.fair {
-            fair.retain(&mut keep);
-            return;
-        }
         for deque in &mut self.levels {
             deque.retain(|item| keep(item));
         }
@@ -376,9 +292,6 @@ impl<T> PriorityQueue<T> {
         max: usize,
         mut take: impl FnMut(&T) -> bool,
     ) -> Vec<(T, Priority)> {
-        if let Some(fair) = &mut self.fair {
-            return fair.take_where(max, &mut take);
-        }
         let mut picked: [Vec<usize>; LEVELS] = Default::default();
         let mut budget = max;
         for (deque, picked) in self.levels.iter().zip(&mut picked) {
@@ -410,9 +323,6 @@ impl<T> PriorityQueue<T> {
     /// Removes and returns the first `n` items in level order (all of them if
     /// fewer are queued). Equal to pop order when aging is off.
     pub fn take_front(&mut self, n: usize) -> Vec<(T, Priority)> {
-        if let Some(fair) = &mut self.fair {
-            return fair.take_where(n, &mut |_| true);
-        }
         let mut out = Vec::with_capacity(n.min(self.len()));
         let mut budget = n;
         for (level, deque) in self.levels.iter_mut().enumerate() {
@@ -430,9 +340,6 @@ impl<T> PriorityQueue<T> {
     /// Removes and returns the first item (level order) for which `matches`
     /// returns `true`, e.g. to cancel one task by id. Stops at the first match.
     pub fn remove_first(&mut self, mut matches: impl FnMut(&T) -> bool) -> Option<(T, Priority)> {
-        if let Some(fair) = &mut self.fair {
-            return fair.take_where(1, &mut matches).pop();
-        }
         for (level, deque) in self.levels.iter_mut().enumerate() {
             if let Some(index) = deque.iter().position(&mut matches) {
                 return deque
@@ -444,9 +351,6 @@ impl<T> PriorityQueue<T> {
     }
 
     fn non_empty(&self) -> [bool; LEVELS] {
-        if let Some(fair) = &self.fair {
-            return fair.non_empty();
-        }
         [
             !self.levels[0].is_empty(),
             !self.levels[1].is_empty(),
@@ -501,70 +405,17 @@ pub(crate) fn level_priority(level: usize) -> Priority {
 }
 
 /// Borrowing iterator over a [`PriorityQueue`] in pop order; see [`PriorityQueue::iter`].
+#[derive(Debug)]
 pub struct Iter<'a, T> {
-    order: Order<'a, T>,
+    levels: &'a [VecDeque<T>; LEVELS],
+    next: [usize; LEVELS],
     aging: Option<Aging>,
     remaining: usize,
 }
 
-/// Where the iterator stands within the levels.
-enum Order<'a, T> {
-    /// FIFO levels: the next index of each.
-    Fifo {
-        levels: &'a [VecDeque<T>; LEVELS],
-        next: [usize; LEVELS],
-    },
-    /// Fair share: a copy of each level's round, replayed as pops would.
-    Fair {
-        levels: &'a [FairLevel<T>; LEVELS],
-        rounds: Box<[VecDeque<Turn>; LEVELS]>,
-        key_of: KeyOf<T>,
-    },
-}
-
-impl<T> fmt::Debug for Iter<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter")
-            .field("remaining", &self.remaining)
-            .finish_non_exhaustive()
-    }
-}
-
 impl<T> Clone for Iter<'_, T> {
     fn clone(&self) -> Self {
-        let order = match &self.order {
-            Order::Fifo { levels, next } => Order::Fifo {
-                levels,
-                next: *next,
-            },
-            Order::Fair {
-                levels,
-                rounds,
-                key_of,
-            } => Order::Fair {
-                levels,
-                rounds: rounds.clone(),
-                key_of: *key_of,
-            },
-        };
-        Iter {
-            order,
-            aging: self.aging,
-            remaining: self.remaining,
-        }
-    }
-}
-
-impl<T> Order<'_, T> {
-    fn non_empty(&self) -> [bool; LEVELS] {
-        let mut n = [false; LEVELS];
-        for (level, flag) in n.iter_mut().enumerate() {
-            *flag = match self {
-                Order::Fifo { levels, next } => next[level] < levels[level].len(),
-                Order::Fair { rounds, .. } => !rounds[level].is_empty(),
-            };
-        }
-        n
+        Iter { ..*self }
     }
 }
 
@@ -572,25 +423,21 @@ impl<'a, T> Iterator for Iter<'a, T> {
     type Item = (&'a T, Priority);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let non_empty = self.order.non_empty();
-        let level = match &self.aging {
-            None => select_strict(non_empty)?,
-            Some(aging) => aging.select(non_empty)?,
-        };
-        let item = match &mut self.order {
-            Order::Fifo { levels, next } => {
-                let item = levels[level].get(next[level])?;
-                next[level] += 1;
-                item
+        let non_empty = |next: &[usize; LEVELS]| {
+            let mut n = [false; LEVELS];
+            for (level, flag) in n.iter_mut().enumerate() {
+                *flag = next[level] < self.levels[level].len();
             }
-            Order::Fair {
-                levels,
-                rounds,
-                key_of,
-            } => replay_pop(&mut rounds[level], &levels[level].flows, *key_of)?,
+            n
         };
+        let level = match &self.aging {
+            None => select_strict(non_empty(&self.next))?,
+            Some(aging) => aging.select(non_empty(&self.next))?,
+        };
+        let item = self.levels[level].get(self.next[level])?;
+        self.next[level] += 1;
         self.remaining -= 1;
-        let after = self.order.non_empty();
+        let after = non_empty(&self.next);
         if let Some(aging) = &mut self.aging {
             aging.record_pop(level, after);
         }

@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 
 use proptest::prelude::*;
 use swarm_queue::model;
-use swarm_queue::{AgingPolicy, FairShare, Priority, PriorityQueue};
+use swarm_queue::{AgingPolicy, FairQueue, FairShare, KeyOf, Priority, PriorityQueue};
 
 /// (id, key, cost).
 type Item = (u64, Option<&'static str>, u32);
@@ -58,6 +58,52 @@ fn share(quantum: u32, weights: &[u32]) -> FairShare {
     share
 }
 
+/// The queues `run_checked` drives: the fair queue, and the strict one to
+/// show that the checker catches unfairness.
+trait Subject {
+    fn push(&mut self, item: Item, priority: Priority) -> Result<(), swarm_queue::QueueFull<Item>>;
+    fn pop(&mut self) -> Option<(Item, Priority)>;
+    fn peek(&self) -> Option<(&Item, Priority)>;
+    fn len(&self) -> usize;
+    fn pop_order(&self) -> Vec<u64>;
+}
+
+impl Subject for FairQueue<Item> {
+    fn push(&mut self, item: Item, priority: Priority) -> Result<(), swarm_queue::QueueFull<Item>> {
+        FairQueue::push(self, item, priority)
+    }
+    fn pop(&mut self) -> Option<(Item, Priority)> {
+        FairQueue::pop(self)
+    }
+    fn peek(&self) -> Option<(&Item, Priority)> {
+        FairQueue::peek(self)
+    }
+    fn len(&self) -> usize {
+        FairQueue::len(self)
+    }
+    fn pop_order(&self) -> Vec<u64> {
+        self.iter().map(|(item, _)| item.0).collect()
+    }
+}
+
+impl Subject for PriorityQueue<Item> {
+    fn push(&mut self, item: Item, priority: Priority) -> Result<(), swarm_queue::QueueFull<Item>> {
+        PriorityQueue::push(self, item, priority)
+    }
+    fn pop(&mut self) -> Option<(Item, Priority)> {
+        PriorityQueue::pop(self)
+    }
+    fn peek(&self) -> Option<(&Item, Priority)> {
+        PriorityQueue::peek(self)
+    }
+    fn len(&self) -> usize {
+        PriorityQueue::len(self)
+    }
+    fn pop_order(&self) -> Vec<u64> {
+        self.iter().map(|(item, _)| item.0).collect()
+    }
+}
+
 /// What one waiting key has seen since it last popped (or joined its level).
 #[derive(Default, Debug)]
 struct Window {
@@ -71,8 +117,8 @@ struct Window {
 /// other keys popped in the key's level between two of its pops (or since it
 /// joined) are at most `m × (quantum × max_weight + max_cost − 1)`, with `m`
 /// the number of other keys popped meanwhile (at most the active keys − 1).
-fn run_checked(
-    queue: &mut PriorityQueue<Item>,
+fn run_checked<Q: Subject>(
+    queue: &mut Q,
     steps: &[Step],
     quantum: u64,
     max_weight: u64,
@@ -82,7 +128,7 @@ fn run_checked(
     let mut windows: HashMap<(usize, usize), Window> = HashMap::new();
     let mut next = 0u64;
     let per_turn = quantum * max_weight + max_cost - 1;
-    let pop = |queue: &mut PriorityQueue<Item>,
+    let pop = |queue: &mut Q,
                lists: &mut HashMap<(usize, usize), VecDeque<u64>>,
                windows: &mut HashMap<(usize, usize), Window>|
      -> Result<bool, String> {
@@ -152,7 +198,7 @@ fn run_checked(
         }
     }
     // The pop-order iterator predicts the drain exactly.
-    let predicted: Vec<u64> = queue.iter().map(|(item, _)| item.0).collect();
+    let predicted: Vec<u64> = queue.pop_order();
     let mut drained = Vec::new();
     loop {
         let before = queue.peek().map(|(item, _)| item.0);
@@ -182,7 +228,7 @@ proptest! {
         steps in steps(1, 400),
     ) {
         let max_weight = u64::from(*weights.iter().max().unwrap_or(&1));
-        let mut queue = PriorityQueue::new().with_fair_share(share(quantum, &weights), key_of);
+        let mut queue = FairQueue::new(share(quantum, &weights), key_of);
         if let Some(aging) = aging {
             queue.set_aging(Some(aging));
         }
@@ -206,7 +252,7 @@ proptest! {
             })
             .collect();
         let max_weight = u64::from(*weights.iter().max().unwrap_or(&1));
-        let mut queue = PriorityQueue::new().with_fair_share(share(quantum, &weights), key_of);
+        let mut queue = FairQueue::new(share(quantum, &weights), key_of);
         run_checked(&mut queue, &steps, u64::from(quantum), max_weight, u64::from(quantum))
             .map_err(TestCaseError::fail)?;
     }
@@ -215,7 +261,7 @@ proptest! {
     /// still nothing lost, FIFO per key, iter = pop order.
     #[test]
     fn large_costs_lose_nothing(quantum in 1u32..3, steps in steps(1000, 300)) {
-        let mut queue = PriorityQueue::new().with_fair_share(share(quantum, &[1; 6]), key_of);
+        let mut queue = FairQueue::new(share(quantum, &[1; 6]), key_of);
         // The bound does not apply; make it vacuous, keep the other checks.
         run_checked(&mut queue, &steps, u64::from(u32::MAX), 1, 1).map_err(TestCaseError::fail)?;
     }
@@ -225,12 +271,16 @@ proptest! {
     /// capacity, aging, retain, remove/take and the pop-order iterator.
     #[test]
     fn one_key_is_the_fifo_queue(config in model::config(), ops in model::ops(200), keyed: bool) {
-        let fair = if keyed {
-            config.queue().with_fair_share(FairShare::default(), |_| (Some("only"), 3))
+        let (share, key_of): (FairShare, KeyOf<u64>) = if keyed {
+            (FairShare::default(), |_| (Some("only"), 3))
         } else {
-            config.queue().with_fair_share(FairShare::new(NonZeroU32::new(2).unwrap()), |_| (None, 1))
+            (FairShare::new(NonZeroU32::new(2).unwrap()), |_| (None, 1))
         };
-        let mut queue: PriorityQueue<u64> = fair;
+        let mut queue = match config.capacity {
+            Some(capacity) => FairQueue::bounded(capacity, share, key_of),
+            None => FairQueue::new(share, key_of),
+        };
+        queue.set_aging(config.aging);
         let mut reference = config.model();
         model::check_ops(&mut queue, &mut reference, &ops)?;
     }
@@ -247,7 +297,7 @@ proptest! {
         // The "no key" group (key 0) always has weight 1.
         let mut weights = weights;
         weights[0] = 1;
-        let mut queue = PriorityQueue::new().with_fair_share(share(quantum, &weights), key_of);
+        let mut queue = FairQueue::new(share(quantum, &weights), key_of);
         let mut id = 0;
         for k in 0..KEYS.len() {
             for i in 0..2000 {
@@ -284,8 +334,7 @@ proptest! {
     fn removals_lose_and_duplicate_nothing(
         steps in proptest::collection::vec((0..KEYS.len(), model::priority(), 1u32..4, 0u8..10), 0..300),
     ) {
-        let mut queue = PriorityQueue::new()
-            .with_fair_share(FairShare::default(), key_of)
+        let mut queue = FairQueue::new(FairShare::default(), key_of)
             .with_aging(AgingPolicy::new(NonZeroU32::new(2).unwrap()));
         let mut out: Vec<Item> = Vec::new();
         let mut pushed = 0u64;
@@ -338,13 +387,13 @@ fn checker_catches_a_fifo_queue() {
     steps.extend([Step::Pop; 22]);
     let mut fifo = PriorityQueue::new();
     assert!(run_checked(&mut fifo, &steps, 1, 1, 1).is_err());
-    let mut fair = PriorityQueue::new().with_fair_share(FairShare::default(), key_of);
+    let mut fair = FairQueue::new(FairShare::default(), key_of);
     assert_eq!(run_checked(&mut fair, &steps, 1, 1, 1), Ok(()));
 }
 
 #[test]
 fn a_late_small_tenant_is_served_every_other_pop() {
-    let mut queue = PriorityQueue::new().with_fair_share(FairShare::default(), key_of);
+    let mut queue = FairQueue::new(FairShare::default(), key_of);
     for id in 0..1000 {
         queue.push((id, Some("big"), 1), Priority::Normal).unwrap();
     }
@@ -359,7 +408,7 @@ fn a_late_small_tenant_is_served_every_other_pop() {
 
 #[test]
 fn priorities_still_come_first() {
-    let mut queue = PriorityQueue::new().with_fair_share(FairShare::default(), key_of);
+    let mut queue = FairQueue::new(FairShare::default(), key_of);
     queue.push((0, Some("a"), 1), Priority::Low).unwrap();
     queue.push((1, Some("b"), 1), Priority::Normal).unwrap();
     queue.push((2, Some("a"), 1), Priority::Critical).unwrap();
@@ -374,7 +423,7 @@ fn memory_follows_live_keys_not_keys_ever_seen() {
     fn leaked(item: &(u64, Box<str>)) -> (Option<&str>, u32) {
         (Some(&item.1), 1)
     }
-    let mut queue = PriorityQueue::new().with_fair_share(FairShare::default(), leaked);
+    let mut queue = FairQueue::new(FairShare::default(), leaked);
     let mut peak = 0;
     for id in 0..20_000u64 {
         queue
