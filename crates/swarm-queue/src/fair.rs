@@ -28,14 +28,18 @@ pub type KeyOf<T> = for<'a> fn(&'a T) -> (Option<&'a str>, u32);
 /// item of a level a pop of that level returns. The guarantee, checked by
 /// property tests:
 ///
-/// - **Bound**: while a key stays backlogged, between two of its pops at most
+/// - **Bound**: while a key stays backlogged, between two of its pops (or
+///   from its arrival to its first pop) at most
 ///   `m × (quantum × max_weight + max_cost − 1)` cost units of other keys are
 ///   popped from its level, where `m` is the number of other keys popped in
-///   between (at most the keys active in the level), provided every cost is
-///   at most `quantum`. With unit costs: `m × quantum × max_weight`.
-/// - **Shares**: over a long backlog each key gets a share of the level's pops
-///   (in cost units) proportional to its weight, within one quantum per key
-///   and round.
+///   between (at most the keys active in the level − 1), provided every cost
+///   is at most `quantum`. With unit costs: `m × quantum × max_weight`. Larger
+///   costs are served too (a key saves up over several turns; rounds in which
+///   no key can pay are skipped at once, so a pop is O(keys), never O(cost)),
+///   and the bound is multiplied by `⌈max_cost / quantum⌉`.
+/// - **Shares**: while keys stay backlogged, each key's popped cost units stay
+///   within `2 × quantum × weight + max_cost × (1 + keys × weight / total_weight)`
+///   of its weighted share of all pops so far: shares proportional to weight.
 /// - **One key**: with a single key (or none) the level is FIFO, exactly as
 ///   without fair share.
 /// - Within a key, items pop in FIFO order.

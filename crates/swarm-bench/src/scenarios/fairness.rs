@@ -39,6 +39,11 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "big_tenant_backlog": backlog,
         "small_tenant_tasks": SMALL,
         "aim_ms": AIM_MS,
+        "small_tenant_p99_start_rank": on.p99_start_rank,
+        "small_tenant_p99_start_rank_off": off.p99_start_rank,
+        // What a "1 ms" task really took here: b's last wait without fair
+        // share is a's whole backlog over the agents.
+        "observed_task_ms": r3(off.max_ms * AGENTS as f64 / off.backlog_at_arrival.max(1) as f64),
         "small_tenant_max_wait_ms": r3(on.max_ms),
         "small_tenant_max_wait_ms_off": r3(off.max_ms),
         "big_tenant_queued_when_small_arrived": on.backlog_at_arrival,
@@ -57,6 +62,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
 
 struct Measured {
     p99_ms: f64,
+    p99_start_rank: f64,
     max_ms: f64,
     backlog_at_arrival: u64,
 }
@@ -90,6 +96,8 @@ async fn small_tenant_waits(fair: bool, backlog: usize) -> Result<Measured> {
         left -= n;
     }
     let backlog_at_arrival = swarm.stats().queued;
+    // From here on, only the starts since b arrived.
+    drop(waits.take());
     let batch = (0..SMALL)
         .map(|_| keyed(&small))
         .collect::<Result<Vec<_>>>()?;
@@ -100,11 +108,26 @@ async fn small_tenant_waits(fair: bool, backlog: usize) -> Result<Measured> {
             return Err("a task of the small tenant did not complete".into());
         }
     }
+    let order = waits.take();
+    let wait_of = |id: &swarm::TaskId| {
+        order
+            .iter()
+            .find(|(t, _, _)| t == id)
+            .map(|(_, _, w)| ms(*w))
+    };
     let mut measured = ids
         .iter()
-        .map(|id| waits.find(*id).map(ms))
+        .map(wait_of)
         .collect::<Option<Vec<f64>>>()
         .ok_or("no task:assigned for a task of the small tenant")?;
+    // Machine-independent: how many starts (either tenant) since b arrived
+    // came before each of b's tasks. Fair share: about 2·i for b's i-th.
+    let mut ranks: Vec<f64> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, (id, _, _))| ids.contains(id))
+        .map(|(rank, _)| rank as f64)
+        .collect();
     // The rest of the big backlog stays pending: not part of the measure.
     swarm
         .shutdown(Duration::from_millis(100))
@@ -112,6 +135,7 @@ async fn small_tenant_waits(fair: bool, backlog: usize) -> Result<Measured> {
         .map_err(|e| e.to_string())?;
     let max_ms = measured.iter().copied().fold(0.0, f64::max);
     Ok(Measured {
+        p99_start_rank: percentile(&mut ranks, 0.99),
         p99_ms: percentile(&mut measured, 0.99),
         max_ms,
         backlog_at_arrival,

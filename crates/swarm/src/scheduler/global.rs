@@ -9,7 +9,8 @@ use super::*;
 
 pub(crate) enum GlobalQueue {
     Strict(PriorityQueue<Queued>),
-    Fair(FairQueue<Queued>),
+    /// Boxed: it holds a round-robin state per level.
+    Fair(Box<FairQueue<Queued>>),
 }
 
 /// What fair share reads from a queued task: its key and its cost.
@@ -29,20 +30,22 @@ impl GlobalQueue {
             Some(share) => {
                 let mut queue = FairQueue::new(share, fair_key);
                 queue.set_aging(aging);
-                GlobalQueue::Fair(queue)
+                GlobalQueue::Fair(Box::new(queue))
             }
         }
     }
 
+    /// The refusal is boxed: it never happens on this unbounded queue.
     pub(crate) fn push(
         &mut self,
         queued: Queued,
         priority: Priority,
-    ) -> Result<(), QueueFull<Queued>> {
+    ) -> Result<(), Box<QueueFull<Queued>>> {
         match self {
             GlobalQueue::Strict(q) => q.push(queued, priority),
             GlobalQueue::Fair(q) => q.push(queued, priority),
         }
+        .map_err(Box::new)
     }
 
     pub(crate) fn pop(&mut self) -> Option<(Queued, Priority)> {
