@@ -96,6 +96,25 @@ fn push_pop(c: &mut Criterion) {
             }
         })
     });
+
+    // Fair share on, 16 keys (unit cost): the cost of deficit round robin.
+    group.bench_function("fair_queue/batch_16_keys", |b| {
+        const KEYS: [&str; 16] = [
+            "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11", "k12", "k13",
+            "k14", "k15",
+        ];
+        let mut q = swarm_queue::FairQueue::new(swarm_queue::FairShare::default(), |i: &u64| {
+            (Some(KEYS[(*i % 16) as usize]), 1)
+        });
+        b.iter(|| {
+            for i in 0..BATCH {
+                let _ = q.push(black_box(i), priority_of(i));
+            }
+            while let Some(x) = q.pop() {
+                black_box(x);
+            }
+        })
+    });
     group.finish();
 }
 

@@ -10,6 +10,8 @@ pub(crate) const SCENARIOS: &[&str] = &[
     "throughput",
     "dispatch_latency",
     "priority",
+    "fairness",
+    "delay",
     "idle_cpu",
     "work_stealing",
     "store",

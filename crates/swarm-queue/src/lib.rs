@@ -1,11 +1,18 @@
 //! The priority task queue of swarm: four levels, FIFO within a level, O(1)
-//! push and pop, bounded or not, with opt-in aging and an async shared form.
+//! push and pop, bounded or not, with opt-in aging, opt-in fair share between
+//! keys, and an async shared form.
 //!
 //! - [`PriorityQueue<T>`]: a single-owner queue. Pop order is strict (most
 //!   urgent level first, oldest first within a level) unless
 //!   [`with_aging`](PriorityQueue::with_aging) bounds how often a waiting task
 //!   can be overtaken ([`AgingPolicy`] states the bound). A full queue hands
 //!   the item back in [`QueueFull`], never drops it.
+//! - [`FairQueue<T>`]: the same levels, bound and aging, but within a level
+//!   items are grouped by a key (a tenant) read from the item, and keys are
+//!   served by cost-aware, weighted deficit round robin instead of FIFO, so a
+//!   key with a large backlog cannot hold back one that queued later.
+//!   [`FairShare`] states the bound; a key's state lives only while it has
+//!   items queued.
 //! - [`SharedQueue<T>`]: a cloneable handle for many producers and consumers;
 //!   `pop().await` sleeps until a push (no polling, no timers) and is
 //!   cancellation safe; `close()` wakes everyone.
@@ -45,6 +52,8 @@
 
 mod aging;
 mod error;
+mod fair;
+mod fair_queue;
 #[cfg(feature = "proptest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proptest")))]
 pub mod model;
@@ -55,6 +64,8 @@ mod shared;
 
 pub use aging::AgingPolicy;
 pub use error::{QueueClosed, QueueFull, TryPushError};
+pub use fair::{FairShare, KeyOf};
+pub use fair_queue::{FairDrain, FairIter, FairQueue};
 pub use priority::{ParsePriorityError, Priority};
 pub use priority_queue::{Drain, IntoIter, Iter, PriorityQueue, QueueStats};
 #[cfg(feature = "async")]

@@ -62,7 +62,7 @@ use std::fmt;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-use crate::{AgingPolicy, Priority, PriorityQueue, QueueFull, QueueStats};
+use crate::{AgingPolicy, FairQueue, Priority, PriorityQueue, QueueFull, QueueStats};
 
 const LEVELS: usize = Priority::LEVELS;
 
@@ -492,6 +492,48 @@ impl QueueUnderTest for PriorityQueue<u64> {
         take: &mut dyn FnMut(&u64) -> bool,
     ) -> Option<Vec<(u64, Priority)>> {
         Some(PriorityQueue::take_where(self, max, take))
+    }
+}
+
+/// A fair queue is checked against the same model: with one key (or none) it
+/// must behave exactly like the FIFO-per-level queue.
+impl QueueUnderTest for FairQueue<u64> {
+    fn push(&mut self, item: u64, priority: Priority) -> Result<(), QueueFull<u64>> {
+        FairQueue::push(self, item, priority)
+    }
+    fn pop(&mut self) -> Option<(u64, Priority)> {
+        FairQueue::pop(self)
+    }
+    fn peek(&self) -> Option<(u64, Priority)> {
+        FairQueue::peek(self).map(|(item, p)| (*item, p))
+    }
+    fn len(&self) -> usize {
+        FairQueue::len(self)
+    }
+    fn retain(&mut self, keep: &mut dyn FnMut(&u64) -> bool) {
+        FairQueue::retain(self, keep)
+    }
+    fn drain(&mut self) -> Vec<(u64, Priority)> {
+        FairQueue::drain(self).collect()
+    }
+    fn stats(&self) -> Option<QueueStats> {
+        Some(FairQueue::stats(self))
+    }
+    fn pop_order(&self) -> Option<Vec<(u64, Priority)>> {
+        Some(self.iter().map(|(item, p)| (*item, p)).collect())
+    }
+    fn remove_where(
+        &mut self,
+        remove: &mut dyn FnMut(&u64) -> bool,
+    ) -> Option<Vec<(u64, Priority)>> {
+        Some(FairQueue::remove_where(self, remove))
+    }
+    fn take_where(
+        &mut self,
+        max: usize,
+        take: &mut dyn FnMut(&u64) -> bool,
+    ) -> Option<Vec<(u64, Priority)>> {
+        Some(FairQueue::take_where(self, max, take))
     }
 }
 

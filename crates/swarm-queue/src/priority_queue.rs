@@ -369,7 +369,7 @@ impl<T> PriorityQueue<T> {
 
 /// Moves the items at the sorted `indices` of `deque` into `out`, keeping the
 /// order of both. Runs no user code, so it cannot be interrupted by a panic.
-fn extract<T>(
+pub(crate) fn extract<T>(
     deque: &mut VecDeque<T>,
     indices: &[usize],
     priority: Priority,
@@ -400,7 +400,7 @@ fn extract<T>(
     deque.rotate_left(len - end);
 }
 
-fn level_priority(level: usize) -> Priority {
+pub(crate) fn level_priority(level: usize) -> Priority {
     Priority::from_level(level).unwrap_or(Priority::Low)
 }
 

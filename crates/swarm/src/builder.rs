@@ -110,6 +110,8 @@ pub struct SwarmBuilder {
     pub(crate) steal_threshold: usize,
     pub(crate) prefetch: usize,
     pub(crate) aging: Option<AgingPolicy>,
+    pub(crate) fair_share: bool,
+    pub(crate) key_weights: Vec<(Arc<str>, u32)>,
     pub(crate) max_payload: usize,
     pub(crate) queue_bound: Option<usize>,
     pub(crate) backlog_threshold: usize,
@@ -153,6 +155,8 @@ impl Default for SwarmBuilder {
             steal_threshold: 3,
             prefetch: 0,
             aging: None,
+            fair_share: false,
+            key_weights: Vec::new(),
             max_payload: DEFAULT_MAX_PAYLOAD,
             queue_bound: None,
             backlog_threshold: 50,
@@ -312,6 +316,31 @@ impl SwarmBuilder {
         self
     }
 
+    /// Shares each priority level of the global queue fairly between task keys
+    /// (`TaskBuilder::key`, e.g. a tenant; keyless tasks form one group):
+    /// weighted, cost-aware deficit round robin instead of FIFO, so one key's
+    /// backlog cannot hold back another key's tasks (default off).
+    ///
+    /// Priorities still come first and [`aging`](Self::aging) still bounds
+    /// starvation across levels. With it on, every queued task goes through
+    /// the global queue: [`prefetch`](Self::prefetch) is not used. Tasks with
+    /// an affinity still go to their agent's queue, outside the fair order.
+    /// Event mode with the local work source only (see docs/architecture.md,
+    /// "Fair share").
+    pub fn fair_share(mut self, on: bool) -> Self {
+        self.fair_share = on;
+        self
+    }
+
+    /// Gives tasks of `key` `weight` shares under [`fair_share`](Self::fair_share)
+    /// (default 1 for every key): a key of weight 3 starts three times as many
+    /// cost units as a key of weight 1 while both are backlogged. A weight of
+    /// 0 is refused by [`build`](Self::build).
+    pub fn key_weight(mut self, key: impl Into<Arc<str>>, weight: u32) -> Self {
+        self.key_weights.push((key.into(), weight));
+        self
+    }
+
     /// Refuses payloads over `bytes` (default 1 MiB).
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
@@ -454,6 +483,7 @@ impl SwarmBuilder {
                 ));
             }
         }
+        self.check_fair_share()?;
         #[cfg(feature = "nats")]
         if let Some(spec) = &self.nats {
             if spec.url.is_empty() {
@@ -474,6 +504,45 @@ impl SwarmBuilder {
             }
         }
         Swarm::start(self).await
+    }
+}
+
+impl SwarmBuilder {
+    fn check_fair_share(&self) -> Result<(), BuildError> {
+        if let Some((key, _)) = self.key_weights.iter().find(|(_, w)| *w == 0) {
+            return Err(BuildError::Config(format!(
+                "key_weight({key:?}, 0): a weight must be at least 1"
+            )));
+        }
+        if !self.fair_share {
+            return Ok(());
+        }
+        if matches!(self.mode, SchedulerMode::Polling { .. }) {
+            return Err(BuildError::Config(
+                "fair_share orders the event scheduler's queue; polling mode (the baseline) is FIFO"
+                    .into(),
+            ));
+        }
+        #[cfg(feature = "nats")]
+        if self.nats.is_some() {
+            return Err(BuildError::Config(
+                "fair_share orders the local queue; a distributed swarm takes work from its NATS stream"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fair-share discipline: quantum 1, the weights set.
+    pub(crate) fn fair_share_discipline(&self) -> swarm_queue::FairShare {
+        self.key_weights
+            .iter()
+            .fold(swarm_queue::FairShare::default(), |share, (key, weight)| {
+                match std::num::NonZeroU32::new(*weight) {
+                    Some(weight) => share.weight(&**key, weight),
+                    None => share,
+                }
+            })
     }
 }
 

@@ -135,7 +135,7 @@ pub use swarm_core::{
 #[doc(inline)]
 pub use swarm_metrics::{AttachError, EventMonitor, ExporterError, PrometheusExporter};
 #[doc(inline)]
-pub use swarm_queue::{AgingPolicy, PriorityQueue};
+pub use swarm_queue::{AgingPolicy, FairQueue, FairShare, PriorityQueue};
 #[doc(inline)]
 pub use swarm_steal::StealPool;
 #[doc(inline)]

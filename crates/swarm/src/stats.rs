@@ -15,6 +15,7 @@ pub(crate) struct Counters {
     pub(crate) steals: AtomicU64,
     pub(crate) stolen_tasks: AtomicU64,
     pub(crate) wakeups: AtomicU64,
+    pub(crate) delay_wakeups: AtomicU64,
     pub(crate) events_stored: AtomicU64,
     pub(crate) store_errors: AtomicU64,
     pub(crate) snapshot_failures: AtomicU64,
@@ -67,6 +68,10 @@ pub struct SwarmStats {
     /// Times a scheduler task woke up (agent loops, the store writer, the
     /// polling loop). Zero growth while idle is the event mode's promise.
     pub wakeups: u64,
+    /// Times the delay timer fired (counted in `wakeups` too). Each fire starts
+    /// every task due by then, so it grows by at most one per distinct due
+    /// millisecond, and not at all while nothing is due.
+    pub delay_wakeups: u64,
     /// Events appended to the store.
     pub events_stored: u64,
     /// Store appends that failed.
@@ -118,6 +123,7 @@ impl SwarmStats {
             busy_agents: (agents.busy + agents.claimed) as u64,
             reserve_agents: agents.reserve as u64,
             wakeups: load(&c.wakeups),
+            delay_wakeups: load(&c.delay_wakeups),
             events_stored: load(&c.events_stored),
             store_errors: load(&c.store_errors),
             snapshot_failures: load(&c.snapshot_failures),

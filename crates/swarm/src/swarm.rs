@@ -12,7 +12,6 @@ use swarm_core::event::{
     FailureReason, PerformanceDegraded, SystemShutdown, TaskCreated, TaskDeadLettered, TaskFailed,
 };
 use swarm_core::{EventBus, EventStream, Subscription, Task, TaskError, TaskId};
-use swarm_queue::PriorityQueue;
 use swarm_store::{
     EventStore, FileStore, MemoryStore, SnapshotPolicy, Snapshotter, SystemState, TaskStatus,
 };
@@ -60,7 +59,7 @@ pub struct Swarm {
 
 /// Where a swarm's work comes from, chosen once at build.
 enum WorkSource {
-    /// The local queues: a global `PriorityQueue` and the agents' `StealPool`.
+    /// The local queues: a global `PriorityQueue` (or `FairQueue`) and the agents' `StealPool`.
     Local(Arc<Core>),
     /// A JetStream work queue shared with other nodes (feature `nats`).
     #[cfg(feature = "nats")]
@@ -231,10 +230,10 @@ impl Swarm {
             .await;
         }
 
-        let mut global = PriorityQueue::new();
-        if let Some(aging) = b.aging {
-            global = global.with_aging(aging);
-        }
+        let global = crate::scheduler::GlobalQueue::new(
+            b.aging,
+            b.fair_share.then(|| b.fair_share_discipline()),
+        );
         let core = Core::new(
             bus.clone(),
             pool.clone(),
@@ -243,7 +242,8 @@ impl Swarm {
                 mode: b.mode,
                 steal_threshold: b.steal_threshold,
                 latency: LatencyWatch::new(b.latency_objective),
-                prefetch: b.prefetch,
+                // Fair share: queued tasks wait in the fair global queue, not in local queues.
+                prefetch: if b.fair_share { 0 } else { b.prefetch },
                 backlog_threshold: b.backlog_threshold,
                 queue_bound: b.queue_bound,
             },

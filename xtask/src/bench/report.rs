@@ -53,6 +53,35 @@ const AIMS: &[Aim] = &[
         },
     },
     Aim {
+        scenario: "fairness",
+        key: "small_tenant_p99_wait_ms",
+        text: "<= 100 (fair share on)",
+        met: |v, _| v <= 100.0,
+    },
+    Aim {
+        scenario: "delay",
+        key: "start_error_p99_ms",
+        text: "<= 2 late",
+        met: |v, _| v <= 2.0,
+    },
+    Aim {
+        scenario: "delay",
+        key: "early_starts",
+        text: "0",
+        met: |v, _| v == 0.0,
+    },
+    Aim {
+        scenario: "delay",
+        key: "idle_wakeups",
+        text: "<= distinct_due_ms",
+        met: |v, details| {
+            details
+                .pointer("/delay/distinct_due_ms")
+                .and_then(Value::as_f64)
+                .is_some_and(|due| v <= due)
+        },
+    },
+    Aim {
         scenario: "idle_cpu",
         key: "event_cpu_ms_per_s",
         text: "<= 1",

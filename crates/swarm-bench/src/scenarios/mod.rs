@@ -1,7 +1,9 @@
 //! One module per scenario; each returns an [`Outcome`].
 
+mod delay;
 mod dispatch_latency;
 mod distributed;
+mod fairness;
 mod idle_cpu;
 mod memory;
 mod priority;
@@ -39,6 +41,8 @@ fn runner(name: &str) -> Option<Runner> {
         "throughput" => |o| block_on(throughput::run(o)),
         "dispatch_latency" => |o| block_on(dispatch_latency::run(o)),
         "priority" => |o| block_on(priority::run(o)),
+        "fairness" => |o| block_on(fairness::run(o)),
+        "delay" => |o| block_on(delay::run(o)),
         "idle_cpu" => |o| block_on(idle_cpu::run(o)),
         "work_stealing" => |o| block_on(work_stealing::run(o)),
         "store" => |o| block_on(store::run(o)),
@@ -106,6 +110,16 @@ impl Waits {
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The `q` quantile (0..=1) of `values`, nearest rank; 0 for none. Sorts `values`.
+pub(crate) fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let rank = (q * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
 }
 
 #[cfg(test)]

@@ -46,7 +46,6 @@ use swarm_core::event::{
     TaskDeadLettered, TaskDequeued, TaskEnqueued, TaskFailed, TaskInterrupted, WorkStolen,
 };
 use swarm_core::{AgentId, EventBus, Priority, Task, TaskId};
-use swarm_queue::PriorityQueue;
 use swarm_steal::StealPool;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -88,7 +87,7 @@ struct Running {
 
 struct Sched {
     /// Event mode's shared queue.
-    global: PriorityQueue<Queued>,
+    global: GlobalQueue,
     /// Polling mode's queue: FIFO, priorities ignored (the seed's "before").
     fifo: VecDeque<Queued>,
     /// Live tasks (queued, waiting for a retry, or running) and their waiters.
@@ -174,6 +173,7 @@ mod admission;
 mod attempt;
 mod cancel;
 mod flow;
+mod global;
 mod membership;
 mod placement;
 mod polling;
@@ -181,6 +181,7 @@ mod shutdown;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use global::GlobalQueue;
 pub(crate) use membership::Membership;
 pub(crate) use polling::polling_loop;
 
@@ -190,7 +191,7 @@ impl Core {
         pool: AgentPool<BoxAgentFactory>,
         counters: Arc<Counters>,
         mut config: SchedConfig,
-        global: PriorityQueue<Queued>,
+        global: GlobalQueue,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Core> {
         let latency = std::mem::replace(&mut config.latency, LatencyWatch::new(None));

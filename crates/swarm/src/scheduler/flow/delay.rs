@@ -134,6 +134,7 @@ impl Core {
     /// (then arrival); the timer is re-armed for the next one.
     fn delays_due(self: &Arc<Self>, generation: u64) {
         Counters::bump(&self.counters.wakeups);
+        Counters::bump(&self.counters.delay_wakeups);
         let mut s = self.sched.lock();
         if s.delays.timer.as_ref().map(|t| t.generation) != Some(generation) {
             return; // superseded while it waited for the lock
