@@ -226,8 +226,42 @@ pub(crate) fn seal(buf: &mut [u8], first_seq: u64, timestamp: Timestamp) -> u64 
     seq - first_seq
 }
 
+/// The CRC32C of a record's length bytes followed by its body.
 pub(crate) fn frame_crc(len_bytes: &[u8], body: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(len_bytes), body)
+    // The 4 length bytes by table: a call of the hardware routine costs
+    // more than its work on so few bytes (half the checksum time of a
+    // 50-byte record, by callgrind).
+    crc32c::crc32c_append(crc32c_small(len_bytes), body)
+}
+
+/// CRC32C (Castagnoli, reflected 0x82F63B78), a byte at a time.
+const CRC32C_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// `crc32c::crc32c(bytes)`, by table: for a few bytes.
+fn crc32c_small(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc = CRC32C_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
 }
 
 /// A whole, checksummed record found in a byte buffer.

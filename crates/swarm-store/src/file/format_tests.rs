@@ -134,6 +134,24 @@ fn headers_name_their_version_and_encoding() {
     );
 }
 
+#[test]
+fn the_table_checksum_is_crc32c() {
+    for bytes in [
+        &b""[..],
+        b"a",
+        b"1234",
+        &[0xff; 4],
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8],
+    ] {
+        assert_eq!(crc32c_small(bytes), crc32c::crc32c(bytes), "{bytes:?}");
+    }
+    let len = 1234u32.to_le_bytes();
+    let body = b"a record body of some length";
+    let mut whole = len.to_vec();
+    whole.extend_from_slice(body);
+    assert_eq!(frame_crc(&len, body), crc32c::crc32c(&whole));
+}
+
 #[tokio::test]
 async fn a_store_of_version_1_segments_reads_across_into_version_2() {
     let dir = tempfile::tempdir().unwrap();

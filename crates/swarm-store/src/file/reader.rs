@@ -54,12 +54,10 @@ pub(crate) fn read_range(shared: Arc<Shared>, from: u64, to: u64) -> EventStream
             let chunk = rx.recv().await?;
             Some((chunk, rx))
         })
-        .flat_map(|chunk| {
-            let items: Vec<Result<StoredEvent>> = match chunk {
-                Ok(events) => events.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            futures::stream::iter(items)
+        .flat_map(|chunk| match chunk {
+            // Each event moved once, out of the chunk (no second vector).
+            Ok(events) => futures::stream::iter(events.into_iter().map(Ok)).left_stream(),
+            Err(e) => futures::stream::iter([Err(e)]).right_stream(),
         })
     }
     .flatten_stream()
