@@ -24,16 +24,41 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// The header of a segment starting at `first_seq`.
-pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+/// The encoding a segment header names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// 1: MessagePack with named fields.
+    Named,
+    /// 2: positional, of this schema revision.
+    Positional(u16),
+}
+
+fn header_with(version: u32, encoding: [u8; 4], first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[0..8].copy_from_slice(b"SWRMLOG\0");
-    h[8..12].copy_from_slice(&1u32.to_le_bytes());
-    h[12..16].copy_from_slice(&1u32.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
+    h[12..16].copy_from_slice(&encoding);
     h[16..24].copy_from_slice(&first_seq.to_le_bytes());
     let crc = crc32c::crc32c(&h[0..24]);
     h[24..28].copy_from_slice(&crc.to_le_bytes());
     h
+}
+
+/// The header of a segment starting at `first_seq`, as the store writes new
+/// ones: format 2, encoding 2, schema revision 1.
+pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    positional_header(first_seq, crate::positional::REVISION)
+}
+
+/// The header of a format 2, encoding 2 segment of schema `revision`.
+pub fn positional_header(first_seq: u64, revision: u16) -> [u8; SEGMENT_HEADER_LEN] {
+    let r = revision.to_le_bytes();
+    header_with(2, [2, 0, r[0], r[1]], first_seq)
+}
+
+/// The header of a format 1 segment (encoding 1), as earlier builds wrote.
+pub fn segment_header_v1(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    header_with(1, [1, 0, 0, 0], first_seq)
 }
 
 /// Appends a record to a segment.
@@ -52,15 +77,17 @@ pub fn push_record(log: &mut Vec<u8>, seq: u64, timestamp: u64, payload: &[u8]) 
 /// What a segment header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Header {
-    /// A valid header of format 1.
-    Ok(u64),
+    /// A valid header: the first sequence and the encoding.
+    Ok(u64, Encoding),
     /// Magic and checksum right, another version or encoding.
     Unsupported,
     /// Short, wrong magic or wrong checksum.
     Bad,
 }
 
-/// Parses a segment header.
+/// Parses a segment header: format 1 holds encoding 1 only (its 4-byte
+/// field is 1); format 2 a 2-byte encoding (1 with revision 0, or 2) and a
+/// 2-byte schema revision.
 pub fn header(b: &[u8]) -> Header {
     if b.len() < SEGMENT_HEADER_LEN || &b[0..8] != b"SWRMLOG\0" {
         return Header::Bad;
@@ -68,10 +95,13 @@ pub fn header(b: &[u8]) -> Header {
     if crc32c::crc32c(&b[0..24]) != u32_at(b, 24) {
         return Header::Bad;
     }
-    if u32_at(b, 8) != 1 || u32_at(b, 12) != 1 {
-        return Header::Unsupported;
-    }
-    Header::Ok(u64_at(b, 16))
+    let encoding = match (u32_at(b, 8), [b[12], b[13]], [b[14], b[15]]) {
+        (1, [1, 0], [0, 0]) => Encoding::Named,
+        (2, [1, 0], [0, 0]) => Encoding::Named,
+        (2, [2, 0], r) => Encoding::Positional(u16::from_le_bytes(r)),
+        _ => return Header::Unsupported,
+    };
+    Header::Ok(u64_at(b, 16), encoding)
 }
 
 /// A whole record with a right checksum.
@@ -163,8 +193,16 @@ pub enum Decoded {
     Bad,
 }
 
-/// Decodes a payload (MessagePack, events tagged by name).
-pub fn decode(payload: &[u8]) -> Decoded {
+/// Decodes a payload of a segment in `encoding`.
+pub fn decode(payload: &[u8], encoding: Encoding) -> Decoded {
+    match encoding {
+        Encoding::Named => decode_named(payload),
+        Encoding::Positional(revision) => crate::positional::decode(payload, revision),
+    }
+}
+
+/// Decodes a payload of encoding 1 (MessagePack, events tagged by name).
+pub fn decode_named(payload: &[u8]) -> Decoded {
     if let Ok(event) = rmp_serde::from_slice::<Event>(payload) {
         return Decoded::Event(Box::new(event));
     }
@@ -247,6 +285,7 @@ fn name(first: u64) -> String {
 #[derive(Debug, Clone)]
 struct Placed {
     file: String,
+    encoding: Encoding,
     record: Record,
 }
 
@@ -266,6 +305,7 @@ fn walk(segments: &[(u64, Vec<u8>)], repair: bool, read: bool) -> (Vec<Placed>, 
             offset,
         };
         let mut file_now = file.clone();
+        let encoding;
         if read {
             if i > 0 && *seg_name != expected {
                 return (placed, corrupt(0));
@@ -279,16 +319,17 @@ fn walk(segments: &[(u64, Vec<u8>)], repair: bool, read: bool) -> (Vec<Placed>, 
             match header(b) {
                 Header::Bad => return (placed, corrupt(0)),
                 Header::Unsupported => return (placed, Expect::Unsupported { file }),
-                Header::Ok(first) if first != *seg_name || first != expected => {
+                Header::Ok(first, _) if first != *seg_name || first != expected => {
                     return (placed, corrupt(0));
                 }
-                Header::Ok(_) => {}
+                Header::Ok(_, e) => encoding = e,
             }
         } else {
-            let problem = match header(b) {
+            let h = header(b);
+            let problem = match h {
                 Header::Unsupported => return (placed, Expect::Unsupported { file }),
-                Header::Ok(first) if first == expected && *seg_name == expected => false,
-                Header::Ok(first) if first == expected => {
+                Header::Ok(first, _) if first == expected && *seg_name == expected => false,
+                Header::Ok(first, _) if first == expected => {
                     if !repair {
                         return (placed, corrupt(0));
                     }
@@ -300,7 +341,7 @@ fn walk(segments: &[(u64, Vec<u8>)], repair: bool, read: bool) -> (Vec<Placed>, 
                         false
                     }
                 }
-                Header::Ok(_) | Header::Bad => true,
+                Header::Ok(..) | Header::Bad => true,
             };
             if problem {
                 let torn = is_last && b.len() < SEGMENT_HEADER_LEN;
@@ -312,11 +353,16 @@ fn walk(segments: &[(u64, Vec<u8>)], repair: bool, read: bool) -> (Vec<Placed>, 
                 }
                 break;
             }
+            let Header::Ok(_, e) = h else {
+                unreachable!("a header without a problem is valid")
+            };
+            encoding = e;
         }
         let c = chain(b, expected);
         expected += c.records.len() as u64;
         placed.extend(c.records.into_iter().map(|record| Placed {
             file: file_now.clone(),
+            encoding,
             record,
         }));
         if c.stop < b.len() {
@@ -349,7 +395,7 @@ pub fn expect_open(segments: &[(u64, Vec<u8>)], repair: bool) -> Expect {
 fn items(placed: &[Placed]) -> (Vec<Item>, bool) {
     let mut out = Vec::new();
     for p in placed {
-        match decode(&p.record.payload) {
+        match decode(&p.record.payload, p.encoding) {
             Decoded::Event(event) => out.push(Item::Event {
                 seq: p.record.seq,
                 timestamp: p.record.timestamp,

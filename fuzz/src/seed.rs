@@ -139,9 +139,11 @@ pub fn life(tasks: u64) -> Vec<Event> {
 }
 
 /// A clean one-segment log of the first `count` events of [`life`], with
-/// fixed timestamps, and its events as stored.
+/// fixed timestamps, and its events as stored. A format 1 segment (encoding
+/// 1, MessagePack with named fields), as earlier builds wrote: the model
+/// encodes no other.
 pub fn clean_log(count: usize) -> (Vec<u8>, Vec<StoredEvent>) {
-    let mut log = model::segment_header(1).to_vec();
+    let mut log = model::segment_header_v1(1).to_vec();
     let mut stored = Vec::new();
     for (i, event) in life(4).into_iter().take(count).enumerate() {
         let seq = i as u64 + 1;
@@ -214,7 +216,7 @@ pub fn write_corpora(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
         write(&two, "first-two-segments", &input)?;
     }
     let (a, _) = clean_log(5);
-    let mut b = model::segment_header(6).to_vec();
+    let mut b = model::segment_header_v1(6).to_vec();
     for (i, stored) in clean_log(9).1.into_iter().skip(5).enumerate() {
         model::push_record(&mut b, 6 + i as u64, 7, &model::event_bytes(&stored.event));
     }
@@ -223,6 +225,22 @@ pub fn write_corpora(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
     input.extend_from_slice(&a);
     input.extend_from_slice(&b);
     write(&two, "clean-5-and-4", &input)?;
+    // A store whose first segment is format 1 and whose appends went on in
+    // a format 2 one.
+    let mixed = tempfile::tempdir()?;
+    fs::write(mixed.path().join(format!("{:020}.log", 1)), &a)?;
+    runtime.block_on(async {
+        let store = FileStore::open(mixed.path())?;
+        let more: Vec<Event> = clean_log(9).1.into_iter().skip(5).map(|s| s.event).collect();
+        store.append(more, None).await?;
+        store.close().await
+    })?;
+    let b = fs::read(mixed.path().join(format!("{:020}.log", 6)))?;
+    let mut input = u16::try_from(a.len())?.to_le_bytes().to_vec();
+    input.push(0);
+    input.extend_from_slice(&a);
+    input.extend_from_slice(&b);
+    write(&two, "format-1-then-2", &input)?;
 
     // Snapshots: the store's file as is (mode 0) and its data (mode 1), and
     // one of the state after 5 events of the target's own log.
@@ -269,6 +287,22 @@ pub fn write_corpora(root: &Path) -> Result<(), Box<dyn std::error::Error>> {
         "timeout",
         b"{\"id\":\"a\",\"cmd\":\"true\",\"timeout_ms\":18446744073709551}\n",
     )?;
+
+    // Positional events, from the real log's records: revision 1 (the
+    // first byte), and two of a newer revision (an unknown tag; a known
+    // event with a trailing field).
+    let positional = root.join("event_positional");
+    for (i, (_, bytes)) in segments.iter().enumerate() {
+        let mut at = model::SEGMENT_HEADER_LEN;
+        while let Some(record) = model::frame_at(bytes, at) {
+            let mut input = vec![1u8];
+            input.extend_from_slice(&record.payload);
+            write(&positional, &format!("segment-{i}-seq-{}", record.seq), &input)?;
+            at = record.end;
+        }
+    }
+    write(&positional, "future-tag", &[2, 99, 1, 2, 3])?;
+    write(&positional, "future-field", &[2, 12, 7, 1])?;
 
     // Events, from the real log: JSON and MessagePack.
     let json = root.join("event_json");

@@ -9,20 +9,22 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// The fuzz targets, in the order they run.
-pub(crate) const TARGETS: [&str; 6] = [
+pub(crate) const TARGETS: [&str; 7] = [
     "log_one_segment",
     "log_two_segments",
     "snapshot_load",
     "jobs_lines",
     "event_json",
     "event_msgpack",
+    "event_positional",
 ];
 
 const HELP: &str = "\
 usage: cargo xtask fuzz [TARGET]... [--seconds N] [--seed]
 
   TARGET       one of: log_one_segment log_two_segments snapshot_load
-               jobs_lines event_json event_msgpack (default: all, in turn)
+               jobs_lines event_json event_msgpack event_positional
+               (default: all, in turn)
   --seconds N  how long to fuzz each target (default 60)
   --seed       (re)write the seed corpora from a real log, then stop
 

@@ -31,7 +31,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn options() -> FileStoreOptions {
     FileStoreOptions::default()
         .durability(Durability::Buffered)
-        .segment_size(1024)
+        .segment_size(512)
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {

@@ -231,7 +231,7 @@ fn the_oldest_kept_snapshot_bounds_deletion() {
 fn max_bytes_deletes_covered_segments_until_the_log_fits() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
-        let limit = 8 * 1024;
+        let limit = 4 * 1024;
         let options = options()
             .snapshots_kept(1)
             .retention(LogRetention::keep_all().max_bytes(limit));

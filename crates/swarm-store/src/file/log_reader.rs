@@ -133,6 +133,7 @@ impl FileLogReader {
             is_last: true,
             next_segment: None,
             header_done: false,
+            decoder: format::EventDecoder::new(format::Encoding::CURRENT),
             offset: 0,
             buf: Vec::new(),
             at: 0,
@@ -192,6 +193,9 @@ pub struct LogRecords {
     /// The segment after it, if there was one.
     next_segment: Option<u64>,
     header_done: bool,
+    /// Decodes the events of the segment, in the encoding its header names
+    /// (set when the header is read).
+    decoder: format::EventDecoder,
     /// The offset in the segment where `buf` starts.
     offset: u64,
     buf: Vec<u8>,
@@ -297,8 +301,13 @@ impl LogRecords {
             }
             let named = self.segment.unwrap_or(0);
             match format::parse_header(&self.buf) {
-                Header::Ok { first_seq } if first_seq == named && first_seq == self.next_seq => {}
-                Header::Ok { first_seq } if first_seq != named => {
+                Header::Ok {
+                    first_seq,
+                    encoding,
+                } if first_seq == named && first_seq == self.next_seq => {
+                    self.decoder = format::EventDecoder::new(encoding);
+                }
+                Header::Ok { first_seq, .. } if first_seq != named => {
                     return Err(self.corrupt(
                         0,
                         format!(
@@ -306,7 +315,7 @@ impl LogRecords {
                         ),
                     ));
                 }
-                Header::Ok { first_seq } => {
+                Header::Ok { first_seq, .. } => {
                     return Err(self.corrupt(
                         0,
                         format!(
@@ -346,8 +355,7 @@ impl LogRecords {
                     let body = &self.buf[at + FRAME_HEADER_LEN..frame.end];
                     let timestamp = Timestamp::from_micros(format::u64_at(body, 8));
                     let offset = self.offset + at as u64;
-                    let event: Event = match format::decode_event(&body[format::BODY_PREFIX_LEN..])
-                    {
+                    let event: Event = match self.decoder.decode(&body[format::BODY_PREFIX_LEN..]) {
                         Ok(event) => event,
                         Err(DecodeError::Unknown(name)) => {
                             return Err(StoreError::UnknownEvent {

@@ -26,6 +26,7 @@
 //! - [`FileLogReader`]: the read-only reader of a log directory, beside a live
 //!   writer or without one (what `swarm replay`, `events` and `stats` use).
 
+mod codec;
 pub(crate) mod format;
 mod lock;
 mod log_reader;

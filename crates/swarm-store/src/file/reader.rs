@@ -54,12 +54,10 @@ pub(crate) fn read_range(shared: Arc<Shared>, from: u64, to: u64) -> EventStream
             let chunk = rx.recv().await?;
             Some((chunk, rx))
         })
-        .flat_map(|chunk| {
-            let items: Vec<Result<StoredEvent>> = match chunk {
-                Ok(events) => events.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            futures::stream::iter(items)
+        .flat_map(|chunk| match chunk {
+            // Each event moved once, out of the chunk (no second vector).
+            Ok(events) => futures::stream::iter(events.into_iter().map(Ok)).left_stream(),
+            Err(e) => futures::stream::iter([Err(e)]).right_stream(),
         })
     }
     .flatten_stream()
@@ -152,9 +150,14 @@ fn read_blocking(
         if !read_full(&mut r, &mut header).map_err(torn)? {
             return Err(corrupt(path, 0, "segment header is missing"));
         }
-        match format::parse_header(&header) {
-            Header::Ok { first_seq } if first_seq == seg.first_seq && first_seq == expected => {}
-            Header::Ok { first_seq } if first_seq == seg.first_seq => {
+        let mut decoder = match format::parse_header(&header) {
+            Header::Ok {
+                first_seq,
+                encoding,
+            } if first_seq == seg.first_seq && first_seq == expected => {
+                format::EventDecoder::new(encoding)
+            }
+            Header::Ok { first_seq, .. } if first_seq == seg.first_seq => {
                 return Err(corrupt(
                     path,
                     0,
@@ -169,7 +172,7 @@ fn read_blocking(
                 });
             }
             _ => return Err(corrupt(path, 0, "segment header is damaged")),
-        }
+        };
         let mut offset = SEGMENT_HEADER_LEN as u64;
         let mut frame = [0u8; FRAME_HEADER_LEN];
         while expected <= to {
@@ -216,7 +219,7 @@ fn read_blocking(
                         format!("record has sequence {seq} where {expected} was expected"),
                     ));
                 }
-                match format::decode_event(&body[format::BODY_PREFIX_LEN..]) {
+                match decoder.decode(&body[format::BODY_PREFIX_LEN..]) {
                     Ok(event) => chunk.push(StoredEvent {
                         seq,
                         timestamp: Timestamp::from_micros(format::u64_at(&body, 8)),

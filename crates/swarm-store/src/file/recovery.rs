@@ -194,8 +194,10 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
         // The header, which must agree with the sequence reached and with the
         // file's name (readers find a sequence's segment by name).
         let header_problem = match format::parse_header(&data) {
-            Header::Ok { first_seq } if first_seq == expected && seg.first_seq == expected => None,
-            Header::Ok { first_seq } if first_seq == expected => {
+            Header::Ok { first_seq, .. } if first_seq == expected && seg.first_seq == expected => {
+                None
+            }
+            Header::Ok { first_seq, .. } if first_seq == expected => {
                 let reason = format!(
                     "the segment's name says it starts at sequence {} but its header says {first_seq}",
                     seg.first_seq
@@ -226,7 +228,7 @@ pub(crate) fn recover(dir: &Path, options: &FileStoreOptions) -> Result<Recovere
                     None
                 }
             }
-            Header::Ok { first_seq } => Some(format!(
+            Header::Ok { first_seq, .. } => Some(format!(
                 "segment starts at sequence {first_seq} where {expected} was expected"
             )),
             Header::Version(found) => {

@@ -136,6 +136,14 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
     // Under `Durability::None`, segments rolled since the last flush: they are
     // synced by the next flush or close, not at the roll.
     let mut rolled: Vec<(PathBuf, File)> = Vec::new();
+    // A tail segment in another encoding (another build wrote it) is not
+    // appended to: the first batch starts a new segment. When its header
+    // cannot be read, rolling is the safe choice.
+    let mut foreign_tail = shared
+        .segments
+        .read()
+        .last()
+        .is_some_and(|s| !super::format::in_current_encoding(&s.path).unwrap_or(false));
     loop {
         let mut p = shared.pending.lock();
         while p.buf.is_empty() && p.flushes.is_empty() && !p.closing {
@@ -161,7 +169,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
         let result: Result<(), Arc<StoreError>> = match poisoned {
             Some(cause) => Err(cause),
             None => (|| -> Result<()> {
-                if !batch.is_empty() && segment_len >= segment_size {
+                if !batch.is_empty() && (segment_len >= segment_size || foreign_tail) {
                     // Roll: the old segment is complete; make it durable first.
                     if durability != Durability::None {
                         sync_segment(&shared, &file, &path)
@@ -170,7 +178,17 @@ pub(crate) fn run(shared: Arc<Shared>, mut file: File, mut segment_len: u64, loc
                     let (meta, new_file) = recovery::create_segment(&shared.dir, range.start)?;
                     recovery::sync_dir(&shared.dir)?;
                     let old_path = mem::replace(&mut path, meta.path.clone());
-                    shared.segments.write().push(meta);
+                    let mut segments = shared.segments.write();
+                    if segments
+                        .last()
+                        .is_some_and(|s| s.first_seq == meta.first_seq)
+                    {
+                        // A foreign tail without records, rewritten in place.
+                        segments.pop();
+                    }
+                    segments.push(meta);
+                    drop(segments);
+                    foreign_tail = false;
                     let old_file = mem::replace(&mut file, new_file);
                     if durability == Durability::None {
                         rolled.push((old_path, old_file));

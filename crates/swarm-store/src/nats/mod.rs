@@ -8,7 +8,7 @@
 //! - stream `SWARM_S_EVENTS`, file storage, subjects `swarm.S.events.>`; each
 //!   event is one message on `swarm.S.events.<entity>.<action>` (for example
 //!   `swarm.S.events.task.created`), its body the event in MessagePack with
-//!   named fields (the encoding of [`FileStore`](crate::FileStore) records).
+//!   named fields (self-describing: a field added later does not break old streams).
 //!   The stream denies deleting single messages (and, unless the retention
 //!   policy purges, purges), so its sequence stays gap-free.
 //! - KV bucket `SWARM_S_SNAPSHOTS`: snapshots keyed by sequence, chunked to
