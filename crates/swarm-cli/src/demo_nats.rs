@@ -44,13 +44,11 @@ pub(crate) async fn run(args: DemoArgs, url: String) -> Result<(), CliError> {
             "--metrics serves the local worker's metrics: drop --no-local-worker, or scrape the `swarm worker --metrics` processes".into(),
         ));
     }
-    if args.no_local_worker {
-        if !args.given.is_empty() {
-            return Err(CliError::BadInput(format!(
-                "{} shape the local worker, and --no-local-worker runs none: give them to the `swarm worker` processes, or drop --no-local-worker",
-                args.given.join(", ")
-            )));
-        }
+    if args.no_local_worker && !args.given.is_empty() {
+        return Err(CliError::BadInput(format!(
+            "{} shape the local worker, and --no-local-worker runs none: give them to the `swarm worker` processes, or drop --no-local-worker",
+            args.given.join(", ")
+        )));
     }
     if args.dashboard.dashboard.is_some() && args.no_local_worker {
         return Err(CliError::BadInput(
