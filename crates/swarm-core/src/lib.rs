@@ -62,5 +62,5 @@ pub use id::{AgentId, ParseIdError, TaskId};
 // `Priority` lives in the bottom crate, swarm-queue, so the queue needs no event core.
 #[doc(inline)]
 pub use swarm_queue::{ParsePriorityError, Priority};
-pub use task::{DEFAULT_MAX_PAYLOAD, Payload, Task, TaskBuilder, TaskError};
+pub use task::{DEFAULT_MAX_PAYLOAD, Payload, Task, TaskBuilder, TaskError, TaskParts};
 pub use time::Timestamp;

@@ -341,6 +341,79 @@ impl Task {
     }
 }
 
+/// Every field of a [`Task`], by value: the form a codec that stores tasks
+/// field by field (the file log's positional encoding) rebuilds one from.
+///
+/// [`Task::from_parts`] checks no more than deserializing a task does: it is
+/// for decoding stored tasks, not for making new ones ([`Task::builder`]).
+/// Not `non_exhaustive` on purpose: a field added to [`Task`] is added here,
+/// and every codec that builds one stops compiling until it stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskParts {
+    /// See [`Task::id`].
+    pub id: TaskId,
+    /// See [`Task::priority`].
+    pub priority: Priority,
+    /// See [`Task::kind`].
+    pub kind: Arc<str>,
+    /// See [`Task::payload`].
+    pub payload: Payload,
+    /// See [`Task::attempt`].
+    pub attempt: u32,
+    /// See [`Task::created_at`].
+    pub created_at: Timestamp,
+    /// See [`Task::affinity`].
+    pub affinity: Option<AgentId>,
+    /// See [`Task::pinned`].
+    pub pinned: bool,
+    /// See [`Task::timeout`].
+    pub timeout: Option<Duration>,
+    /// See [`Task::max_attempts`].
+    pub max_attempts: Option<u32>,
+    /// See [`Task::key`].
+    pub key: Option<Arc<str>>,
+    /// See [`Task::cost`].
+    pub cost: u32,
+    /// See [`Task::not_before`].
+    pub not_before: Option<Timestamp>,
+}
+
+impl Task {
+    /// Rebuilds a stored task from its fields (see [`TaskParts`]).
+    pub fn from_parts(parts: TaskParts) -> Task {
+        let TaskParts {
+            id,
+            priority,
+            kind,
+            payload,
+            attempt,
+            created_at,
+            affinity,
+            pinned,
+            timeout,
+            max_attempts,
+            key,
+            cost,
+            not_before,
+        } = parts;
+        Task {
+            id,
+            priority,
+            kind,
+            payload,
+            attempt,
+            created_at,
+            affinity,
+            pinned,
+            timeout,
+            max_attempts,
+            key,
+            cost,
+            not_before,
+        }
+    }
+}
+
 /// Builds a [`Task`], checking the payload bound.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
