@@ -11,8 +11,12 @@ use swarm_core::event::AgentHealth;
 use swarm_core::{AgentId, Task, TaskId, Timestamp};
 
 mod apply;
+mod id_hash;
 mod replay;
 mod snapshot;
+
+/// The live tasks and the retention window, by id.
+type TaskMap = HashMap<TaskId, TaskRecord, id_hash::IdHashBuilder>;
 
 /// Where a task stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -287,7 +291,7 @@ pub struct Counters {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SystemState {
     last_seq: u64,
-    tasks: HashMap<TaskId, TaskRecord>,
+    tasks: TaskMap,
     agents: BTreeMap<AgentId, AgentRecord>,
     counters: Counters,
     /// Completed and cancelled tasks, in finishing order.

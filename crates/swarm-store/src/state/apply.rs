@@ -1,20 +1,17 @@
 //! How a [`SystemState`] folds events in, and how it retires finished tasks
 //! as its [`Retention`](super::Retention) says.
 
-use std::collections::HashMap;
-
 use swarm_core::event::AgentHealth;
 use swarm_core::{Event, TaskId, Timestamp};
 
-use super::{AgentRecord, KindCounts, RetireQueue, Retired, SystemState, TaskRecord, TaskStatus};
+use super::{
+    AgentRecord, KindCounts, RetireQueue, Retired, SystemState, TaskMap, TaskRecord, TaskStatus,
+};
 use crate::store::StoredEvent;
 
 /// Drops the entries at the front of `queue` that no longer stand for their
 /// record; the first that does, if any (its task and when it finished).
-fn skip_stale(
-    queue: &mut RetireQueue,
-    tasks: &HashMap<TaskId, TaskRecord>,
-) -> Option<(TaskId, Option<Timestamp>)> {
+fn skip_stale(queue: &mut RetireQueue, tasks: &TaskMap) -> Option<(TaskId, Option<Timestamp>)> {
     while let Some(front) = queue.entries.front() {
         if tasks
             .get(&front.id)

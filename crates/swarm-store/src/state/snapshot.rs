@@ -4,8 +4,10 @@
 //!
 //! # Layout 2 (written)
 //!
-//! All integers are LEB128 varints unless said otherwise; a string or byte
-//! string is a varint length and the bytes; `count` is a varint.
+//! Integers are LEB128 varints, except task ids and timestamps (µs since the Unix
+//! epoch), which are 8 bytes little-endian (a varint of either takes 8 to 10);
+//! a string or byte string is a varint length and the bytes; `count` is a
+//! varint.
 //!
 //! ```text
 //! magic "SWRMSTAT" (8 bytes), layout version (varint, 2)
@@ -37,6 +39,9 @@
 //! a state that panics later. How many queue entries are stale is not stored:
 //! it is counted again from the records.
 //!
+//! A task is rebuilt with [`Task::from_parts`]; the tasks of one kind (and
+//! of one key) share one `Arc<str>`, as they do when the scheduler makes them.
+//!
 //! # Layout 1 (read only)
 //!
 //! `{version: 1, state: SystemState}` as MessagePack with named fields
@@ -44,17 +49,16 @@
 //! name is written and compared, which made 100 000 live tasks take over half
 //! a second to load; layout 2 reads them an order of magnitude faster.
 
-mod task_de;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use swarm_core::event::AgentHealth;
-use swarm_core::{AgentId, Priority, TaskId, Timestamp};
+use swarm_core::{AgentId, Payload, Priority, Task, TaskId, TaskParts, Timestamp};
 
-use self::task_de::{TaskFields, Value};
 use self::wire::{DecodeError, Problem, Reader, Writer};
 use super::{AgentRecord, Counters, KindCounts, Retired, SystemState, TaskRecord, TaskStatus};
 use crate::error::{Result, StoreError};
@@ -90,7 +94,7 @@ const RESERVE: u8 = 1 << 1;
 const DEFAULT_COST: u32 = 1;
 
 /// The smallest encoded sizes, to bound counts by the bytes left.
-const MIN_RECORD_BYTES: usize = 8 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1;
+const MIN_RECORD_BYTES: usize = 8 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 8;
 const MIN_ENTRY_BYTES: usize = 8 + 1 + 1;
 const MIN_AGENT_BYTES: usize = 1 + 1 + 1 + 1 + 1;
 const MIN_KIND_BYTES: usize = 1 + 4;
@@ -238,23 +242,19 @@ fn encode(state: &SystemState) -> Vec<u8> {
     }
 
     // Kinds are few: a table, indexed by each task.
-    let mut kinds: HashMap<&str, u64> = HashMap::new();
-    let mut kind_names: Vec<&str> = Vec::new();
+    let mut kinds = KindTable::default();
     for t in state.tasks.values() {
-        let kind = t.task.kind();
-        if !kinds.contains_key(kind) {
-            kinds.insert(kind, kind_names.len() as u64);
-            kind_names.push(kind);
-        }
+        kinds.index(t.task.kind());
     }
-    w.len(kind_names.len());
-    for name in &kind_names {
+    w.len(kinds.names.len());
+    for name in &kinds.names {
         w.str(name);
     }
 
     w.len(state.tasks.len());
     for r in state.tasks.values() {
-        encode_record(&mut w, r, kinds.get(r.task.kind()).copied().unwrap_or(0));
+        let kind = kinds.index(r.task.kind());
+        encode_record(&mut w, r, kind);
     }
 
     for queue in [&state.finished, &state.dead] {
@@ -264,11 +264,38 @@ fn encode(state: &SystemState) -> Vec<u8> {
             w.varint(e.no);
             w.bool(e.at.is_some());
             if let Some(at) = e.at {
-                w.varint(at.as_micros());
+                w.u64_le(at.as_micros());
             }
         }
     }
     w.buf
+}
+
+/// The distinct task kinds, numbered in order of appearance.
+#[derive(Default)]
+struct KindTable<'a> {
+    names: Vec<&'a str>,
+    index: HashMap<&'a str, u64>,
+    /// The latest looked up: tasks of one kind tend to come together, and
+    /// comparing a short name is cheaper than hashing it.
+    last: Option<(&'a str, u64)>,
+}
+
+impl<'a> KindTable<'a> {
+    fn index(&mut self, kind: &'a str) -> u64 {
+        if let Some((last, i)) = self.last
+            && last == kind
+        {
+            return i;
+        }
+        let next = self.names.len() as u64;
+        let i = *self.index.entry(kind).or_insert(next);
+        if i == next {
+            self.names.push(kind);
+        }
+        self.last = Some((kind, i));
+        i
+    }
 }
 
 fn encode_record(w: &mut Writer, r: &TaskRecord, kind: u64) {
@@ -307,7 +334,7 @@ fn encode_record(w: &mut Writer, r: &TaskRecord, kind: u64) {
     }
     w.varint(r.created_seq);
     if let Some(at) = r.updated_at {
-        w.varint(at.as_micros());
+        w.u64_le(at.as_micros());
     }
     w.varint(r.retire_no);
 
@@ -315,7 +342,7 @@ fn encode_record(w: &mut Writer, r: &TaskRecord, kind: u64) {
     w.varint(kind);
     w.bytes(t.payload().as_bytes());
     w.varint(u64::from(t.attempt()));
-    w.varint(t.created_at().as_micros());
+    w.u64_le(t.created_at().as_micros());
     if let Some(a) = t.affinity() {
         w.varint(a.as_u64());
     }
@@ -332,7 +359,7 @@ fn encode_record(w: &mut Writer, r: &TaskRecord, kind: u64) {
         w.varint(u64::from(t.cost()));
     }
     if let Some(at) = t.not_before() {
-        w.varint(at.as_micros());
+        w.u64_le(at.as_micros());
     }
 }
 
@@ -412,17 +439,18 @@ fn decode(r: &mut Reader<'_>) -> std::result::Result<SystemState, DecodeError> {
     }
 
     let kinds_n = r.count("the task kinds", 1)?;
-    let mut kinds = Vec::with_capacity(kinds_n);
+    // One `Arc` per kind (and per key), shared by its tasks.
+    let mut kinds: Vec<Arc<str>> = Vec::with_capacity(kinds_n);
     for _ in 0..kinds_n {
-        kinds.push(r.str("a task kind")?);
+        kinds.push(Arc::from(r.str("a task kind")?));
     }
+    let mut keys = HashMap::new();
 
     let n = r.count("the tasks", MIN_RECORD_BYTES)?;
     state.tasks.reserve(n);
-    let mut fields = TaskFields::default();
     for _ in 0..n {
         let at = r.pos();
-        let record = decode_record(r, &kinds, &mut fields)?;
+        let record = decode_record(r, &kinds, &mut keys)?;
         let id = record.task.id();
         if state.tasks.insert(id, record).is_some() {
             return Err(DecodeError {
@@ -440,7 +468,7 @@ fn decode(r: &mut Reader<'_>) -> std::result::Result<SystemState, DecodeError> {
             let id = TaskId::from_u64(r.u64_le("a queue entry's task")?);
             let no = r.varint("a queue entry's number")?;
             let at = if r.bool("a queue entry's time flag")? {
-                Some(Timestamp::from_micros(r.varint("a queue entry's time")?))
+                Some(Timestamp::from_micros(r.u64_le("a queue entry's time")?))
             } else {
                 None
             };
@@ -453,10 +481,9 @@ fn decode(r: &mut Reader<'_>) -> std::result::Result<SystemState, DecodeError> {
 
 fn decode_record<'a>(
     r: &mut Reader<'a>,
-    kinds: &[&'a str],
-    fields: &mut TaskFields<'a>,
+    kinds: &[Arc<str>],
+    keys: &mut HashMap<&'a str, Arc<str>>,
 ) -> std::result::Result<TaskRecord, DecodeError> {
-    let start = r.pos();
     let id = r.u64_le("a task id")?;
     let at = r.pos();
     let flags = r.varint("a task's flags")?;
@@ -493,14 +520,12 @@ fn decode_record<'a>(
     }
     let created_seq = r.varint("a task's created_seq")?;
     let updated_at = if has(UPDATED_AT) {
-        Some(Timestamp::from_micros(r.varint("a task's updated_at")?))
+        Some(Timestamp::from_micros(r.u64_le("a task's updated_at")?))
     } else {
         None
     };
     let retire_no = r.varint("a task's retire_no")?;
 
-    fields.clear();
-    fields.push("id", Value::U64(id));
     let at = r.pos();
     let level = r.u8("a task's priority")?;
     let priority = Priority::from_level(usize::from(level)).ok_or(DecodeError {
@@ -508,7 +533,6 @@ fn decode_record<'a>(
         at,
         problem: Problem::Invalid(u64::from(level)),
     })?;
-    fields.push("priority", Value::Priority(priority));
     let at = r.pos();
     let kind = r.varint("a task's kind")?;
     let kind = usize::try_from(kind)
@@ -519,39 +543,53 @@ fn decode_record<'a>(
             at,
             problem: Problem::Invalid(kind),
         })?;
-    fields.push("kind", Value::Str(kind));
-    fields.push("payload", Value::Bytes(r.bytes("a task's payload")?));
-    fields.push("attempt", Value::U64(r.varint("a task's attempt")?));
-    fields.push("created_at", Value::U64(r.varint("a task's created_at")?));
-    if has(AFFINITY) {
-        fields.push("affinity", Value::U64(r.varint("a task's affinity")?));
-    }
-    if has(PINNED) {
-        fields.push("pinned", Value::Bool(true));
-    }
-    if has(TIMEOUT) {
-        fields.push("timeout", Value::U64(r.varint("a task's timeout")?));
-    }
-    if has(MAX_ATTEMPTS) {
-        fields.push(
-            "max_attempts",
-            Value::U64(r.varint("a task's max_attempts")?),
-        );
-    }
-    if has(KEY) {
-        fields.push("key", Value::Str(r.str("a task's key")?));
-    }
-    if has(COST) {
-        fields.push("cost", Value::U64(r.varint("a task's cost")?));
-    }
-    if has(NOT_BEFORE) {
-        fields.push("not_before", Value::U64(r.varint("a task's not_before")?));
-    }
-    let task = fields.build().map_err(|e| DecodeError {
-        what: "a task",
-        at: start,
-        problem: Problem::Inconsistent(e.to_string()),
-    })?;
+    let payload = Payload::from(r.bytes("a task's payload")?);
+    let attempt = r.varint_u32("a task's attempt")?;
+    let created_at = Timestamp::from_micros(r.u64_le("a task's created_at")?);
+    let affinity = match has(AFFINITY) {
+        true => Some(AgentId::new(r.varint("a task's affinity")?)),
+        false => None,
+    };
+    let timeout = match has(TIMEOUT) {
+        true => Some(Duration::from_micros(r.varint("a task's timeout")?)),
+        false => None,
+    };
+    let max_attempts = match has(MAX_ATTEMPTS) {
+        true => Some(r.varint_u32("a task's max_attempts")?),
+        false => None,
+    };
+    let key = match has(KEY) {
+        true => {
+            let key = r.str("a task's key")?;
+            Some(Arc::clone(
+                keys.entry(key).or_insert_with(|| Arc::from(key)),
+            ))
+        }
+        false => None,
+    };
+    let cost = match has(COST) {
+        true => r.varint_u32("a task's cost")?,
+        false => DEFAULT_COST,
+    };
+    let not_before = match has(NOT_BEFORE) {
+        true => Some(Timestamp::from_micros(r.u64_le("a task's not_before")?)),
+        false => None,
+    };
+    let task = Task::from_parts(TaskParts {
+        id: TaskId::from_u64(id),
+        priority,
+        kind: Arc::clone(kind),
+        payload,
+        attempt,
+        created_at,
+        affinity,
+        pinned: has(PINNED),
+        timeout,
+        max_attempts,
+        key,
+        cost,
+        not_before,
+    });
     Ok(TaskRecord {
         task,
         status,

@@ -158,28 +158,35 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        // Most values (counts, flags, small numbers) take one byte.
+        if let Some(&b) = self.data.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
         let start = self.pos;
         let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
+        let mut shift = 0u32;
+        loop {
             let Some(&b) = self.data.get(self.pos) else {
                 return Err(self.error(what, Problem::Truncated));
             };
             self.pos += 1;
-            let bits = u64::from(b & 0x7f);
-            // The tenth byte may carry only the top bit of a u64.
-            if shift == 63 && bits > 1 {
-                break;
+            // The tenth byte may carry only the top bit of a u64, and ends it.
+            if shift == 63 && b > 1 {
+                return Err(DecodeError {
+                    what,
+                    at: start,
+                    problem: Problem::Overlong,
+                });
             }
-            value |= bits << shift;
-            if b & 0x80 == 0 {
+            value |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
                 return Ok(value);
             }
+            shift += 7;
         }
-        Err(DecodeError {
-            what,
-            at: start,
-            problem: Problem::Overlong,
-        })
     }
 
     /// A varint that must fit a u32.
