@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use crate::state::Retired;
+use swarm_core::TaskId;
 
 /// A layout-1 snapshot of `state`, as earlier versions wrote it.
 fn legacy(state: &SystemState) -> Snapshot {
