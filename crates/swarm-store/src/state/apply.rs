@@ -53,7 +53,7 @@ impl SystemState {
 
     /// Applies an event (without a sequence: [`last_seq`](Self::last_seq) is
     /// unchanged; without a timestamp: only the count limit of the
-    /// [`Retention`] retires tasks).
+    /// [`Retention`](super::Retention) retires tasks).
     pub fn apply_event(&mut self, event: &Event) {
         self.apply_at(event, 0, None);
     }
