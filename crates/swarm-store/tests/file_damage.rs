@@ -112,8 +112,9 @@ fn counters_at_max_snapshot() -> Vec<u8> {
         }
         .into(),
     });
-    let snapshot = state.to_snapshot().unwrap();
-    // The snapshot's layout, to edit it (the fields of `SystemState` are private).
+    // The first snapshot layout (MessagePack with named fields), written
+    // here field by field (the fields of `SystemState` are private): the
+    // fixture stays a snapshot of that layout, which must still be read.
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Envelope {
         version: u32,
@@ -143,8 +144,28 @@ fn counters_at_max_snapshot() -> Vec<u8> {
         agents_created: u64,
         agents_removed: u64,
     }
-    let mut value: Envelope = rmp_serde::from_slice(&snapshot.data).unwrap();
     let max = u64::MAX;
+    let mut value = Envelope {
+        version: 1,
+        state: State {
+            last_seq: state.last_seq(),
+            tasks: BTreeMap::new(),
+            agents: state.agents().map(|a| (a.id, a.clone())).collect(),
+            counters: CountersV1 {
+                events: 0,
+                tasks_created: 0,
+                tasks_completed: 0,
+                attempts_failed: 0,
+                retries: 0,
+                tasks_dead_lettered: 0,
+                tasks_cancelled: 0,
+                tasks_stolen: 0,
+                agent_errors: 0,
+                agents_created: 0,
+                agents_removed: 0,
+            },
+        },
+    };
     value.state.counters = CountersV1 {
         events: max,
         tasks_created: max,
