@@ -110,6 +110,8 @@ mod stats;
 mod swarm;
 
 pub use builder::{DEFAULT_MEMORY_EVENTS, SchedulerMode, SwarmBuilder};
+#[doc(inline)]
+pub use scheduler::flow::{LimitError, Rate, Selector};
 pub use error::{BuildError, CancelError, ShutdownError, SubmitError};
 pub use handle::{TaskHandle, TaskOutcome};
 #[doc(inline)]

@@ -12,7 +12,7 @@ impl Core {
             running.abort.abort();
             return Ok(());
         }
-        if self.remove_delayed(&mut s, task_id) {
+        if self.remove_delayed(&mut s, task_id) || self.remove_parked(&mut s, task_id) {
             self.cancelled_queued(&mut s, task_id);
             return Ok(());
         }
@@ -38,8 +38,9 @@ impl Core {
                 })
             });
         match removed {
-            Some((_queued, priority, location)) => {
+            Some((mut queued, priority, location)) => {
                 self.note_dequeue(&mut s, task_id, priority, location);
+                self.drop_promise(&mut s, &mut queued);
                 self.cancelled_queued(&mut s, task_id);
                 Ok(())
             }

@@ -65,6 +65,9 @@ pub(crate) struct Queued {
     task: Task,
     since: Instant,
     order: u64,
+    /// The limit that released this task from its parked list and holds
+    /// capacity for it until it starts (`flow::limit`).
+    promise: Option<usize>,
 }
 
 pub(crate) struct Assignment {
@@ -84,6 +87,8 @@ struct Running {
     agent: AgentId,
     /// The attempt's number, as `task:assigned` said.
     attempt: u32,
+    /// Concurrency slots it holds, given back when the attempt ends.
+    held: flow::Held,
 }
 
 struct Sched {
@@ -97,6 +102,8 @@ struct Sched {
     retrying: IdMap<TaskId, JoinHandle<()>>,
     /// Tasks waiting for their due time (`flow::Delays`), outside the queues.
     delays: flow::Delays,
+    /// Rate and concurrency limits and the tasks they hold (`flow::Limits`).
+    limits: flow::Limits,
     backlog_high: bool,
     next_order: u64,
 }
@@ -105,7 +112,12 @@ impl Sched {
     fn queued(&mut self, task: Task, since: Instant) -> Queued {
         let order = self.next_order;
         self.next_order += 1;
-        Queued { task, since, order }
+        Queued {
+            task,
+            since,
+            order,
+            promise: None,
+        }
     }
 }
 
@@ -139,6 +151,7 @@ pub(crate) struct SchedConfig {
     pub(crate) prefetch: usize,
     pub(crate) backlog_threshold: usize,
     pub(crate) queue_bound: Option<usize>,
+    pub(crate) limits: Vec<flow::LimitSpec>,
 }
 
 pub(crate) struct Core {
@@ -173,7 +186,7 @@ pub(crate) struct Core {
 mod admission;
 mod attempt;
 mod cancel;
-mod flow;
+pub(crate) mod flow;
 mod membership;
 mod placement;
 mod polling;
@@ -195,6 +208,7 @@ impl Core {
     ) -> Arc<Core> {
         let latency = std::mem::replace(&mut config.latency, LatencyWatch::new(None));
         let steal_threshold = config.steal_threshold;
+        let limits = flow::Limits::new(&config.limits);
         Arc::new_cyclic(|me| Core {
             me: me.clone(),
             bus,
@@ -208,6 +222,7 @@ impl Core {
                 running: IdMap::default(),
                 retrying: IdMap::default(),
                 delays: flow::Delays::default(),
+                limits,
                 backlog_high: false,
                 next_order: 0,
             }),
@@ -236,6 +251,13 @@ impl Core {
     /// Places a task just accepted: event mode hands it to an idle agent or
     /// queues it (`placement`); polling mode queues it FIFO for the next poll.
     fn enqueue_new(self: &Arc<Self>, s: &mut Sched, queued: Queued) {
+        if let Some(queued) = self.hold_if_limited(s, queued) {
+            self.place_admitted(s, queued);
+        }
+    }
+
+    /// [`enqueue_new`](Self::enqueue_new) for a task every limit admitted.
+    fn place_admitted(self: &Arc<Self>, s: &mut Sched, queued: Queued) {
         match self.config.mode {
             SchedulerMode::Event => self.place_event(s, queued),
             SchedulerMode::Polling { .. } => self.push_fifo(s, queued),
@@ -245,6 +267,9 @@ impl Core {
     /// Queues a task again (recovered, retry due, refused by its agent): event
     /// mode offers the global queue to idle agents at once.
     fn requeue(&self, s: &mut Sched, queued: Queued) {
+        let Some(queued) = self.hold_if_limited(s, queued) else {
+            return;
+        };
         match self.config.mode {
             SchedulerMode::Event => {
                 self.push_global(s, queued);
@@ -319,7 +344,8 @@ impl Core {
         let (queued, waiting_retry, running, delayed) = {
             let s = self.sched.lock();
             (
-                (s.global.len() + s.fifo.len() + self.local.total_len()) as u64,
+                // Tasks a limit holds wait to start like queued ones.
+                (s.global.len() + s.fifo.len() + self.local.total_len() + s.limits.len()) as u64,
                 s.retrying.len() as u64,
                 s.running.len() as u64,
                 s.delays.len() as u64,

@@ -90,6 +90,12 @@ pub(crate) async fn polling_loop(core: Arc<Core>, interval: Duration, batch: usi
             };
             let assignment = {
                 let mut s = core.sched.lock();
+                // A limit that cannot admit it now holds it; the batch goes on.
+                if let Some(rule) = core.limit_refusing_start(&s, &queued) {
+                    core.park(&mut s, rule, queued);
+                    core.pool.release(agent);
+                    continue;
+                }
                 core.assign(&mut s, agent, queued, None)
             };
             let Some(attempt) = core.run_guarded(agent, assignment).await else {
