@@ -110,8 +110,6 @@ mod stats;
 mod swarm;
 
 pub use builder::{DEFAULT_MEMORY_EVENTS, SchedulerMode, SwarmBuilder};
-#[doc(inline)]
-pub use scheduler::flow::{LimitError, Rate, Selector};
 pub use error::{BuildError, CancelError, ShutdownError, SubmitError};
 pub use handle::{TaskHandle, TaskOutcome};
 #[doc(inline)]
@@ -119,6 +117,8 @@ pub use manage::{
     AgentState, AgentView, ManageError, Overview, QueueWait, TaskCounts, TaskFilter, TaskInfo,
     TaskPage,
 };
+#[doc(inline)]
+pub use scheduler::flow::{LimitError, Rate, Selector};
 pub use stats::SwarmStats;
 pub use swarm::{ShutdownReport, Swarm};
 

@@ -341,14 +341,14 @@ impl Core {
     }
 
     pub(crate) fn stats(&self) -> SwarmStats {
-        let (queued, waiting_retry, running, delayed) = {
+        let (queued, waiting_retry, running, delayed, throttled) = {
             let s = self.sched.lock();
             (
-                // Tasks a limit holds wait to start like queued ones.
-                (s.global.len() + s.fifo.len() + self.local.total_len() + s.limits.len()) as u64,
+                (s.global.len() + s.fifo.len() + self.local.total_len()) as u64,
                 s.retrying.len() as u64,
                 s.running.len() as u64,
                 s.delays.len() as u64,
+                s.limits.len() as u64,
             )
         };
         let mut stats = SwarmStats::from_counters(
@@ -361,6 +361,7 @@ impl Core {
             },
         );
         stats.delayed = delayed;
+        stats.throttled = throttled;
         stats
     }
 }

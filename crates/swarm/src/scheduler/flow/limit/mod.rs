@@ -35,8 +35,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use swarm_core::event::{TaskThrottled, TaskUnthrottled};
 
-pub use config::{LimitError, Rate, Selector};
 pub(crate) use config::{Bound, LimitSpec};
+pub use config::{LimitError, Rate, Selector};
 
 use super::super::*;
 
@@ -93,7 +93,10 @@ impl Rule {
     /// A budget no task has used: a full bucket, nothing running.
     fn fresh_budget(&self, now: Instant) -> Budget {
         Budget {
-            level: self.capacity(),
+            level: match self.bound {
+                Bound::Rate(_) => self.capacity(),
+                Bound::Concurrency(_) => 0,
+            },
             at: now,
             promised: 0,
             parked: BTreeMap::new(),
@@ -139,7 +142,9 @@ impl Rule {
                     let fresh = self.fresh_budget(now);
                     self.keys.insert(Arc::from(key), fresh);
                 }
-                self.keys.get_mut(key).unwrap_or_else(|| unreachable!("inserted above"))
+                self.keys
+                    .get_mut(key)
+                    .unwrap_or_else(|| unreachable!("inserted above"))
             }
         }
     }
@@ -187,7 +192,9 @@ impl Rule {
     /// Brings a rate budget's bucket up to `now`.
     fn refill(&mut self, key: Option<&str>, now: Instant) {
         if let Bound::Rate(_) = self.bound {
-            let free = self.budget(key).map_or(self.capacity(), |b| self.free(b, now));
+            let free = self
+                .budget(key)
+                .map_or(self.capacity(), |b| self.free(b, now));
             let budget = self.budget_mut(key, now);
             budget.level = free;
             budget.at = now;
@@ -301,18 +308,28 @@ impl Limits {
 impl Core {
     /// The limit a task's cost can never fit (over its bucket's size), with
     /// that size: such a task is refused at submit, dead-lettered at recovery.
-    pub(in crate::scheduler) fn cost_over_limit(&self, s: &Sched, task: &Task) -> Option<(String, u32)> {
-        s.limits.applying(task).find_map(|(_, rule)| match rule.bound {
-            Bound::Rate(rate) if task.cost() > rate.capacity() => {
-                Some((rule.name.clone(), rate.capacity()))
-            }
-            _ => None,
-        })
+    pub(in crate::scheduler) fn cost_over_limit(
+        &self,
+        s: &Sched,
+        task: &Task,
+    ) -> Option<(String, u32)> {
+        s.limits
+            .applying(task)
+            .find_map(|(_, rule)| match rule.bound {
+                Bound::Rate(rate) if task.cost() > rate.capacity() => {
+                    Some((rule.name.clone(), rate.capacity()))
+                }
+                _ => None,
+            })
     }
 
     /// Parks `queued` if a limit cannot admit it now (or holds tasks that
     /// come first); otherwise hands it back to be queued.
-    pub(in crate::scheduler) fn hold_if_limited(&self, s: &mut Sched, queued: Queued) -> Option<Queued> {
+    pub(in crate::scheduler) fn hold_if_limited(
+        &self,
+        s: &mut Sched,
+        queued: Queued,
+    ) -> Option<Queued> {
         if s.limits.rules.is_empty() {
             return Some(queued);
         }
@@ -327,7 +344,11 @@ impl Core {
 
     /// The limit that refuses to start `queued` now, if any (it was admitted
     /// to the queues earlier; another task may have taken the capacity).
-    pub(in crate::scheduler) fn limit_refusing_start(&self, s: &Sched, queued: &Queued) -> Option<usize> {
+    pub(in crate::scheduler) fn limit_refusing_start(
+        &self,
+        s: &Sched,
+        queued: &Queued,
+    ) -> Option<usize> {
         if s.limits.rules.is_empty() {
             return None;
         }
@@ -346,7 +367,9 @@ impl Core {
         let name = limits.rules[rule].name.clone();
         let budget = limits.rules[rule].budget_mut(key.as_deref(), now);
         budget.parked.insert(place, Parked { queued, since: now });
-        limits.parked_at.insert(task_id, ParkedAt { rule, key, place });
+        limits
+            .parked_at
+            .insert(task_id, ParkedAt { rule, key, place });
         self.bus.emit(TaskThrottled {
             task_id,
             limit: name,
@@ -376,7 +399,9 @@ impl Core {
         };
         let now = Instant::now();
         let rule = &mut s.limits.rules[at.rule];
-        rule.budget_mut(at.key.as_deref(), now).parked.remove(&at.place);
+        rule.budget_mut(at.key.as_deref(), now)
+            .parked
+            .remove(&at.place);
         // The next one may fit now.
         self.arm_limit_timer(s);
         true
@@ -391,6 +416,7 @@ impl Core {
         }
         let now = Instant::now();
         let task = &queued.task;
+        let mut kept_promise = false;
         for (i, rule) in s.limits.rules.iter_mut().enumerate() {
             if !rule.selector.applies_to(task) {
                 continue;
@@ -402,6 +428,7 @@ impl Core {
             let budget = rule.budget_mut(key, now);
             if queued.promise == Some(i) {
                 budget.promised = budget.promised.saturating_sub(need);
+                kept_promise = true;
             }
             if concurrency {
                 budget.level += 1;
@@ -413,6 +440,11 @@ impl Core {
                 // Refilled above: charge the start.
                 budget.level = budget.level.saturating_sub(need);
             }
+        }
+        if kept_promise {
+            // What it was promised is spent: the next parked task's time
+            // may be computable now (it was not while promises filled the bucket).
+            self.arm_limit_timer(s);
         }
         held
     }
@@ -561,4 +593,3 @@ impl Core {
         self.arm_limit_timer(&mut s);
     }
 }
-
