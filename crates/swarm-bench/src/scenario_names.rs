@@ -16,4 +16,5 @@ pub(crate) const SCENARIOS: &[&str] = &[
     "memory",
     "distributed",
     "soak",
+    "rate_limit",
 ];
