@@ -225,19 +225,8 @@ impl Core {
     }
 
     pub(super) fn schedule_retry(self: &Arc<Self>, s: &mut Sched, task: Task, after: Duration) {
-        let task_id = task.id();
-        let core = Arc::clone(self);
-        // A timer that exists only while the task waits.
-        let handle = self.runtime.spawn(async move {
-            tokio::time::sleep(after).await;
-            Counters::bump(&core.counters.wakeups);
-            let mut s = core.sched.lock();
-            if s.retrying.remove(&task_id).is_none() {
-                return; // cancelled meanwhile
-            }
-            let queued = s.queued(task, Instant::now());
-            core.requeue(&mut s, queued);
-        });
-        s.retrying.insert(task_id, handle);
+        // Waits with the delayed tasks: one timer for all, none when nothing waits.
+        let queued = s.queued(task, Instant::now());
+        self.hold_for_retry(s, queued, after);
     }
 }

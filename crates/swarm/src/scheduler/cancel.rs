@@ -16,11 +16,6 @@ impl Core {
             self.cancelled_queued(&mut s, task_id);
             return Ok(());
         }
-        if let Some(timer) = s.retrying.remove(&task_id) {
-            timer.abort();
-            self.cancelled_queued(&mut s, task_id);
-            return Ok(());
-        }
         let removed = s
             .global
             .remove_first(|q| q.task.id() == task_id)

@@ -12,8 +12,9 @@
 //! finishes takes its next task itself (its local queue or the global queue,
 //! whichever head is more urgent; else it steals half of the busiest local
 //! queue). Nothing runs while the system is idle: no loop polls and no timer
-//! exists except a retry back-off (while a task waits on it) and an attempt's
-//! timeout (while it runs).
+//! exists except the one of `flow::Delays` (while a task waits for its due
+//! time or a retry back-off), the one of `flow::Limits` (while a parked task
+//! waits for tokens) and an attempt's timeout (while it runs).
 //!
 //! Polling mode (the baseline): one loop wakes every `interval`, takes up to
 //! `batch` tasks in FIFO order and runs them one after another.
@@ -25,7 +26,8 @@
 //!   prefetch, local vs global head, stealing, capabilities);
 //! - `attempt`: running it, and what the attempt's end decides (completed,
 //!   retry back-off, dead letter, cancelled, interrupted);
-//! - `flow`: when an accepted task may start (delays);
+//! - `flow`: when an accepted task may start (delays and retry back-offs,
+//!   rate and concurrency limits);
 //! - `cancel`, `shutdown`: stopping it by request, or with the swarm;
 //! - `membership`: agents' loops starting and ending with the pool;
 //! - `polling`: the baseline's loop and queue;
@@ -96,11 +98,11 @@ struct Sched {
     global: PriorityQueue<Queued>,
     /// Polling mode's queue: FIFO, priorities ignored (the seed's "before").
     fifo: VecDeque<Queued>,
-    /// Live tasks (queued, waiting for a retry, or running) and their waiters.
+    /// Live tasks (queued, delayed, waiting for a retry, or running) and their waiters.
     live: IdMap<TaskId, Option<oneshot::Sender<TaskOutcome>>>,
     running: IdMap<TaskId, Running>,
-    retrying: IdMap<TaskId, JoinHandle<()>>,
-    /// Tasks waiting for their due time (`flow::Delays`), outside the queues.
+    /// Tasks waiting for their due time or a retry back-off (`flow::Delays`),
+    /// outside the queues.
     delays: flow::Delays,
     /// Rate and concurrency limits and the tasks they hold (`flow::Limits`).
     limits: flow::Limits,
@@ -220,7 +222,6 @@ impl Core {
                 fifo: VecDeque::new(),
                 live: IdMap::default(),
                 running: IdMap::default(),
-                retrying: IdMap::default(),
                 delays: flow::Delays::default(),
                 limits,
                 backlog_high: false,
@@ -345,7 +346,7 @@ impl Core {
             let s = self.sched.lock();
             (
                 (s.global.len() + s.fifo.len() + self.local.total_len()) as u64,
-                s.retrying.len() as u64,
+                s.delays.retrying_len() as u64,
                 s.running.len() as u64,
                 s.delays.len() as u64,
                 s.limits.len() as u64,

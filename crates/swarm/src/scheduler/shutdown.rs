@@ -12,7 +12,7 @@ impl Core {
         (s.global.len()
             + s.fifo.len()
             + self.local.total_len()
-            + s.retrying.len()
+            + s.delays.retrying_len()
             + s.delays.len()
             + s.limits.len()) as u64
     }
@@ -43,8 +43,7 @@ impl Core {
             running.stop = Some(Stop::Shutdown);
             running.abort.abort();
         }
-        for (task_id, timer) in s.retrying.drain() {
-            timer.abort();
+        for task_id in s.delays.retrying() {
             self.pool.forget_history(task_id);
         }
         // Delayed tasks stay pending in the log with their due time, and
@@ -81,9 +80,6 @@ impl Core {
             handle.abort();
         }
         let mut s = self.sched.lock();
-        for (_, timer) in s.retrying.drain() {
-            timer.abort();
-        }
         s.delays.clear();
         s.limits.clear();
         for (_, waiter) in s.live.drain() {
