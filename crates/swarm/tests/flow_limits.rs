@@ -187,12 +187,7 @@ async fn a_throttled_kind_never_delays_an_admissible_one() {
         }
         let starts = probe.starts();
         let second_llm = starts.iter().filter(|s| s.kind == "llm").nth(1).unwrap().at;
-        let last_other = starts
-            .iter()
-            .filter(|s| s.kind == "other")
-            .last()
-            .unwrap()
-            .at;
+        let last_other = starts.iter().rfind(|s| s.kind == "other").unwrap().at;
         assert!(
             last_other < second_llm,
             "{mode:?}: the other kind waited for the llm rate"
@@ -418,7 +413,8 @@ async fn waits_are_counted_by_limit_in_the_metrics() {
 
 #[tokio::test]
 async fn bad_limits_are_refused_with_typed_errors() {
-    let cases: Vec<(swarm::SwarmBuilder, fn(&LimitError) -> bool)> = vec![
+    type Expected = fn(&LimitError) -> bool;
+    let cases: Vec<(swarm::SwarmBuilder, Expected)> = vec![
         (
             Swarm::builder().rate_limit(Selector::kind("a"), Rate::new(0, Duration::from_secs(1))),
             |e| matches!(e, LimitError::ZeroCount { .. }),
