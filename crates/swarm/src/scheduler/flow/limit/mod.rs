@@ -70,7 +70,13 @@ struct Rule {
     bound: Bound,
     one: Budget,
     keys: HashMap<Arc<str>, Budget>,
+    /// Per-key budgets are pruned when there are this many (doubling with
+    /// what is left, so pruning costs O(1) per start, amortized).
+    prune_at: usize,
 }
+
+/// The fewest per-key budgets worth pruning.
+const PRUNE_FROM: usize = 64;
 
 impl Rule {
     fn new(spec: &LimitSpec, now: Instant) -> Rule {
@@ -85,6 +91,7 @@ impl Rule {
                 parked: BTreeMap::new(),
             },
             keys: HashMap::new(),
+            prune_at: PRUNE_FROM,
         };
         rule.one = rule.fresh_budget(now);
         rule
@@ -189,15 +196,19 @@ impl Rule {
         now.checked_add(Duration::from_millis(millis))
     }
 
-    /// Brings a rate budget's bucket up to `now`.
+    /// Brings a rate budget's bucket up to `now`. A `now` read before the
+    /// bucket's last refill (a caller's earlier instant) changes nothing:
+    /// moving `at` back would count that stretch of refill twice.
     fn refill(&mut self, key: Option<&str>, now: Instant) {
         if let Bound::Rate(_) = self.bound {
             let free = self
                 .budget(key)
                 .map_or(self.capacity(), |b| self.free(b, now));
             let budget = self.budget_mut(key, now);
-            budget.level = free;
-            budget.at = now;
+            if now > budget.at {
+                budget.level = free;
+                budget.at = now;
+            }
         }
     }
 
@@ -205,7 +216,7 @@ impl Rule {
     /// running, parked or promised): a key that comes back gets a fresh one,
     /// the same thing. Keeps memory to the keys in use.
     fn forget_idle_keys(&mut self, now: Instant) {
-        if self.keys.len() < 64 {
+        if self.keys.len() < self.prune_at {
             return;
         }
         let capacity = self.capacity();
@@ -219,6 +230,7 @@ impl Rule {
         };
         self.keys
             .retain(|_, b| !(b.parked.is_empty() && b.promised == 0 && free(b) == capacity));
+        self.prune_at = (2 * self.keys.len()).max(PRUNE_FROM);
     }
 }
 
@@ -440,6 +452,7 @@ impl Core {
                 // Refilled above: charge the start.
                 budget.level = budget.level.saturating_sub(need);
             }
+            rule.forget_idle_keys(now);
         }
         if kept_promise {
             // What it was promised is spent: the next parked task's time
@@ -593,3 +606,6 @@ impl Core {
         self.arm_limit_timer(&mut s);
     }
 }
+
+#[cfg(test)]
+mod tests;
