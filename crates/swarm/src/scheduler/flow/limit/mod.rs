@@ -286,9 +286,13 @@ impl Limits {
 
     /// The first limit that cannot admit `queued` now; with `queue_order`,
     /// also one that holds parked tasks that come before it.
-    fn refusing(&self, queued: &Queued, queue_order: bool, now: Instant) -> Option<usize> {
+    /// The clock is read only if some limit applies (most tasks of a swarm
+    /// may be under none).
+    fn refusing(&self, queued: &Queued, queue_order: bool) -> Option<usize> {
         let place = place_of(queued);
+        let mut now = None;
         self.applying(&queued.task).find_map(|(i, rule)| {
+            let now = *now.get_or_insert_with(Instant::now);
             let key = rule.key_of(&queued.task);
             let Some(budget) = rule.budget(key) else {
                 return None; // a key not seen yet: a fresh budget admits it
@@ -345,7 +349,7 @@ impl Core {
         if s.limits.rules.is_empty() {
             return Some(queued);
         }
-        match s.limits.refusing(&queued, true, Instant::now()) {
+        match s.limits.refusing(&queued, true) {
             None => Some(queued),
             Some(rule) => {
                 self.park(s, rule, queued);
@@ -364,7 +368,7 @@ impl Core {
         if s.limits.rules.is_empty() {
             return None;
         }
-        s.limits.refusing(queued, false, Instant::now())
+        s.limits.refusing(queued, false)
     }
 
     /// Holds `queued` in `rule`'s list, outside every queue, until the rule
@@ -426,8 +430,11 @@ impl Core {
         if s.limits.rules.is_empty() {
             return held;
         }
-        let now = Instant::now();
         let task = &queued.task;
+        if s.limits.applying(task).next().is_none() {
+            return held;
+        }
+        let now = Instant::now();
         let mut kept_promise = false;
         for (i, rule) in s.limits.rules.iter_mut().enumerate() {
             if !rule.selector.applies_to(task) {
