@@ -18,4 +18,5 @@ pub(crate) const SCENARIOS: &[&str] = &[
     "memory",
     "distributed",
     "soak",
+    "rate_limit",
 ];

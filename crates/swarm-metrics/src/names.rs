@@ -33,9 +33,15 @@ pub const STORE_APPEND_DURATION_SECONDS: &str = "swarm_store_append_duration_sec
 pub const SNAPSHOT_FAILURES_TOTAL: &str = "swarm_snapshot_failures_total";
 /// Gauge: events in the log after the newest snapshot (what a restart replays).
 pub const SNAPSHOT_LAG_EVENTS: &str = "swarm_snapshot_lag_events";
+/// Counter `{limit}`: tasks a rate or concurrency limit held (`task:throttled`).
+pub const LIMIT_WAITS_TOTAL: &str = "swarm_limit_waits_total";
+/// Histogram `{limit}`, seconds: how long a limit held a task (`task:unthrottled`).
+pub const LIMIT_WAIT_SECONDS: &str = "swarm_limit_wait_seconds";
 
-/// Every metric name this crate exports.
-pub const ALL: [&str; 14] = [
+/// Every metric name this crate exports. The per-limit ones
+/// ([`LIMIT_WAITS_TOTAL`], [`LIMIT_WAIT_SECONDS`]) have a series per limit
+/// name, made when a limit first holds a task.
+pub const ALL: [&str; 16] = [
     EVENTS_TOTAL,
     EVENT_HANDLER_DURATION_SECONDS,
     EVENT_HANDLER_PANICS_TOTAL,
@@ -50,4 +56,6 @@ pub const ALL: [&str; 14] = [
     STORE_APPEND_DURATION_SECONDS,
     SNAPSHOT_FAILURES_TOTAL,
     SNAPSHOT_LAG_EVENTS,
+    LIMIT_WAITS_TOTAL,
+    LIMIT_WAIT_SECONDS,
 ];

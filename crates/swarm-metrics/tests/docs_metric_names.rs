@@ -9,6 +9,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use swarm_core::event::{TaskThrottled, TaskUnthrottled};
 use swarm_metrics::PrometheusExporter;
 
 const DOCS: [&str; 2] = ["docs/operations.md", "docs/grafana/swarm.json"];
@@ -47,7 +48,25 @@ fn exported_names() -> BTreeSet<String> {
         .without_listener()
         .build()
         .unwrap();
-    let _metrics = exporter.swarm_metrics();
+    let metrics = exporter.swarm_metrics();
+    // The per-limit families get their series when a limit first holds a task.
+    let task_id = swarm_core::TaskId::from_u64(1);
+    let limit = "rate(kind=llm, 60/60s)".to_owned();
+    metrics.record(
+        &TaskThrottled {
+            task_id,
+            limit: limit.clone(),
+        }
+        .into(),
+    );
+    metrics.record(
+        &TaskUnthrottled {
+            task_id,
+            limit,
+            waited: std::time::Duration::from_millis(20),
+        }
+        .into(),
+    );
     let text = exporter.render();
     let families = text
         .lines()

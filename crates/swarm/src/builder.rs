@@ -14,7 +14,9 @@ use swarm_queue::AgingPolicy;
 use swarm_store::{DEFAULT_SNAPSHOT_EVERY, Durability, EventStore, FileStoreOptions, Retention};
 
 use crate::error::BuildError;
+use crate::scheduler::flow::{Bound, LimitSpec};
 use crate::swarm::Swarm;
+use crate::{Rate, Selector};
 
 /// How the scheduler finds work for agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,6 +122,7 @@ pub struct SwarmBuilder {
     pub(crate) retention: Retention,
     pub(crate) seed: u64,
     pub(crate) bus: Option<EventBus>,
+    pub(crate) limits: Vec<LimitSpec>,
     #[cfg(feature = "nats")]
     pub(crate) nats: Option<NatsSpec>,
 }
@@ -165,6 +168,7 @@ impl Default for SwarmBuilder {
             retention: Retention::DEFAULT,
             seed: 0,
             bus: None,
+            limits: Vec::new(),
             #[cfg(feature = "nats")]
             nats: None,
         }
@@ -456,6 +460,59 @@ impl SwarmBuilder {
         self
     }
 
+    /// Limits how fast the tasks `selector` picks start: a token bucket of
+    /// `rate`, charged each task's cost (`TaskBuilder::cost`, default 1) as
+    /// it starts. A task the bucket cannot pay for now waits, outside the
+    /// queues (`task:throttled`), while other work starts; it is not failed
+    /// and costs no attempt. Several limits may apply to a task: it starts
+    /// only when all of them admit it, and takes from all at once. A task
+    /// whose cost is over the bucket's size is refused at submit
+    /// ([`SubmitError::ExceedsLimit`](crate::SubmitError::ExceedsLimit)).
+    /// Kept by this process: a distributed swarm refuses limits at build
+    /// ([`LimitError::Distributed`](crate::LimitError::Distributed)). See
+    /// docs/architecture.md, "Rate and concurrency limits".
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use swarm::{Rate, Selector, Swarm};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let swarm = Swarm::builder()
+    ///     // 60 requests a minute for the `llm` kind, 10 at once at most ...
+    ///     .rate_limit(Selector::kind("llm"), Rate::per_minute(60).burst(10))
+    ///     // ... and 90 000 tokens a minute (tasks cost their expected tokens).
+    ///     .rate_limit(Selector::kind("llm"), Rate::per_minute(90_000).burst(8_000))
+    ///     // Each tenant runs at most 2 tasks at a time.
+    ///     .concurrency_limit(Selector::each_key(), 2)
+    ///     .build()
+    ///     .await?;
+    /// # swarm.shutdown(Duration::from_secs(1)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rate_limit(mut self, selector: Selector, rate: Rate) -> Self {
+        self.limits.push(LimitSpec {
+            selector,
+            bound: Bound::Rate(rate),
+        });
+        self
+    }
+
+    /// Lets at most `max` of the tasks `selector` picks run at once. A task
+    /// that would be one too many waits outside the queues
+    /// (`task:throttled`) until a running one's attempt ends (whatever the
+    /// end: completed, failed, retried, cancelled, timed out, interrupted,
+    /// its agent lost); other work starts meanwhile. Combines with other
+    /// limits as [`rate_limit`](Self::rate_limit) says.
+    pub fn concurrency_limit(mut self, selector: Selector, max: usize) -> Self {
+        self.limits.push(LimitSpec {
+            selector,
+            bound: Bound::Concurrency(max),
+        });
+        self
+    }
+
     /// Emits on this bus (to share it with code built before the swarm).
     pub fn bus(mut self, bus: EventBus) -> Self {
         self.bus = Some(bus);
@@ -484,8 +541,17 @@ impl SwarmBuilder {
             }
         }
         self.check_fair_share()?;
+        for limit in &self.limits {
+            limit.validate()?;
+        }
         #[cfg(feature = "nats")]
         if let Some(spec) = &self.nats {
+            if let Some(limit) = self.limits.first() {
+                return Err(crate::LimitError::Distributed {
+                    limit: limit.name(),
+                }
+                .into());
+            }
             if spec.url.is_empty() {
                 return Err(BuildError::Config(
                     "nats_swarm/task_queue were set without nats(url): name the server".into(),

@@ -13,6 +13,9 @@ pub enum BuildError {
     /// The configuration is inconsistent.
     #[error("invalid swarm configuration: {0}")]
     Config(String),
+    /// A rate or concurrency limit cannot work as configured.
+    #[error("invalid limit: {0}")]
+    Limit(#[from] crate::LimitError),
     /// The event store could not be opened or read.
     #[error("event store: {0}")]
     Store(#[from] swarm_store::StoreError),
@@ -94,6 +97,17 @@ pub enum SubmitError {
         /// Why this swarm cannot, and what to do instead.
         why: &'static str,
     },
+    /// The task's cost is over the bucket of a rate limit that applies to
+    /// it (`Rate::burst`), so it could never start.
+    #[error("task {} costs {} units, over the size of {limit} ({capacity}): it could never start; raise that rate's burst or lower the cost", .task.id(), .task.cost())]
+    ExceedsLimit {
+        /// The task.
+        task: Box<Task>,
+        /// The limit, as events name it.
+        limit: String,
+        /// The most its bucket holds.
+        capacity: u32,
+    },
     /// A batch of two or more tasks was refused as a whole: none of its tasks
     /// was accepted. `reason` is what refused it (with the first offending
     /// task, where the reason carries one); `tasks` is every task of the batch,
@@ -117,7 +131,8 @@ impl SubmitError {
             | SubmitError::ShuttingDown(t)
             | SubmitError::Duplicate(t)
             | SubmitError::Store { task: t, .. }
-            | SubmitError::Unsupported { task: t, .. } => Some(*t),
+            | SubmitError::Unsupported { task: t, .. }
+            | SubmitError::ExceedsLimit { task: t, .. } => Some(*t),
             #[cfg(feature = "nats")]
             SubmitError::Queue { task: t, .. } => Some(*t),
             SubmitError::Invalid(_) => None,
@@ -169,6 +184,16 @@ impl fmt::Debug for SubmitError {
                 .debug_struct("Unsupported")
                 .field("task", &task.id())
                 .field("what", what)
+                .finish(),
+            SubmitError::ExceedsLimit {
+                task,
+                limit,
+                capacity,
+            } => f
+                .debug_struct("ExceedsLimit")
+                .field("task", &task.id())
+                .field("limit", limit)
+                .field("capacity", capacity)
                 .finish(),
             SubmitError::Batch { reason, tasks } => f
                 .debug_struct("Batch")

@@ -324,6 +324,8 @@ fn keys_of(event: &Event) -> (Option<TaskId>, Option<AgentId>) {
         Event::TaskInterrupted(e) => (Some(e.task_id), Some(e.agent_id)),
         Event::TaskDeadLetterRetried(e) => (Some(e.task_id), None),
         Event::TaskDiscarded(e) => (Some(e.task_id), None),
+        Event::TaskThrottled(e) => (Some(e.task_id), None),
+        Event::TaskUnthrottled(e) => (Some(e.task_id), None),
         Event::AgentBusy(e) => (Some(e.task_id), Some(e.agent_id)),
         Event::AgentAvailable(e) => (None, Some(e.agent_id)),
         Event::AgentCreated(e) => (None, Some(e.agent_id)),

@@ -53,6 +53,9 @@ pub struct SwarmStats {
     /// Tasks waiting for their due time now (`TaskBuilder::delay`,
     /// `TaskBuilder::not_before`); local work source only.
     pub delayed: u64,
+    /// Tasks a rate or concurrency limit holds now, outside the queues
+    /// (`SwarmBuilder::rate_limit`, `SwarmBuilder::concurrency_limit`).
+    pub throttled: u64,
     /// Attempts running now.
     pub running: u64,
     /// Steal operations.
@@ -116,6 +119,7 @@ impl SwarmStats {
             queued: load_now.queued,
             waiting_retry: load_now.waiting_retry,
             delayed: 0,
+            throttled: 0,
             running: load_now.running,
             steals: load(&c.steals),
             stolen_tasks: load(&c.stolen_tasks),

@@ -246,6 +246,7 @@ impl Swarm {
                 prefetch: if b.fair_share { 0 } else { b.prefetch },
                 backlog_threshold: b.backlog_threshold,
                 queue_bound: b.queue_bound,
+                limits: b.limits.clone(),
             },
             global,
             runtime.clone(),

@@ -152,6 +152,23 @@ const AIMS: &[Aim] = &[
                 .is_some_and(|fresh| v <= fresh + 100.0)
         },
     },
+    Aim {
+        scenario: "rate_limit",
+        key: "max_window_rate",
+        text: "<= 500 + burst",
+        met: |v, details| {
+            details
+                .pointer("/rate_limit/aim_max_window_rate")
+                .and_then(Value::as_f64)
+                .is_some_and(|aim| v <= aim)
+        },
+    },
+    Aim {
+        scenario: "rate_limit",
+        key: "other_kind_ratio",
+        text: ">= 0.9 x baseline",
+        met: |v, _| v >= 0.9,
+    },
 ];
 
 /// Why `name` was skipped, if it was (`details.<name>.skipped`, e.g. no NATS server).

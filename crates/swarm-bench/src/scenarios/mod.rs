@@ -7,6 +7,7 @@ mod fairness;
 mod idle_cpu;
 mod memory;
 mod priority;
+mod rate_limit;
 mod seed_comparison;
 mod soak;
 mod store;
@@ -49,6 +50,7 @@ fn runner(name: &str) -> Option<Runner> {
         "memory" => memory::run,
         "distributed" => |o| block_on(distributed::run(o)),
         "soak" => |o| block_on(soak::run(o)),
+        "rate_limit" => |o| block_on(rate_limit::run(o)),
         _ => return None,
     };
     Some(run)

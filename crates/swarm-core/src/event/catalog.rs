@@ -327,3 +327,30 @@ pub struct SwarmResumed {
     #[serde(default)]
     pub queued: u64,
 }
+
+/// `task:throttled`: a rate or concurrency limit could not admit a task when
+/// it was about to enter the runnable queues or to start. The task waits
+/// outside the queues (other work keeps starting), is not failed and is
+/// charged no attempt; `task:unthrottled` follows when the limit admits it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskThrottled {
+    /// The task.
+    pub task_id: TaskId,
+    /// The limit that holds it, as the swarm names it (for example
+    /// `rate(kind=llm, 60/60s)`; a limit over each key adds the key).
+    pub limit: String,
+}
+
+/// `task:unthrottled`: the limit that held a task admits it again; it goes
+/// back to the runnable queues (or straight to an idle agent) where it is
+/// checked once more before it starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskUnthrottled {
+    /// The task.
+    pub task_id: TaskId,
+    /// The limit that held it (as in `task:throttled`).
+    pub limit: String,
+    /// How long the limit held it.
+    #[serde(with = "crate::time::micros")]
+    pub waited: Duration,
+}

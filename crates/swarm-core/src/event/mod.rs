@@ -174,6 +174,10 @@ catalog! {
     SwarmPaused(SwarmPaused) = "swarm:paused",
     /// The swarm was resumed: queued tasks start again.
     SwarmResumed(SwarmResumed) = "swarm:resumed",
+    /// A rate or concurrency limit holds a task: it waits outside the queues, uncharged.
+    TaskThrottled(TaskThrottled) = "task:throttled",
+    /// The limit that held a task admits it again.
+    TaskUnthrottled(TaskUnthrottled) = "task:unthrottled",
 }
 
 impl fmt::Display for EventKind {

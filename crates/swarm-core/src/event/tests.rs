@@ -31,12 +31,14 @@ fn position(kind: EventKind) -> usize {
         EventKind::TaskDiscarded => 21,
         EventKind::SwarmPaused => 22,
         EventKind::SwarmResumed => 23,
+        EventKind::TaskThrottled => 24,
+        EventKind::TaskUnthrottled => 25,
     }
 }
 
 #[test]
 fn all_lists_every_kind_once() {
-    assert_eq!(EventKind::ALL.len(), 24);
+    assert_eq!(EventKind::ALL.len(), 26);
     for (i, kind) in EventKind::ALL.into_iter().enumerate() {
         assert_eq!(
             position(kind),

@@ -302,6 +302,19 @@ pub fn event_of_with_ids(kind: EventKind, ids: BoxedStrategy<TaskId>) -> BoxedSt
         EventKind::SwarmResumed => any::<u64>()
             .prop_map(|queued| SwarmResumed { queued }.into())
             .boxed(),
+        EventKind::TaskThrottled => (ids, "[a-z=(), /0-9]{0,24}")
+            .prop_map(|(task_id, limit)| TaskThrottled { task_id, limit }.into())
+            .boxed(),
+        EventKind::TaskUnthrottled => (ids, "[a-z=(), /0-9]{0,24}", duration())
+            .prop_map(|(task_id, limit, waited)| {
+                TaskUnthrottled {
+                    task_id,
+                    limit,
+                    waited,
+                }
+                .into()
+            })
+            .boxed(),
     }
 }
 

@@ -283,7 +283,9 @@ impl PrometheusExporterBuilder {
         let handle = recorder.handle();
         let (upkeep, waking) = Upkeep::start(Arc::clone(&recorder), self.upkeep_interval)?;
         let waking = Arc::new(waking);
-        let metrics = SwarmMetrics::register(&*waking);
+        let metrics = SwarmMetrics::register_shared(
+            Arc::clone(&waking) as Arc<dyn metrics::Recorder + Send + Sync>
+        );
         #[cfg(feature = "http-listener")]
         let server = match self.listen {
             Some(addr) => Some(http::HttpServer::start(addr, handle.clone())?),

@@ -2,8 +2,9 @@
 
 mod agents;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Recorder, Unit};
@@ -51,6 +52,8 @@ const DEAD_LETTERED: usize = 2;
 /// | `swarm_store_append_duration_seconds` | [`SwarmMetrics::record_store_append`] (no event carries it) |
 /// | `swarm_snapshot_failures_total` | [`SwarmMetrics::record_snapshot_failure`] (no event carries it) |
 /// | `swarm_snapshot_lag_events` | [`SwarmMetrics::record_snapshot_lag`] (no event carries it) |
+/// | `swarm_limit_waits_total{limit}` | `task:throttled` (a series per limit name, made when that limit first holds a task) |
+/// | `swarm_limit_wait_seconds{limit}` | `task:unthrottled` (`waited`) |
 ///
 /// # Agent states
 ///
@@ -109,6 +112,39 @@ struct Handles {
     snapshot_failures: Counter,
     snapshot_lag: Gauge,
     agent_states: AgentStates,
+    limits: LimitSeries,
+}
+
+/// The per-limit series. Limit names are known only when a limit first
+/// holds a task, so these are registered then (once per name), on the
+/// recorder the set was registered with when it is known (the exporter's),
+/// else on the recorder current at that moment.
+struct LimitSeries {
+    recorder: Option<Arc<dyn Recorder + Send + Sync>>,
+    by_limit: Mutex<HashMap<String, (Counter, Histogram)>>,
+}
+
+impl LimitSeries {
+    fn with(&self, limit: &str, record: impl FnOnce(&Counter, &Histogram)) {
+        let mut by_limit = self.by_limit.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((waits, wait)) = by_limit.get(limit) {
+            record(waits, wait);
+            return;
+        }
+        let register = || {
+            let label = limit.to_owned();
+            (
+                metrics::counter!(names::LIMIT_WAITS_TOTAL, "limit" => label.clone()),
+                metrics::histogram!(names::LIMIT_WAIT_SECONDS, "limit" => label),
+            )
+        };
+        let series = match &self.recorder {
+            Some(recorder) => metrics::with_local_recorder(&**recorder, register),
+            None => register(),
+        };
+        record(&series.0, &series.1);
+        by_limit.insert(limit.to_owned(), series);
+    }
 }
 
 impl fmt::Debug for SwarmMetrics {
@@ -137,10 +173,19 @@ impl SwarmMetrics {
 
     /// Registers the metric set with `recorder`.
     pub fn register(recorder: &dyn Recorder) -> Self {
-        metrics::with_local_recorder(recorder, SwarmMetrics::register_current)
+        metrics::with_local_recorder(recorder, || SwarmMetrics::register_current(None))
     }
 
-    fn register_current() -> Self {
+    /// Registers the metric set with `recorder`, and keeps it to register the
+    /// per-limit series (`swarm_limit_*{limit}`) on it later, when a limit
+    /// first holds a task. ([`register`](Self::register) makes those on the
+    /// recorder current at that moment.)
+    pub fn register_shared(recorder: Arc<dyn Recorder + Send + Sync>) -> Self {
+        let keep = Arc::clone(&recorder);
+        metrics::with_local_recorder(&*recorder, || SwarmMetrics::register_current(Some(keep)))
+    }
+
+    fn register_current(recorder: Option<Arc<dyn Recorder + Send + Sync>>) -> Self {
         describe();
         let by_kind_counter = |name: &'static str| {
             EventKind::ALL.map(|kind| metrics::counter!(name, "event" => kind.name()))
@@ -173,6 +218,10 @@ impl SwarmMetrics {
                 snapshot_failures: metrics::counter!(names::SNAPSHOT_FAILURES_TOTAL),
                 snapshot_lag: metrics::gauge!(names::SNAPSHOT_LAG_EVENTS),
                 agent_states: AgentStates::new(),
+                limits: LimitSeries {
+                    recorder,
+                    by_limit: Mutex::new(HashMap::new()),
+                },
             }),
         }
     }
@@ -307,6 +356,10 @@ impl Handles {
             }
             Event::AgentRemoved(e) => self.agent(e.agent_id, |_| None),
             Event::WorkStolen(e) => self.stolen.increment(u64::from(e.count)),
+            Event::TaskThrottled(e) => self.limits.with(&e.limit, |waits, _| waits.increment(1)),
+            Event::TaskUnthrottled(e) => self
+                .limits
+                .with(&e.limit, |_, wait| wait.record(e.waited.as_secs_f64())),
             _ => {}
         }
     }
@@ -382,6 +435,15 @@ fn describe() {
     describe_counter!(
         names::SNAPSHOT_FAILURES_TOTAL,
         "Snapshot attempts that failed; each is retried with back-off."
+    );
+    describe_counter!(
+        names::LIMIT_WAITS_TOTAL,
+        "Tasks a rate or concurrency limit held (they waited outside the queues), by limit."
+    );
+    describe_histogram!(
+        names::LIMIT_WAIT_SECONDS,
+        Unit::Seconds,
+        "How long a rate or concurrency limit held a task, by limit."
     );
     describe_gauge!(
         names::SNAPSHOT_LAG_EVENTS,

@@ -831,6 +831,8 @@ fn concerns(event: &Event, id: TaskId) -> bool {
         Event::TaskInterrupted(e) => e.task_id == id,
         Event::TaskDeadLetterRetried(e) => e.task_id == id,
         Event::TaskDiscarded(e) => e.task_id == id,
+        Event::TaskThrottled(e) => e.task_id == id,
+        Event::TaskUnthrottled(e) => e.task_id == id,
         Event::AgentBusy(e) => e.task_id == id,
         Event::WorkStolen(e) => e.task_ids.contains(&id),
         _ => false,

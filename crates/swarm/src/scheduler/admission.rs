@@ -21,10 +21,18 @@ impl Core {
             if !batch.insert(task.id()) || s.live.contains_key(&task.id()) {
                 return Err(SubmitError::Duplicate(Box::new(task.clone())));
             }
+            if let Some((limit, capacity)) = self.cost_over_limit(&s, task) {
+                return Err(SubmitError::ExceedsLimit {
+                    task: Box::new(task.clone()),
+                    limit,
+                    capacity,
+                });
+            }
         }
         if let Some(bound) = self.config.queue_bound {
-            // Delayed tasks count: they are accepted and waiting to start.
-            let queued = self.queued.load(Ordering::Relaxed) + s.delays.len();
+            // Delayed and throttled tasks count: they are accepted and
+            // waiting to start.
+            let queued = self.queued.load(Ordering::Relaxed) + s.delays.len() + s.limits.len();
             if queued + tasks.len() > bound {
                 let i = bound.saturating_sub(queued).min(tasks.len() - 1);
                 return Err(SubmitError::QueueFull(Box::new(tasks[i].clone())));
@@ -75,6 +83,16 @@ impl Core {
                 self.dead_letter_unrunnable(&mut s, task);
                 continue;
             }
+            // Limits may have changed since it was accepted: one its cost can
+            // never fit would hold it for ever.
+            if let Some((limit, capacity)) = self.cost_over_limit(&s, &task) {
+                let reason = format!(
+                    "its cost ({}) is over the size of {limit} ({capacity}), so it could never start: raise the burst of that rate",
+                    task.cost()
+                );
+                self.dead_letter_with(&mut s, task, reason);
+                continue;
+            }
             let queued = s.queued(task, now);
             // A delayed task keeps its due time across the restart.
             if let Some(queued) = self.hold_if_delayed(&mut s, queued) {
@@ -86,11 +104,17 @@ impl Core {
     /// A task whose kind no agent of the pool can run: dead-lettered at once,
     /// with a reason that says so (it would otherwise wait for ever).
     pub(super) fn dead_letter_unrunnable(&self, s: &mut Sched, task: Task) {
-        let mut errors = self.pool.forget_history(task.id());
-        errors.push(format!(
+        let reason = format!(
             "no agent of the pool can run tasks of kind {:?}: add an agent with that capability or fix the kind",
             task.kind()
-        ));
+        );
+        self.dead_letter_with(s, task, reason);
+    }
+
+    /// Dead-letters a task that can never start, for `reason`.
+    fn dead_letter_with(&self, s: &mut Sched, task: Task, reason: String) {
+        let mut errors = self.pool.forget_history(task.id());
+        errors.push(reason);
         self.bus.emit(TaskDeadLettered {
             task_id: task.id(),
             attempts: task.attempt(),

@@ -98,6 +98,11 @@ impl Core {
                 agent_gone = self.handle_executed(&mut s, executed);
             }
         }
+        // Every end of an attempt gives its concurrency slots back, once:
+        // here the task left `running`.
+        if let Some(r) = running {
+            self.release_limits(&mut s, r.held);
+        }
         self.attempt_ended.notify_waiters();
         if agent_gone {
             return AfterAttempt::Exit;
@@ -114,7 +119,10 @@ impl Core {
     /// the agent is replaced. The swarm goes on.
     pub(super) fn attempt_panicked(&self, agent: AgentId, task_id: TaskId, message: String) {
         let mut s = self.sched.lock();
-        let attempt = s.running.remove(&task_id).map_or(0, |r| r.attempt);
+        let (attempt, held) = s
+            .running
+            .remove(&task_id)
+            .map_or((0, flow::Held::default()), |r| (r.attempt, r.held));
         let error = format!("the attempt panicked outside the agent: {message}");
         let mut errors = self.pool.forget_history(task_id);
         errors.push(error.clone());
@@ -136,6 +144,7 @@ impl Core {
         Counters::bump(&self.counters.dead_lettered);
         resolve(&mut s, task_id, TaskOutcome::DeadLettered { errors });
         self.lose_agent(&mut s, agent, "a panic escaped its attempt");
+        self.release_limits(&mut s, held);
         self.attempt_ended.notify_waiters();
     }
 
@@ -216,19 +225,8 @@ impl Core {
     }
 
     pub(super) fn schedule_retry(self: &Arc<Self>, s: &mut Sched, task: Task, after: Duration) {
-        let task_id = task.id();
-        let core = Arc::clone(self);
-        // A timer that exists only while the task waits.
-        let handle = self.runtime.spawn(async move {
-            tokio::time::sleep(after).await;
-            Counters::bump(&core.counters.wakeups);
-            let mut s = core.sched.lock();
-            if s.retrying.remove(&task_id).is_none() {
-                return; // cancelled meanwhile
-            }
-            let queued = s.queued(task, Instant::now());
-            core.requeue(&mut s, queued);
-        });
-        s.retrying.insert(task_id, handle);
+        // Waits with the delayed tasks: one timer for all, none when nothing waits.
+        let queued = s.queued(task, Instant::now());
+        self.hold_for_retry(s, queued, after);
     }
 }

@@ -12,12 +12,7 @@ impl Core {
             running.abort.abort();
             return Ok(());
         }
-        if self.remove_delayed(&mut s, task_id) {
-            self.cancelled_queued(&mut s, task_id);
-            return Ok(());
-        }
-        if let Some(timer) = s.retrying.remove(&task_id) {
-            timer.abort();
+        if self.remove_delayed(&mut s, task_id) || self.remove_parked(&mut s, task_id) {
             self.cancelled_queued(&mut s, task_id);
             return Ok(());
         }
@@ -38,8 +33,9 @@ impl Core {
                 })
             });
         match removed {
-            Some((_queued, priority, location)) => {
+            Some((mut queued, priority, location)) => {
                 self.note_dequeue(&mut s, task_id, priority, location);
+                self.drop_promise(&mut s, &mut queued);
                 self.cancelled_queued(&mut s, task_id);
                 Ok(())
             }

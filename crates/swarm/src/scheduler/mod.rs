@@ -12,8 +12,9 @@
 //! finishes takes its next task itself (its local queue or the global queue,
 //! whichever head is more urgent; else it steals half of the busiest local
 //! queue). Nothing runs while the system is idle: no loop polls and no timer
-//! exists except a retry back-off (while a task waits on it) and an attempt's
-//! timeout (while it runs).
+//! exists except the one of `flow::Delays` (while a task waits for its due
+//! time or a retry back-off), the one of `flow::Limits` (while a parked task
+//! waits for tokens) and an attempt's timeout (while it runs).
 //!
 //! Polling mode (the baseline): one loop wakes every `interval`, takes up to
 //! `batch` tasks in FIFO order and runs them one after another.
@@ -25,7 +26,8 @@
 //!   prefetch, local vs global head, stealing, capabilities);
 //! - `attempt`: running it, and what the attempt's end decides (completed,
 //!   retry back-off, dead letter, cancelled, interrupted);
-//! - `flow`: when an accepted task may start (delays);
+//! - `flow`: when an accepted task may start (delays and retry back-offs,
+//!   rate and concurrency limits);
 //! - `cancel`, `shutdown`: stopping it by request, or with the swarm;
 //! - `membership`: agents' loops starting and ending with the pool;
 //! - `polling`: the baseline's loop and queue;
@@ -64,6 +66,9 @@ pub(crate) struct Queued {
     task: Task,
     since: Instant,
     order: u64,
+    /// The limit that released this task from its parked list and holds
+    /// capacity for it until it starts (`flow::limit`).
+    promise: Option<usize>,
 }
 
 pub(crate) struct Assignment {
@@ -83,6 +88,8 @@ struct Running {
     agent: AgentId,
     /// The attempt's number, as `task:assigned` said.
     attempt: u32,
+    /// Concurrency slots it holds, given back when the attempt ends.
+    held: flow::Held,
 }
 
 struct Sched {
@@ -90,12 +97,14 @@ struct Sched {
     global: GlobalQueue,
     /// Polling mode's queue: FIFO, priorities ignored (the seed's "before").
     fifo: VecDeque<Queued>,
-    /// Live tasks (queued, waiting for a retry, or running) and their waiters.
+    /// Live tasks (queued, delayed, waiting for a retry, or running) and their waiters.
     live: IdMap<TaskId, Option<oneshot::Sender<TaskOutcome>>>,
     running: IdMap<TaskId, Running>,
-    retrying: IdMap<TaskId, JoinHandle<()>>,
-    /// Tasks waiting for their due time (`flow::Delays`), outside the queues.
+    /// Tasks waiting for their due time or a retry back-off (`flow::Delays`),
+    /// outside the queues.
     delays: flow::Delays,
+    /// Rate and concurrency limits and the tasks they hold (`flow::Limits`).
+    limits: flow::Limits,
     backlog_high: bool,
     next_order: u64,
 }
@@ -104,7 +113,12 @@ impl Sched {
     fn queued(&mut self, task: Task, since: Instant) -> Queued {
         let order = self.next_order;
         self.next_order += 1;
-        Queued { task, since, order }
+        Queued {
+            task,
+            since,
+            order,
+            promise: None,
+        }
     }
 }
 
@@ -138,6 +152,7 @@ pub(crate) struct SchedConfig {
     pub(crate) prefetch: usize,
     pub(crate) backlog_threshold: usize,
     pub(crate) queue_bound: Option<usize>,
+    pub(crate) limits: Vec<flow::LimitSpec>,
 }
 
 pub(crate) struct Core {
@@ -172,7 +187,7 @@ pub(crate) struct Core {
 mod admission;
 mod attempt;
 mod cancel;
-mod flow;
+pub(crate) mod flow;
 mod global;
 mod membership;
 mod placement;
@@ -196,6 +211,7 @@ impl Core {
     ) -> Arc<Core> {
         let latency = std::mem::replace(&mut config.latency, LatencyWatch::new(None));
         let steal_threshold = config.steal_threshold;
+        let limits = flow::Limits::new(&config.limits);
         Arc::new_cyclic(|me| Core {
             me: me.clone(),
             bus,
@@ -207,8 +223,8 @@ impl Core {
                 fifo: VecDeque::new(),
                 live: IdMap::default(),
                 running: IdMap::default(),
-                retrying: IdMap::default(),
                 delays: flow::Delays::default(),
+                limits,
                 backlog_high: false,
                 next_order: 0,
             }),
@@ -237,6 +253,13 @@ impl Core {
     /// Places a task just accepted: event mode hands it to an idle agent or
     /// queues it (`placement`); polling mode queues it FIFO for the next poll.
     fn enqueue_new(self: &Arc<Self>, s: &mut Sched, queued: Queued) {
+        if let Some(queued) = self.hold_if_limited(s, queued) {
+            self.place_admitted(s, queued);
+        }
+    }
+
+    /// [`enqueue_new`](Self::enqueue_new) for a task every limit admitted.
+    fn place_admitted(self: &Arc<Self>, s: &mut Sched, queued: Queued) {
         match self.config.mode {
             SchedulerMode::Event => self.place_event(s, queued),
             SchedulerMode::Polling { .. } => self.push_fifo(s, queued),
@@ -246,6 +269,9 @@ impl Core {
     /// Queues a task again (recovered, retry due, refused by its agent): event
     /// mode offers the global queue to idle agents at once.
     fn requeue(&self, s: &mut Sched, queued: Queued) {
+        let Some(queued) = self.hold_if_limited(s, queued) else {
+            return;
+        };
         match self.config.mode {
             SchedulerMode::Event => {
                 self.push_global(s, queued);
@@ -317,13 +343,14 @@ impl Core {
     }
 
     pub(crate) fn stats(&self) -> SwarmStats {
-        let (queued, waiting_retry, running, delayed) = {
+        let (queued, waiting_retry, running, delayed, throttled) = {
             let s = self.sched.lock();
             (
                 (s.global.len() + s.fifo.len() + self.local.total_len()) as u64,
-                s.retrying.len() as u64,
+                s.delays.retrying_len() as u64,
                 s.running.len() as u64,
                 s.delays.len() as u64,
+                s.limits.len() as u64,
             )
         };
         let mut stats = SwarmStats::from_counters(
@@ -336,6 +363,7 @@ impl Core {
             },
         );
         stats.delayed = delayed;
+        stats.throttled = throttled;
         stats
     }
 }

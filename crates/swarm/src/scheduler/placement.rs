@@ -279,6 +279,13 @@ impl Core {
                 };
                 (q, p, QueueLocation::Global)
             };
+            // A limit that admitted it may be full now: it waits parked, and
+            // the agent looks further.
+            if let Some(rule) = self.limit_refusing_start(s, &queued) {
+                self.note_dequeue(s, queued.task.id(), priority, location);
+                self.park(s, rule, queued);
+                continue;
+            }
             return Some(self.assign(s, agent, queued, Some((priority, location))));
         }
     }
@@ -304,6 +311,7 @@ impl Core {
             queue_wait,
         });
         self.latency.record(queue_wait, &self.bus);
+        let held = self.take_limits(s, &queued);
         let (abort, registration) = AbortHandle::new_pair();
         s.running.insert(
             task_id,
@@ -312,6 +320,7 @@ impl Core {
                 stop: None,
                 agent,
                 attempt,
+                held,
             },
         );
         Assignment {
@@ -335,7 +344,9 @@ impl Core {
         };
         // Back to the queue; the attempt never started.
         let task = assignment.task;
-        s.running.remove(&task.id());
+        if let Some(running) = s.running.remove(&task.id()) {
+            self.release_limits(s, running.held);
+        }
         let queued = s.queued(task, Instant::now());
         self.push_global(s, queued);
         if lost {

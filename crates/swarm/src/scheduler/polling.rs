@@ -16,18 +16,23 @@ impl Core {
     }
 
     /// Takes up to `batch` tasks in FIFO order (polling mode).
+    /// A task a limit cannot admit now is parked instead and takes no place
+    /// in the batch, so a throttled kind does not hold up the others.
     pub(super) fn take_batch(&self, batch: usize) -> Vec<(Queued, Priority)> {
         let mut s = self.sched.lock();
-        let n = batch.min(s.fifo.len());
-        let taken: Vec<Queued> = s.fifo.drain(..n).collect();
+        let mut taken = Vec::with_capacity(batch.min(s.fifo.len()));
+        while taken.len() < batch {
+            let Some(q) = s.fifo.pop_front() else {
+                break;
+            };
+            let p = q.task.priority();
+            self.note_dequeue(&mut s, q.task.id(), p, QueueLocation::Global);
+            match self.limit_refusing_start(&s, &q) {
+                Some(rule) => self.park(&mut s, rule, q),
+                None => taken.push((q, p)),
+            }
+        }
         taken
-            .into_iter()
-            .map(|q| {
-                let p = q.task.priority();
-                self.note_dequeue(&mut s, q.task.id(), p, QueueLocation::Global);
-                (q, p)
-            })
-            .collect()
     }
 
     /// Puts a task the polling loop took back at the front of its queue (no
@@ -54,13 +59,13 @@ pub(crate) async fn polling_loop(core: Arc<Core>, interval: Duration, batch: usi
         if core.is_paused() {
             continue;
         }
-        let mut taken = core.take_batch(batch).into_iter();
-        while let Some((queued, _priority)) = taken.next() {
+        let mut taken: VecDeque<(Queued, Priority)> = core.take_batch(batch).into();
+        while let Some((queued, _priority)) = taken.pop_front() {
             if core.is_paused() {
                 // Paused mid-batch: the rest goes back, in order, for the
                 // first tick after the resume.
                 let mut back = vec![queued];
-                back.extend(taken.by_ref().map(|(q, _)| q));
+                back.extend(taken.drain(..).map(|(q, _)| q));
                 for q in back.into_iter().rev() {
                     core.return_to_fifo(q);
                 }
@@ -82,7 +87,7 @@ pub(crate) async fn polling_loop(core: Arc<Core>, interval: Duration, batch: usi
                 // this kind idle): it and the rest of the batch wait for the
                 // next tick, in order.
                 let mut back = vec![queued];
-                back.extend(taken.by_ref().map(|(q, _)| q));
+                back.extend(taken.drain(..).map(|(q, _)| q));
                 for q in back.into_iter().rev() {
                     core.return_to_fifo(q);
                 }
@@ -90,6 +95,15 @@ pub(crate) async fn polling_loop(core: Arc<Core>, interval: Duration, batch: usi
             };
             let assignment = {
                 let mut s = core.sched.lock();
+                // A limit that cannot admit it now holds it; the next task
+                // of the queue takes its place in the batch.
+                if let Some(rule) = core.limit_refusing_start(&s, &queued) {
+                    core.park(&mut s, rule, queued);
+                    core.pool.release(agent);
+                    drop(s);
+                    taken.extend(core.take_batch(1));
+                    continue;
+                }
                 core.assign(&mut s, agent, queued, None)
             };
             let Some(attempt) = core.run_guarded(agent, assignment).await else {

@@ -9,8 +9,12 @@ impl Core {
         let s = self.sched.lock();
         self.accepting.store(false, Ordering::Release);
         self.draining.store(true, Ordering::Release);
-        (s.global.len() + s.fifo.len() + self.local.total_len() + s.retrying.len() + s.delays.len())
-            as u64
+        (s.global.len()
+            + s.fifo.len()
+            + self.local.total_len()
+            + s.delays.retrying_len()
+            + s.delays.len()
+            + s.limits.len()) as u64
     }
 
     pub(crate) fn running_count(&self) -> usize {
@@ -39,12 +43,13 @@ impl Core {
             running.stop = Some(Stop::Shutdown);
             running.abort.abort();
         }
-        for (task_id, timer) in s.retrying.drain() {
-            timer.abort();
+        for task_id in s.delays.retrying() {
             self.pool.forget_history(task_id);
         }
-        // Delayed tasks stay pending in the log with their due time.
+        // Delayed tasks stay pending in the log with their due time, and
+        // tasks a limit holds stay pending too.
         s.delays.clear();
+        s.limits.clear();
         let Sched { live, running, .. } = &mut *s;
         live.retain(|id, waiter| {
             if running.contains_key(id) {
@@ -75,10 +80,8 @@ impl Core {
             handle.abort();
         }
         let mut s = self.sched.lock();
-        for (_, timer) in s.retrying.drain() {
-            timer.abort();
-        }
         s.delays.clear();
+        s.limits.clear();
         for (_, waiter) in s.live.drain() {
             if let Some(w) = waiter {
                 let _ = w.send(TaskOutcome::Interrupted);

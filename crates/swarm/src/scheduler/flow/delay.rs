@@ -1,4 +1,6 @@
-//! Delayed tasks (`TaskBuilder::delay`, `TaskBuilder::not_before`).
+//! Delayed tasks (`TaskBuilder::delay`, `TaskBuilder::not_before`), and
+//! tasks waiting for a retry back-off (the same list and timer; told apart
+//! only for the counts).
 //!
 //! A task whose due time lies ahead is accepted and journaled like any other,
 //! then waits here, outside the runnable queues, ordered by due time (then
@@ -26,6 +28,8 @@ use super::super::*;
 pub(crate) struct Delays {
     by_due: BTreeMap<(Instant, u64), Queued>,
     due_of: IdMap<TaskId, (Instant, u64)>,
+    /// Which of them wait for a retry back-off rather than a due time.
+    retries: IdSet<TaskId>,
     timer: Option<Timer>,
     /// Tells a superseded timer (aborted while it waited for the lock) apart.
     generation: u64,
@@ -38,9 +42,19 @@ struct Timer {
 }
 
 impl Delays {
-    /// Tasks waiting for their due time.
+    /// Tasks waiting for their due time (not counting retries).
     pub(crate) fn len(&self) -> usize {
-        self.by_due.len()
+        self.by_due.len() - self.retries.len()
+    }
+
+    /// Tasks waiting for a retry back-off.
+    pub(crate) fn retrying_len(&self) -> usize {
+        self.retries.len()
+    }
+
+    /// The tasks waiting for a retry back-off.
+    pub(crate) fn retrying(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.retries.iter().copied()
     }
 
     fn earliest(&self) -> Option<Instant> {
@@ -55,6 +69,7 @@ impl Delays {
         }
         self.by_due.clear();
         self.due_of.clear();
+        self.retries.clear();
     }
 }
 
@@ -89,12 +104,34 @@ impl Core {
         None
     }
 
-    /// Removes a delayed task (cancelled); true if it was delayed.
+    /// Holds a task whose attempt failed until its back-off has passed (one
+    /// timer for every wait, as for delays); then it is placed as if just
+    /// submitted.
+    pub(in crate::scheduler) fn hold_for_retry(
+        &self,
+        s: &mut Sched,
+        queued: Queued,
+        after: Duration,
+    ) {
+        // A back-off too long to represent waits as good as for ever.
+        let at = Instant::now()
+            .checked_add(after)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 30));
+        let key = (at, queued.order);
+        s.delays.retries.insert(queued.task.id());
+        s.delays.due_of.insert(queued.task.id(), key);
+        s.delays.by_due.insert(key, queued);
+        self.arm_delay_timer(s);
+    }
+
+    /// Removes a delayed task or one waiting for its retry (cancelled); true
+    /// if it was either.
     pub(in crate::scheduler) fn remove_delayed(&self, s: &mut Sched, task_id: TaskId) -> bool {
         let Some(key) = s.delays.due_of.remove(&task_id) else {
             return false;
         };
         s.delays.by_due.remove(&key);
+        s.delays.retries.remove(&task_id);
         self.arm_delay_timer(s);
         true
     }
@@ -147,7 +184,8 @@ impl Core {
             }
             let mut queued = entry.remove();
             s.delays.due_of.remove(&queued.task.id());
-            // Its queue wait starts now: the delay was asked for.
+            s.delays.retries.remove(&queued.task.id());
+            // Its queue wait starts now: the delay (or back-off) was asked for.
             queued.since = now;
             // As if submitted now: affinity and prefetch still apply.
             self.enqueue_new(&mut s, queued);
