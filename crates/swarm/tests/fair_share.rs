@@ -188,3 +188,56 @@ async fn a_zero_weight_and_fair_share_in_polling_mode_are_refused() {
         "{err}"
     );
 }
+
+/// Fair share and limits together: one tenant held to one running task by a
+/// concurrency limit inside the fair queue's round robin; every task of both
+/// tenants completes, and the limit is never exceeded.
+#[tokio::test(start_paused = true)]
+async fn fair_share_and_a_concurrency_limit_combine() {
+    use swarm::Selector;
+    #[derive(Clone, Default)]
+    struct Running {
+        now: Arc<Mutex<(usize, usize)>>,
+    }
+    impl Agent for Running {
+        async fn execute(&self, task: &Task) -> Result<TaskOutput, ExecuteError> {
+            let limited = task.key() == Some("a");
+            if limited {
+                let mut now = self.now.lock();
+                now.0 += 1;
+                now.1 = now.1.max(now.0);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if limited {
+                self.now.lock().0 -= 1;
+            }
+            Ok(TaskOutput::from("ok"))
+        }
+    }
+    let agent = Running::default();
+    let seen = agent.clone();
+    let swarm = Swarm::builder()
+        .agents(AGENTS)
+        .max_agents(AGENTS)
+        .autoscale(false)
+        .fair_share(true)
+        .concurrency_limit(Selector::key("a"), 1)
+        .agent_factory(move |_| agent.clone())
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..60 {
+        let key = if i % 2 == 0 { "a" } else { "b" };
+        handles.push(swarm.submit(keyed(key)).await.unwrap());
+    }
+    for handle in handles {
+        assert!(matches!(handle.await, swarm::TaskOutcome::Completed { .. }));
+    }
+    assert_eq!(
+        seen.now.lock().1,
+        1,
+        "tenant a ran more than one task at once"
+    );
+    swarm.shutdown(Duration::from_secs(5)).await.unwrap();
+}
