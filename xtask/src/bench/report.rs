@@ -143,6 +143,12 @@ const AIMS: &[Aim] = &[
     },
     Aim {
         scenario: "soak",
+        key: "covered_max_segments",
+        text: "<= 2",
+        met: |v, _| v <= 2.0,
+    },
+    Aim {
+        scenario: "soak",
         key: "restart_ms",
         text: "<= restart_ms_fresh + 100",
         met: |v, details| {

@@ -28,6 +28,10 @@
 //! `restart_ms_fresh` is the same on an empty store, in the same process.
 //! Rounds alternate soaked and fresh; the medians are reported.
 //!
+//! Last, `covered` runs the load again (half as long) on a store with
+//! `LogRetention::covered_by_snapshot` and small segments, and reports the
+//! most segment files alive at once (`covered_max_segments`).
+//!
 //! RSS is per process: this scenario runs in a process of its own (`cargo
 //! xtask bench` starts one per scenario, and `swarm-bench` given several
 //! scenarios re-runs this one in a child), so no other scenario's
@@ -41,6 +45,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use swarm::{EventStore, Swarm};
+
+mod covered;
 
 use super::{Result, ms, task};
 use crate::sys::{median, r3, rss_bytes};
@@ -129,6 +135,9 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
             .push(restart(&dir.path().join(format!("fresh-{round}"))).await?);
     }
 
+    // The disk side, after every RSS and restart measurement of the soak.
+    let covered = covered::run(&dir.path().join("covered"), load_for / 2).await?;
+
     let fit = load.fit(load_for)?;
     let second_half = load.fit_from(load_for / 2)?;
     // The whole run's average, warm-up included, for comparison with the slope.
@@ -156,6 +165,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "max_open_fds": max_fds,
         "rss_start_mib": mib(rss_start),
         "rss_end_mib": mib(rss_end),
+        "covered_max_segments": covered.max_segments,
     });
     let details = json!({
         "target_tasks_per_sec": RATE,
@@ -207,6 +217,7 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     });
     let mut details = object(details);
     details.extend(object(restart_details));
+    details.insert("covered".into(), covered.details);
     let t: Vec<f64> = samples.iter().map(|s| r3(s.at.as_secs_f64())).collect();
     let series = json!({
         "t_s": t,
