@@ -9,7 +9,8 @@ use swarm_core::event::{
     CoordinatorOverload, FailureReason, PerformanceDegraded, QueueBacklog, QueueLocation,
     SwarmPaused, SwarmResumed, SystemShutdown, TaskAssigned, TaskCancelled, TaskCompleted,
     TaskCreated, TaskCritical, TaskDeadLetterRetried, TaskDeadLettered, TaskDequeued,
-    TaskDiscarded, TaskEnqueued, TaskFailed, TaskInterrupted, WorkStolen,
+    TaskDiscarded, TaskEnqueued, TaskFailed, TaskInterrupted, TaskThrottled, TaskUnthrottled,
+    WorkStolen,
 };
 use swarm_core::{AgentId, Event, Payload, Priority, Task, TaskId, TaskParts, Timestamp};
 
@@ -259,6 +260,17 @@ fn event(tag: u64, i: &mut In<'_>) -> R<Option<Event>> {
         22 => TaskDiscarded { task_id: i.task()? }.into(),
         23 => SwarmPaused { running: i.var()? }.into(),
         24 => SwarmResumed { queued: i.var()? }.into(),
+        25 => TaskThrottled {
+            task_id: i.task()?,
+            limit: i.text()?,
+        }
+        .into(),
+        26 => TaskUnthrottled {
+            task_id: i.task()?,
+            limit: i.text()?,
+            waited: i.micros()?,
+        }
+        .into(),
         _ => return Some(None),
     };
     Some(Some(e))

@@ -613,3 +613,55 @@ proptest! {
         runtime.block_on(run_workload(&w))?;
     }
 }
+
+/// Limits on a durable store, in both modes: the `task:throttled` and
+/// `task:unthrottled` events are journaled (the file log's positional
+/// encoding has them: without their tags every append with one failed and
+/// the swarm refused new work), and the log replays to every task completed.
+#[tokio::test]
+async fn limits_on_a_file_store_journal_their_waits_and_replay() {
+    for mode in [SchedulerMode::Event, SchedulerMode::polling()] {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Probe::default();
+        let swarm = builder(&probe, 2)
+            .mode(mode)
+            .file_store(dir.path())
+            .concurrency_limit(Selector::kind("llm"), 1)
+            .rate_limit(Selector::kind("llm"), Rate::new(50, Duration::from_secs(1)))
+            .build()
+            .await
+            .unwrap();
+        let (throttled, _sub) = count_throttled(&swarm);
+        let mut handles = Vec::new();
+        for _ in 0..6 {
+            let task = Task::builder("llm").build().unwrap();
+            probe
+                .plans
+                .lock()
+                .insert(task.id(), Duration::from_millis(5));
+            handles.push(swarm.submit(task).await.unwrap());
+        }
+        for handle in handles {
+            assert!(
+                matches!(handle.await, TaskOutcome::Completed { .. }),
+                "{mode:?}"
+            );
+        }
+        assert!(
+            *throttled.lock() > 0,
+            "{mode:?}: no task waited on the limits"
+        );
+        swarm.shutdown(Duration::from_secs(5)).await.unwrap();
+
+        let store = swarm::FileStore::open(dir.path()).unwrap();
+        let mut kinds = Vec::new();
+        let mut read = swarm::EventStore::read(&store, 1);
+        while let Some(stored) = futures::StreamExt::next(&mut read).await {
+            kinds.push(stored.unwrap().event.name());
+        }
+        assert!(kinds.contains(&"task:throttled"), "{mode:?}: {kinds:?}");
+        assert!(kinds.contains(&"task:unthrottled"), "{mode:?}: {kinds:?}");
+        let state = swarm::SystemState::replay(&store).await.unwrap();
+        assert_eq!(state.count(swarm::TaskStatus::Completed), 6, "{mode:?}");
+    }
+}

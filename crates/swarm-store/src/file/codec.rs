@@ -50,7 +50,8 @@ use swarm_core::event::{
     CoordinatorOverload, FailureReason, PerformanceDegraded, QueueBacklog, QueueLocation,
     SwarmPaused, SwarmResumed, SystemShutdown, TaskAssigned, TaskCancelled, TaskCompleted,
     TaskCreated, TaskCritical, TaskDeadLetterRetried, TaskDeadLettered, TaskDequeued,
-    TaskDiscarded, TaskEnqueued, TaskFailed, TaskInterrupted, WorkStolen,
+    TaskDiscarded, TaskEnqueued, TaskFailed, TaskInterrupted, TaskThrottled, TaskUnthrottled,
+    WorkStolen,
 };
 use swarm_core::{
     AgentId, Event, EventKind, Payload, Priority, Task, TaskId, TaskParts, Timestamp,
@@ -395,6 +396,8 @@ positional! {
     22 => TaskDiscarded,
     23 => SwarmPaused,
     24 => SwarmResumed,
+    25 => TaskThrottled,
+    26 => TaskUnthrottled,
 }
 
 /// Appends the positional form of `event` to `buf`; fails (leaving `buf`
@@ -894,6 +897,36 @@ impl Positional for TaskDiscarded {
     fn get(r: &mut Reader<'_>, _: &mut Interner) -> Result<Self, Bad> {
         Ok(TaskDiscarded {
             task_id: r.task_id()?,
+        })
+    }
+}
+
+impl Positional for TaskThrottled {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.task_id(self.task_id);
+        w.bytes(self.limit.as_bytes());
+    }
+
+    fn get(r: &mut Reader<'_>, _: &mut Interner) -> Result<Self, Bad> {
+        Ok(TaskThrottled {
+            task_id: r.task_id()?,
+            limit: r.string()?,
+        })
+    }
+}
+
+impl Positional for TaskUnthrottled {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.task_id(self.task_id);
+        w.bytes(self.limit.as_bytes());
+        w.duration(self.waited);
+    }
+
+    fn get(r: &mut Reader<'_>, _: &mut Interner) -> Result<Self, Bad> {
+        Ok(TaskUnthrottled {
+            task_id: r.task_id()?,
+            limit: r.string()?,
+            waited: r.duration()?,
         })
     }
 }
