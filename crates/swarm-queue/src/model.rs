@@ -455,87 +455,56 @@ pub trait QueueUnderTest {
     }
 }
 
-impl QueueUnderTest for PriorityQueue<u64> {
-    fn push(&mut self, item: u64, priority: Priority) -> Result<(), QueueFull<u64>> {
-        PriorityQueue::push(self, item, priority)
-    }
-    fn pop(&mut self) -> Option<(u64, Priority)> {
-        PriorityQueue::pop(self)
-    }
-    fn peek(&self) -> Option<(u64, Priority)> {
-        PriorityQueue::peek(self).map(|(item, p)| (*item, p))
-    }
-    fn len(&self) -> usize {
-        PriorityQueue::len(self)
-    }
-    fn retain(&mut self, keep: &mut dyn FnMut(&u64) -> bool) {
-        PriorityQueue::retain(self, keep)
-    }
-    fn drain(&mut self) -> Vec<(u64, Priority)> {
-        PriorityQueue::drain(self).collect()
-    }
-    fn stats(&self) -> Option<QueueStats> {
-        Some(PriorityQueue::stats(self))
-    }
-    fn pop_order(&self) -> Option<Vec<(u64, Priority)>> {
-        Some(self.iter().map(|(item, p)| (*item, p)).collect())
-    }
-    fn remove_where(
-        &mut self,
-        remove: &mut dyn FnMut(&u64) -> bool,
-    ) -> Option<Vec<(u64, Priority)>> {
-        Some(PriorityQueue::remove_where(self, remove))
-    }
-    fn take_where(
-        &mut self,
-        max: usize,
-        take: &mut dyn FnMut(&u64) -> bool,
-    ) -> Option<Vec<(u64, Priority)>> {
-        Some(PriorityQueue::take_where(self, max, take))
-    }
+/// `QueueUnderTest` for a queue type whose inherent methods have these names
+/// and signatures (both `PriorityQueue` and `FairQueue` do).
+macro_rules! queue_under_test {
+    ($queue:ident) => {
+        impl QueueUnderTest for $queue<u64> {
+            fn push(&mut self, item: u64, priority: Priority) -> Result<(), QueueFull<u64>> {
+                $queue::push(self, item, priority)
+            }
+            fn pop(&mut self) -> Option<(u64, Priority)> {
+                $queue::pop(self)
+            }
+            fn peek(&self) -> Option<(u64, Priority)> {
+                $queue::peek(self).map(|(item, p)| (*item, p))
+            }
+            fn len(&self) -> usize {
+                $queue::len(self)
+            }
+            fn retain(&mut self, keep: &mut dyn FnMut(&u64) -> bool) {
+                $queue::retain(self, keep)
+            }
+            fn drain(&mut self) -> Vec<(u64, Priority)> {
+                $queue::drain(self).collect()
+            }
+            fn stats(&self) -> Option<QueueStats> {
+                Some($queue::stats(self))
+            }
+            fn pop_order(&self) -> Option<Vec<(u64, Priority)>> {
+                Some(self.iter().map(|(item, p)| (*item, p)).collect())
+            }
+            fn remove_where(
+                &mut self,
+                remove: &mut dyn FnMut(&u64) -> bool,
+            ) -> Option<Vec<(u64, Priority)>> {
+                Some($queue::remove_where(self, remove))
+            }
+            fn take_where(
+                &mut self,
+                max: usize,
+                take: &mut dyn FnMut(&u64) -> bool,
+            ) -> Option<Vec<(u64, Priority)>> {
+                Some($queue::take_where(self, max, take))
+            }
+        }
+    };
 }
 
-/// A fair queue is checked against the same model: with one key (or none) it
-/// must behave exactly like the FIFO-per-level queue.
-impl QueueUnderTest for FairQueue<u64> {
-    fn push(&mut self, item: u64, priority: Priority) -> Result<(), QueueFull<u64>> {
-        FairQueue::push(self, item, priority)
-    }
-    fn pop(&mut self) -> Option<(u64, Priority)> {
-        FairQueue::pop(self)
-    }
-    fn peek(&self) -> Option<(u64, Priority)> {
-        FairQueue::peek(self).map(|(item, p)| (*item, p))
-    }
-    fn len(&self) -> usize {
-        FairQueue::len(self)
-    }
-    fn retain(&mut self, keep: &mut dyn FnMut(&u64) -> bool) {
-        FairQueue::retain(self, keep)
-    }
-    fn drain(&mut self) -> Vec<(u64, Priority)> {
-        FairQueue::drain(self).collect()
-    }
-    fn stats(&self) -> Option<QueueStats> {
-        Some(FairQueue::stats(self))
-    }
-    fn pop_order(&self) -> Option<Vec<(u64, Priority)>> {
-        Some(self.iter().map(|(item, p)| (*item, p)).collect())
-    }
-    fn remove_where(
-        &mut self,
-        remove: &mut dyn FnMut(&u64) -> bool,
-    ) -> Option<Vec<(u64, Priority)>> {
-        Some(FairQueue::remove_where(self, remove))
-    }
-    fn take_where(
-        &mut self,
-        max: usize,
-        take: &mut dyn FnMut(&u64) -> bool,
-    ) -> Option<Vec<(u64, Priority)>> {
-        Some(FairQueue::take_where(self, max, take))
-    }
-}
+queue_under_test!(PriorityQueue);
+// A fair queue is checked against the same model: with one key (or none) it
+// must behave exactly like the FIFO-per-level queue.
+queue_under_test!(FairQueue);
 
 struct Step<'a>(usize, &'a Op);
 

@@ -468,7 +468,15 @@ async fn run_one(
     mut stop: oneshot::Receiver<Stop>,
 ) {
     let config = source.queue.config.clone();
-    let delivered = message.info().map(|i| i.delivered).unwrap_or(1).max(1);
+    // The reply subject is parsed once: the delivery count and when the
+    // server stored the message (for the queue wait).
+    let (delivered, published) = match message.info() {
+        Ok(info) => (
+            info.delivered.max(1),
+            Some(std::time::SystemTime::from(info.published)),
+        ),
+        Err(_) => (1, None),
+    };
     // Attempts made before this delivery, counted across nodes: those the
     // payload carries (a task handed back is published again with its
     // count) plus one per earlier delivery of this message, each of which
@@ -526,7 +534,7 @@ async fn run_one(
         agent_id: agent,
         attempt,
         priority,
-        queue_wait: queue_wait(&message, &task),
+        queue_wait: queue_wait(published, &task),
     });
     let outcome = in_progress(&message, &config, async {
         tokio::select! {
@@ -586,12 +594,12 @@ async fn run_one(
 /// message carries no timestamp. A redelivery counts from the first store of
 /// the message, a hand-back from its new message. Across machines it adds
 /// the skew between the server's clock and this node's.
-fn queue_wait(message: &Message, task: &Task) -> Duration {
-    match message.info() {
-        Ok(info) => std::time::SystemTime::now()
-            .duration_since(std::time::SystemTime::from(info.published))
+fn queue_wait(published: Option<std::time::SystemTime>, task: &Task) -> Duration {
+    match published {
+        Some(at) => std::time::SystemTime::now()
+            .duration_since(at)
             .unwrap_or_default(),
-        Err(_) => Timestamp::now().saturating_duration_since(task.created_at()),
+        None => Timestamp::now().saturating_duration_since(task.created_at()),
     }
 }
 
