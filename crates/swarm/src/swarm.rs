@@ -742,7 +742,7 @@ impl Swarm {
                     pending: 0,
                 });
                 let finished_in_time = source.wait_idle(deadline_at).await;
-                let interrupted = source.running_count();
+                let interrupted = source.attempts_running();
                 source.interrupt_all();
                 if interrupted > 0 {
                     source

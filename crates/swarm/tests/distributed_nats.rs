@@ -1011,3 +1011,70 @@ async fn the_queue_wait_counts_from_acceptance() {
     )
     .await;
 }
+
+/// Runs for 1.6 s: longer than the `ack_wait` of the redelivery test.
+struct Slow;
+
+impl Agent for Slow {
+    async fn execute(&self, _task: &Task) -> Result<TaskOutput, ExecuteError> {
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        Ok(TaskOutput::empty())
+    }
+}
+
+/// A task the server redelivers while this node still runs it (its progress
+/// acks did not arrive in time, as when the node's server is cut off) runs
+/// once: the redelivery neither starts a second attempt nor stops the first,
+/// and is settled the way the attempt settles its message. (A second
+/// delivery used to replace the running attempt's stop handle: both
+/// attempts stopped each other, each recorded `task:interrupted` and handed
+/// the task back as a new message, so one task multiplied into several.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_redelivered_while_it_runs_here_runs_once() {
+    with_swarm(
+        "redeliver",
+        |c| {
+            c.ack_wait = Duration::from_millis(500);
+            // No progress ack before the server's ack_wait runs out.
+            c.progress_every = Some(Duration::from_secs(10));
+        },
+        |url, config, queue, log| async move {
+            let node = start_on(&url, queue.config(), || Slow, 2, log.clone()).await;
+            let task = Task::builder("work")
+                .id(TaskId::from_u64(21))
+                .build()
+                .unwrap();
+            submit_journaled(&log, &queue, &task).await;
+            wait_for_event(&log, Duration::from_secs(10), "task:completed", |e| {
+                matches!(e, Event::TaskCompleted(_)).then_some(())
+            })
+            .await;
+            // Redelivered at least once while it ran.
+            assert!(deliveries(&url, &config, Priority::Normal).await >= 2);
+            assert_eq!(settle(&queue, 0, Duration::from_secs(10)).await, (0, 0));
+            // Time for a wrongly handed-back copy to run again.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            node.stop().await;
+            let events = log_events(&log).await;
+            let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+            let names: Vec<&str> = events.iter().map(Event::name).collect();
+            assert_eq!(
+                count(|e| matches!(e, Event::TaskAssigned(_))),
+                1,
+                "{names:?}"
+            );
+            assert_eq!(
+                count(|e| matches!(e, Event::TaskInterrupted(_))),
+                0,
+                "{names:?}"
+            );
+            assert_eq!(
+                count(|e| matches!(e, Event::TaskCompleted(_))),
+                1,
+                "{names:?}"
+            );
+            assert_eq!(queue.pending().await.unwrap(), 0);
+        },
+    )
+    .await;
+}

@@ -48,6 +48,7 @@
 
 mod error;
 mod queue;
+mod settle;
 mod source;
 
 pub(crate) use source::{JetStreamSource, SourceMembership, connect};

@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 
 use super::error::DistributedError;
 use super::queue::{TaskQueue, TaskQueueConfig};
+use super::settle::{Delivery, Held, Settled, Stop};
 use crate::handle::TaskOutcome;
 use crate::idmap::IdMap;
 use crate::journal::Journal;
@@ -60,19 +61,15 @@ const JOURNAL_RETRY_DELAY: Duration = Duration::from_millis(500);
 /// before the node tries again.
 const DEAD_LETTER_RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// Why a running attempt is being stopped from outside.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stop {
-    Cancel,
-    Shutdown,
-}
-
 #[derive(Default)]
 struct State {
     /// Handles of tasks submitted here, resolved by the log follower.
     waiters: IdMap<TaskId, oneshot::Sender<TaskOutcome>>,
-    /// Attempts running here, and how to stop each.
-    running: IdMap<TaskId, oneshot::Sender<Stop>>,
+    /// The messages of tasks running here (until settled), and how to stop
+    /// each attempt.
+    running: IdMap<TaskId, Held>,
+    /// How this node settled its latest messages (see [`super::settle`]).
+    settled: Settled,
     /// Tasks whose `task:dead_lettered` this node recorded but whose copy to
     /// the dead-letter stream failed: their redelivery does not record it twice.
     dead_recorded: HashSet<TaskId>,
@@ -271,14 +268,29 @@ impl JetStreamSource {
     /// recorded, its message terminated. A task waiting in the server's queue
     /// or running on another node is not found.
     pub(crate) fn cancel(&self, task: TaskId) -> bool {
-        match self.state.lock().running.remove(&task) {
-            Some(stop) => stop.send(Stop::Cancel).is_ok(),
-            None => false,
-        }
+        let stop = self
+            .state
+            .lock()
+            .running
+            .get_mut(&task)
+            .and_then(|held| held.stop.take());
+        stop.is_some_and(|stop| stop.send(Stop::Cancel).is_ok())
     }
 
+    /// Messages held here: attempts running, or ended and not yet settled
+    /// (shutdown waits for both).
     pub(crate) fn running_count(&self) -> usize {
         self.state.lock().running.len()
+    }
+
+    /// Attempts running here (not those whose message is being settled).
+    pub(crate) fn attempts_running(&self) -> usize {
+        self.state
+            .lock()
+            .running
+            .values()
+            .filter(|held| held.attempt_running())
+            .count()
     }
 
     /// Stops taking work; running attempts go on.
@@ -308,8 +320,10 @@ impl JetStreamSource {
     /// every waiting handle as interrupted.
     pub(crate) fn interrupt_all(&self) {
         let mut state = self.state.lock();
-        for (_, stop) in state.running.drain() {
-            let _ = stop.send(Stop::Shutdown);
+        for held in state.running.values_mut() {
+            if let Some(stop) = held.stop.take() {
+                let _ = stop.send(Stop::Shutdown);
+            }
         }
         for (_, waiter) in state.waiters.drain() {
             let _ = waiter.send(TaskOutcome::Interrupted);
@@ -402,13 +416,40 @@ async fn pull(
                 continue;
             }
         };
-        // Claimed here, before the next pull, so one idle agent takes one message.
-        let agent = source.pool.claim_idle_for(task.kind());
-        let (stop_tx, stop_rx) = oneshot::channel();
-        if agent.is_some() {
-            source.state.lock().running.insert(task.id(), stop_tx);
+        let delivery = Delivery::new(message, task.id());
+        // A redelivery of a message this node holds or settled lately (see
+        // `settle`): it does not run the task again.
+        let (held, done) = {
+            let state = source.state.lock();
+            (
+                state.running.contains_key(&task.id()),
+                delivery
+                    .seq
+                    .and_then(|seq| state.settled.done(task.id(), seq)),
+            )
+        };
+        if let Some(kind) = done.filter(|_| !held) {
+            tracing::debug!(task = %task.id(), "a settled message redelivered: settled again");
+            let _ = delivery.message.ack_with(kind).await;
+            continue;
         }
-        let run = tokio::spawn(run_one(Arc::clone(&source), message, task, agent, stop_rx));
+        let run = if held {
+            tokio::spawn(redelivered(Arc::clone(&source), delivery))
+        } else {
+            // Claimed here, before the next pull, so one idle agent takes one message.
+            let agent = source.pool.claim_idle_for(task.kind());
+            let (stop_tx, stop_rx) = oneshot::channel();
+            if agent.is_some() {
+                source.state.lock().running.insert(
+                    task.id(),
+                    Held {
+                        seq: delivery.seq,
+                        stop: Some(stop_tx),
+                    },
+                );
+            }
+            tokio::spawn(run_one(Arc::clone(&source), delivery, task, agent, stop_rx))
+        };
         let mut tasks = source.tasks.lock();
         // Keep the puller and follower (the first two), drop finished runs.
         let mut i = 2;
@@ -462,21 +503,13 @@ async fn follow(source: Arc<JetStreamSource>, store: Arc<dyn EventStore>, from: 
 /// Runs one delivered task on `agent` (claimed by the puller).
 async fn run_one(
     source: Arc<JetStreamSource>,
-    message: Message,
+    delivery: Delivery,
     mut task: Task,
     agent: Option<AgentId>,
     mut stop: oneshot::Receiver<Stop>,
 ) {
     let config = source.queue.config.clone();
-    // The reply subject is parsed once: the delivery count and when the
-    // server stored the message (for the queue wait).
-    let (delivered, published) = match message.info() {
-        Ok(info) => (
-            info.delivered.max(1),
-            Some(std::time::SystemTime::from(info.published)),
-        ),
-        Err(_) => (1, None),
-    };
+    let delivered = delivery.delivered;
     // Attempts made before this delivery, counted across nodes: those the
     // payload carries (a task handed back is published again with its
     // count) plus one per earlier delivery of this message, each of which
@@ -492,7 +525,6 @@ async fn run_one(
     if used_up || delivered > config.max_deliver || recorded_dead {
         if let Some(agent) = agent {
             source.pool.release(agent);
-            source.state.lock().running.remove(&task.id());
         }
         // A node died running the task's last attempt, or an earlier
         // delivery's dead-lettering could not finish: finish it now,
@@ -515,14 +547,14 @@ async fn run_one(
                 errors: source.pool.forget_history(task.id()),
             });
         }
-        dead_letter(&source, &message, &task, &reason).await;
+        dead_letter(&source, &delivery, &task, &reason).await;
         source.freed.notify_one();
         return;
     }
     let Some(agent) = agent else {
         // No agent here can run it now (none of its kind, or one was just
         // removed): another node, or this one later, will.
-        hand_back(&source, &message, &task, true).await;
+        hand_back(&source, &delivery, &task, true).await;
         return;
     };
     let task_id = task.id();
@@ -534,9 +566,9 @@ async fn run_one(
         agent_id: agent,
         attempt,
         priority,
-        queue_wait: queue_wait(published, &task),
+        queue_wait: queue_wait(delivery.published, &task),
     });
-    let outcome = in_progress(&message, &config, async {
+    let outcome = in_progress(&delivery.message, &config, async {
         tokio::select! {
             r = source.pool.execute(agent, task.clone()) => Ok(r),
             // Dropping the attempt (cancel, shutdown) frees the agent.
@@ -544,15 +576,17 @@ async fn run_one(
         }
     })
     .await;
-    source.state.lock().running.remove(&task_id);
+    // The attempt ended: a cancel finds nothing to stop. The message stays
+    // held until it is settled.
+    drop(stop);
     source.freed.notify_one();
     source.attempt_ended.notify_waiters();
     match outcome {
-        Ok(Ok(executed)) => finish(&source, &message, delivered, executed).await,
+        Ok(Ok(executed)) => finish(&source, &delivery, executed).await,
         Ok(Err(refused)) => {
             tracing::warn!(error = %refused, "agent refused the task: handing it back");
             source.pool.release(agent);
-            hand_back(&source, &message, refused.task(), true).await;
+            hand_back(&source, &delivery, refused.task(), true).await;
         }
         Err(Stop::Cancel) => {
             source.pool.release(agent);
@@ -567,7 +601,7 @@ async fn run_one(
                 Ok(()) => AckKind::Term,
                 Err(_) => AckKind::Nak(Some(JOURNAL_RETRY_DELAY)),
             };
-            let _ = message.ack_with(ack).await;
+            settle(&source, &delivery, ack).await;
         }
         Err(Stop::Shutdown) => {
             source.pool.release(agent);
@@ -583,9 +617,60 @@ async fn run_one(
             // nak would count this delivery as an attempt).
             task.set_attempt(attempt - 1);
             let _ = source.journal.barrier_for(task_id).await;
-            hand_back(&source, &message, &task, false).await;
+            hand_back(&source, &delivery, &task, false).await;
         }
     }
+}
+
+/// Settles a delivery's message with `kind`: the node stops holding it
+/// (shutdown and redeliveries waiting on it go on) and remembers how it was
+/// settled, then sends the ack.
+async fn settle(source: &JetStreamSource, delivery: &Delivery, kind: AckKind) {
+    {
+        let mut state = source.state.lock();
+        if state
+            .running
+            .get(&delivery.task)
+            .is_some_and(|held| held.seq == delivery.seq)
+        {
+            state.running.remove(&delivery.task);
+        }
+        if let Some(seq) = delivery.seq {
+            state.settled.record(delivery.task, seq, kind);
+        }
+    }
+    source.attempt_ended.notify_waiters();
+    let _ = delivery.message.ack_with(kind).await;
+}
+
+/// A delivery of a task that runs here: held with progress acks until the
+/// running attempt settles its message, then settled the same way when it
+/// is the same message (the server now expects the ack on this delivery's
+/// reply subject). Another message of the same task (a copy) is offered
+/// again at once, to run as any delivery does.
+async fn redelivered(source: Arc<JetStreamSource>, delivery: Delivery) {
+    tracing::debug!(task = %delivery.task, "redelivered while it runs here: held until it settles");
+    let config = source.queue.config.clone();
+    let kind = in_progress(&delivery.message, &config, async {
+        loop {
+            let changed = source.attempt_ended.notified();
+            {
+                let state = source.state.lock();
+                let settled = delivery
+                    .seq
+                    .and_then(|seq| state.settled.kind(delivery.task, seq));
+                if settled.is_some() || !state.running.contains_key(&delivery.task) {
+                    return settled;
+                }
+            }
+            changed.await;
+        }
+    })
+    .await;
+    let _ = delivery
+        .message
+        .ack_with(kind.unwrap_or(AckKind::Nak(None)))
+        .await;
 }
 
 /// How long the task waited between its acceptance and this start: since
@@ -632,9 +717,10 @@ async fn in_progress<T>(
 /// its hand-backs in a header) and acks the old one. If the publish fails
 /// the old message is nak'd instead, and that delivery counts as an attempt.
 /// Without `back_off` it goes back at once (a graceful shutdown).
-async fn hand_back(source: &JetStreamSource, message: &Message, task: &Task, back_off: bool) {
+async fn hand_back(source: &JetStreamSource, delivery: &Delivery, task: &Task, back_off: bool) {
     let config = &source.queue.config;
-    let handed_back: u32 = message
+    let handed_back: u32 = delivery
+        .message
         .headers
         .as_ref()
         .and_then(|h| h.get(HANDED_BACK_HEADER))
@@ -671,17 +757,18 @@ async fn hand_back(source: &JetStreamSource, message: &Message, task: &Task, bac
         Err(_) => false,
     };
     if republished {
-        let _ = message.ack().await;
+        settle(source, delivery, AckKind::Ack).await;
     } else {
         tracing::warn!(task = %task.id(), "a task could not be handed back: nak'd instead");
-        let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+        settle(source, delivery, AckKind::Nak(Some(delay))).await;
     }
 }
 
 /// Acks, naks or dead-letters a task's message once its attempt ended, and
 /// counts the outcome in the swarm's stats.
-async fn finish(source: &JetStreamSource, message: &Message, delivered: i64, executed: Executed) {
+async fn finish(source: &JetStreamSource, delivery: &Delivery, executed: Executed) {
     let config = &source.queue.config;
+    let delivered = delivery.delivered;
     let counters = &source.counters;
     let task = &executed.task;
     match &executed.next {
@@ -696,7 +783,7 @@ async fn finish(source: &JetStreamSource, message: &Message, delivered: i64, exe
     }
     match &executed.next {
         Next::DeadLettered { failure, .. } => {
-            dead_letter(source, message, task, &failure.to_string()).await;
+            dead_letter(source, delivery, task, &failure.to_string()).await;
         }
         Next::Retry { failure, .. } if delivered >= config.max_deliver => {
             // The pool would retry, but the server delivers the message no
@@ -711,7 +798,7 @@ async fn finish(source: &JetStreamSource, message: &Message, delivered: i64, exe
                 "{failure} (delivered {delivered} times, max_deliver {})",
                 config.max_deliver
             );
-            dead_letter(source, message, task, &reason).await;
+            dead_letter(source, delivery, task, &reason).await;
         }
         next => {
             if matches!(next, Next::Retry { .. }) {
@@ -721,8 +808,12 @@ async fn finish(source: &JetStreamSource, message: &Message, delivered: i64, exe
             // task; a task whose events could not be appended is offered
             // again (it runs again: at-least-once) rather than acked with a
             // gap in the log.
-            let recorded =
-                in_progress(message, config, source.journal.barrier_for(task.id())).await;
+            let recorded = in_progress(
+                &delivery.message,
+                config,
+                source.journal.barrier_for(task.id()),
+            )
+            .await;
             let ack = match (next, recorded) {
                 (Next::Retry { after, .. }, _) => AckKind::Nak(Some(*after)),
                 (_, Ok(())) => AckKind::Ack,
@@ -731,27 +822,31 @@ async fn finish(source: &JetStreamSource, message: &Message, delivered: i64, exe
                     AckKind::Nak(Some(JOURNAL_RETRY_DELAY))
                 }
             };
-            let _ = message.ack_with(ack).await;
+            settle(source, delivery, ack).await;
         }
     }
 }
 
 /// Once the task's `task:dead_lettered` is in the log, copies the task to
 /// the dead-letter stream and terminates its message.
-async fn dead_letter(source: &JetStreamSource, message: &Message, task: &Task, reason: &str) {
+async fn dead_letter(source: &JetStreamSource, delivery: &Delivery, task: &Task, reason: &str) {
     let config = &source.queue.config;
-    if let Err(error) = in_progress(message, config, source.journal.barrier_for(task.id())).await {
+    let recorded = in_progress(
+        &delivery.message,
+        config,
+        source.journal.barrier_for(task.id()),
+    )
+    .await;
+    if let Err(error) = recorded {
         tracing::warn!(task = %task.id(), %error, "task:dead_lettered is not in the log: offering the task again");
-        let _ = message
-            .ack_with(AckKind::Nak(Some(JOURNAL_RETRY_DELAY)))
-            .await;
+        settle(source, delivery, AckKind::Nak(Some(JOURNAL_RETRY_DELAY))).await;
         return;
     }
     let body = match serde_json::to_vec(task) {
         Ok(body) => body,
         Err(error) => {
             tracing::error!(task = %task.id(), %error, "a dead task could not be encoded: it is in the log only");
-            let _ = message.ack_with(AckKind::Term).await;
+            settle(source, delivery, AckKind::Term).await;
             return;
         }
     };
@@ -769,16 +864,19 @@ async fn dead_letter(source: &JetStreamSource, message: &Message, task: &Task, r
     };
     if published {
         source.state.lock().dead_recorded.remove(&task.id());
-        let _ = message.ack_with(AckKind::Term).await;
+        settle(source, delivery, AckKind::Term).await;
     } else {
         // The log says dead-lettered; the copy is retried on the next
         // delivery (which does not run the task again), so the message is
         // never left hanging.
         tracing::warn!(task = %task.id(), "the dead-letter stream did not take the task: offering it again");
         source.state.lock().dead_recorded.insert(task.id());
-        let _ = message
-            .ack_with(AckKind::Nak(Some(DEAD_LETTER_RETRY_DELAY)))
-            .await;
+        settle(
+            source,
+            delivery,
+            AckKind::Nak(Some(DEAD_LETTER_RETRY_DELAY)),
+        )
+        .await;
     }
 }
 
@@ -792,7 +890,7 @@ impl JetStreamSource {
             crate::stats::Load {
                 queued: 0,
                 waiting_retry: 0,
-                running: self.running_count() as u64,
+                running: self.attempts_running() as u64,
             },
         )
     }
