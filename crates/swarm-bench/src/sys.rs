@@ -79,3 +79,145 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
 pub(crate) fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+/// Another process's CPU time and I/O, read from `/proc/<pid>`: for the
+/// nats-server the distributed scenario drains through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ProcUsage {
+    /// User + system CPU.
+    pub(crate) cpu: Duration,
+    /// Bytes read through `read`-like calls (sockets and files).
+    pub(crate) rchar: u64,
+    /// Bytes written through `write`-like calls (sockets and files).
+    pub(crate) wchar: u64,
+    /// Bytes the process caused to be written to storage.
+    pub(crate) write_bytes: u64,
+}
+
+impl ProcUsage {
+    /// What `pid` has used so far; `None` if `/proc/<pid>` cannot be read
+    /// (gone, or another user's without the rights).
+    pub(crate) fn of(pid: u32) -> Option<ProcUsage> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let cpu = parse_stat_cpu(&stat, clock_ticks_per_sec())?;
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            io.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        Some(ProcUsage {
+            cpu,
+            rchar: field("rchar")?,
+            wchar: field("wchar")?,
+            write_bytes: field("write_bytes")?,
+        })
+    }
+
+    /// What was used between `earlier` and `self`.
+    pub(crate) fn since(&self, earlier: &ProcUsage) -> ProcUsage {
+        ProcUsage {
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+            rchar: self.rchar.saturating_sub(earlier.rchar),
+            wchar: self.wchar.saturating_sub(earlier.wchar),
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+        }
+    }
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
+}
+
+/// User + system CPU from a `/proc/<pid>/stat` line: fields 14 and 15,
+/// counted after the command name's closing parenthesis (the name may hold
+/// spaces and parentheses).
+fn parse_stat_cpu(stat: &str, ticks_per_sec: u64) -> Option<Duration> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // After the name: state (field 3) ... utime is field 14, stime 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = utime + stime;
+    Some(Duration::from_micros(ticks * 1_000_000 / ticks_per_sec))
+}
+
+/// The process listening on TCP `port` on this machine (IPv4 or IPv6), found
+/// through `/proc/net/tcp*` and the processes' socket descriptors; `None` if
+/// no process here listens on it, or its descriptors cannot be read.
+pub(crate) fn listener_pid(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            inodes.extend(listening_inodes(&text, port));
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && wanted.iter().any(|w| target.as_os_str() == w.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// The socket inodes in a `/proc/net/tcp` table that listen (state `0A`)
+/// on `port`.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            let listening = *f.get(3)? == "0A";
+            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| f.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod proc_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_read_after_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (nats (srv) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 9 0 1000 1 1";
+        assert_eq!(
+            parse_stat_cpu(stat, 100),
+            Some(Duration::from_millis(4000))
+        );
+    }
+
+    #[test]
+    fn only_listening_sockets_on_the_port_are_found() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:107E 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31337 1 0 100 0 0 10 0\n   1: 0100007F:107E 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 31338 1 0 100 0 0 10 0\n   2: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31339 1 0 100 0 0 10 0\n";
+        assert_eq!(listening_inodes(table, 4222), vec![31337]);
+        assert_eq!(listening_inodes(table, 8080), vec![31339]);
+        assert!(listening_inodes(table, 1).is_empty());
+    }
+
+    #[test]
+    fn this_process_can_be_read() {
+        let now = ProcUsage::of(std::process::id()).expect("/proc/self");
+        assert!(now.since(&now) == ProcUsage::default());
+    }
+}

@@ -575,28 +575,44 @@ impl Run {
             .map(|i| self.cluster.url(i))
             .collect();
         let swarm_name = self.swarm_name.clone();
-        let (events, states, last_seqs) = self.rt.block_on(async {
-            let mut events = None;
-            let mut states = Vec::new();
-            let mut last_seqs = Vec::new();
+        // Through each server: the log read in full, the state folded from
+        // it, the state `replay` gives (newest snapshot, then the tail), and
+        // the snapshot it started from.
+        let reads = self.rt.block_on(async {
+            let mut reads = Vec::new();
             for url in &urls {
                 let store = NatsStore::connect(NatsStoreOptions::new(url.as_str(), &swarm_name))
                     .await
                     .unwrap_or_else(|e| panic!("the log through {url}: {e}"));
-                last_seqs.push(store.last_seq().await.unwrap());
-                if events.is_none() {
-                    let mut all = Vec::new();
-                    let mut read = store.read(1);
-                    while let Some(item) = read.next().await {
-                        all.push(item.unwrap_or_else(|e| panic!("reading the log: {e}")));
-                    }
-                    events = Some(all);
+                let last_seq = store.last_seq().await.unwrap();
+                let mut all = Vec::new();
+                let mut read = store.read(1);
+                while let Some(item) = read.next().await {
+                    all.push(item.unwrap_or_else(|e| panic!("reading the log: {e}")));
                 }
-                states.push(SystemState::replay(&store).await.unwrap());
+                let mut folded = SystemState::new();
+                for e in &all {
+                    folded.apply(e);
+                }
+                let snapshot_seq = store
+                    .latest_snapshot(last_seq)
+                    .await
+                    .unwrap()
+                    .map(|s| s.seq);
+                let replayed = SystemState::replay(&store).await.unwrap();
                 let _ = store.close().await;
+                reads.push(ServerRead {
+                    last_seq,
+                    events: all,
+                    folded,
+                    replayed,
+                    snapshot_seq,
+                });
             }
-            (events.unwrap_or_default(), states, last_seqs)
+            reads
         });
+        let events = reads[0].events.clone();
+        let last_seqs: Vec<u64> = reads.iter().map(|r| r.last_seq).collect();
         // Gap-free: 1..=last, each once.
         report.events = events.len();
         for (k, e) in events.iter().enumerate() {
@@ -613,11 +629,7 @@ impl Run {
                 events.len()
             ));
         }
-        if states.windows(2).any(|w| w[0] != w[1]) {
-            report
-                .violations
-                .push("the state replayed through the three servers differs".into());
-        }
+        report.violations.extend(compare_reads(&reads));
         // Per task: completions, dead letters, assignments, highest attempt.
         #[derive(Default)]
         struct Seen {
@@ -749,6 +761,97 @@ impl Drop for Run {
             task.abort();
         }
     }
+}
+
+/// What the checker read through one server.
+struct ServerRead {
+    last_seq: u64,
+    events: Vec<swarm::StoredEvent>,
+    /// The state folded from `events`, from nothing.
+    folded: SystemState,
+    /// What `SystemState::replay` gives: newest snapshot, then the tail.
+    replayed: SystemState,
+    /// The sequence of the snapshot `replay` started from.
+    snapshot_seq: Option<u64>,
+}
+
+/// Violations among the servers' reads, each saying where they part: the
+/// log itself (the first sequence whose event differs from server 0's), a
+/// replay that differs from the fold of the same log (a snapshot that does
+/// not match the log), or replays that differ between servers.
+fn compare_reads(reads: &[ServerRead]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let base = &reads[0];
+    for (i, r) in reads.iter().enumerate().skip(1) {
+        if let Some(k) = (0..base.events.len().max(r.events.len())).find(|&k| {
+            base.events.get(k).map(|e| (e.seq, &e.event))
+                != r.events.get(k).map(|e| (e.seq, &e.event))
+        }) {
+            violations.push(format!(
+                "the log through server {i} differs from server 0's at event {k}: {:?} against {:?}",
+                r.events.get(k).map(|e| (e.seq, e.event.name())),
+                base.events.get(k).map(|e| (e.seq, e.event.name())),
+            ));
+        }
+    }
+    for (i, r) in reads.iter().enumerate() {
+        if r.replayed != r.folded {
+            violations.push(format!(
+                "through server {i} the replay from the snapshot at {:?} differs from the log folded from the start: {}",
+                r.snapshot_seq,
+                state_difference(&r.replayed, &r.folded)
+            ));
+        }
+    }
+    if reads.windows(2).any(|w| w[0].replayed != w[1].replayed) {
+        let detail: Vec<String> = reads
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, r)| r.replayed != base.replayed)
+            .map(|(i, r)| {
+                format!(
+                    "server {i}: {}",
+                    state_difference(&r.replayed, &base.replayed)
+                )
+            })
+            .collect();
+        violations.push(format!(
+            "the state replayed through the three servers differs (snapshots at {:?}): {}",
+            reads.iter().map(|r| r.snapshot_seq).collect::<Vec<_>>(),
+            detail.join("; ")
+        ));
+    }
+    violations
+}
+
+/// Where two states differ, briefly: the position, the counters, or the
+/// first task whose record differs.
+fn state_difference(a: &SystemState, b: &SystemState) -> String {
+    if a.last_seq() != b.last_seq() {
+        return format!("last_seq {} against {}", a.last_seq(), b.last_seq());
+    }
+    if a.counters() != b.counters() {
+        return format!("counters {:?} against {:?}", a.counters(), b.counters());
+    }
+    if a.task_count() != b.task_count() {
+        return format!("{} tasks against {}", a.task_count(), b.task_count());
+    }
+    for t in a.tasks() {
+        match b.task(t.task.id()) {
+            None => return format!("{} only in the first", t.task.id()),
+            Some(u) if u != t => return format!("{}: {t:?} against {u:?}", t.task.id()),
+            Some(_) => {}
+        }
+    }
+    let (ka, kb): (Vec<_>, Vec<_>) = (a.kinds().collect(), b.kinds().collect());
+    if ka != kb {
+        return format!("per-kind counts {ka:?} against {kb:?}");
+    }
+    if a.agents().ne(b.agents()) {
+        return "the agents differ".into();
+    }
+    "equal tasks, counters and agents: the retention bookkeeping differs".into()
 }
 
 /// The task a task event is about.
@@ -887,7 +990,7 @@ fn fault_test(
 
 #[test]
 #[ignore = "2 min; run by hand (--run-ignored only): the double completion it found (a \
-            completion whose task:assigned the log lost) is fixed in the journal, 2 of 2 runs \
+            completion whose task:assigned the log lost) is fixed in the journal, 3 of 3 runs \
             pass since (1 of 3 failed before)"]
 fn cluster_faults_kill_the_stream_leader() {
     fault_test("leader", |run, round| {
@@ -954,11 +1057,12 @@ fn assert_kills_interrupted_attempts(report: &Report) {
     );
 }
 
+/// Was ignored for "the state replayed through the three servers differs"
+/// (1 of 2 runs); 5 of 5 runs pass since the node stopped multiplying tasks
+/// redelivered while they ran (`distributed/settle.rs`). Should it fail
+/// again, the checker now says where the servers part: the log itself, a
+/// snapshot against the log folded from the start, or the replays.
 #[test]
-#[ignore = "defect: after all three servers are SIGKILLed and restarted, the state \
-            replayed through the three servers can differ (1 of 2 runs after the journal fix; \
-            the double completion this test first found is fixed): a follower not caught up \
-            when read, or a JetStream 2.9 divergence under lazy fsync; not pinned down"]
 fn cluster_faults_restart_every_server() {
     fault_test("restart_all", |run, _round| {
         for i in 0..3 {

@@ -9,6 +9,12 @@
 //! skipped (`details.distributed.skipped`) and its values are left out.
 //! Every round uses its own streams (named after the process, the time and
 //! the round) and deletes them afterwards.
+//!
+//! Beside the rates, what a task costs: the nats-server's CPU and I/O per
+//! task (from `/proc/<pid>` of the process listening on the URL's port, when
+//! it runs on this machine and can be read), this process's CPU per task (the
+//! nodes, plus the bench's own read of the log), and the log's bytes per task
+//! on the server. docs/nats.md builds its cost model on these.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +29,7 @@ use swarm_core::{Event, Priority, Task};
 use swarm_store::{EventStore, NatsStore, NatsStoreOptions};
 
 use super::Result;
-use crate::sys::{median, r3};
+use crate::sys::{ProcUsage, cpu_time, listener_pid, median, r3};
 use crate::{Options, Outcome};
 
 const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -89,17 +95,21 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
             });
         }
     };
+    let server_pid = server_port(&url).and_then(listener_pid);
     // Warm-up: connections, stream creation paths, allocator.
-    round(&url, 1, tasks / 10).await?;
+    round(&url, server_pid, 1, tasks / 10).await?;
     let (mut one, mut two) = (Vec::new(), Vec::new());
     let mut events_per_task = Vec::new();
+    let mut costs: [Costs; 2] = Default::default();
     for _ in 0..rounds {
         for (nodes, rates) in [(1, &mut one), (2, &mut two)] {
-            let (rate, events) = round(&url, nodes, tasks).await?;
-            rates.push(rate);
-            events_per_task.push(events as f64 / tasks as f64);
+            let figures = round(&url, server_pid, nodes, tasks).await?;
+            rates.push(figures.rate);
+            events_per_task.push(figures.events as f64 / tasks as f64);
+            costs[nodes - 1].add(&figures, tasks);
         }
     }
+    let [mut cost_one, mut cost_two] = costs;
     let details = json!({
         "nats_url": url,
         "nats_server_version": server_version,
@@ -114,11 +124,19 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "tasks_per_sec_2_workers_rounds": two.iter().map(|x| r3(*x)).collect::<Vec<_>>(),
         "log_events_per_task": r3(median(&mut events_per_task)),
         "log_events": "each event is one JetStream publish acknowledged before the task is acked, and read back by the bench's log subscription",
+        "nats_server_pid": server_pid,
+        "cost_1_worker": cost_one.summary(),
+        "cost_2_workers": cost_two.summary(),
+        "cost_method": "medians over the rounds, per task drained: server_* from /proc/<pid>/stat and /proc/<pid>/io of the nats-server listening on the URL's port (rchar/wchar count socket and file bytes alike, write_bytes what reached storage); process_cpu_us this process (the nodes plus the bench's own read of the log; the tasks were queued before the clock started); log_bytes the log stream's size on the server",
     });
-    let values = json!({
+    let mut values = json!({
         "tasks_per_sec_1_worker": r3(median(&mut one)),
         "tasks_per_sec_2_workers": r3(median(&mut two)),
+        "process_cpu_us_per_task": r3(median(&mut cost_one.process_cpu_us)),
     });
+    if !cost_one.server_cpu_us.is_empty() {
+        values["server_cpu_us_per_task"] = json!(r3(median(&mut cost_one.server_cpu_us)));
+    }
     Ok(Outcome {
         values: values.as_object().cloned().unwrap_or_default(),
         details: details.as_object().cloned().unwrap_or_default(),
@@ -150,9 +168,72 @@ async fn probe(url: &str) -> std::result::Result<String, String> {
     Ok(version)
 }
 
+/// The port of a `nats://host:port` URL (the first of a list), 4222 if none is given.
+fn server_port(url: &str) -> Option<u16> {
+    let first = url.split(',').next()?.trim();
+    let rest = first.split_once("://").map_or(first, |(_, r)| r);
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    match host_port.rsplit_once(':') {
+        Some((_, port)) => port.trim_end_matches('/').parse().ok(),
+        None => Some(4222),
+    }
+}
+
+/// What one round measured.
+struct Figures {
+    rate: f64,
+    events: u64,
+    /// The nats-server's use over the drain (if it could be read).
+    server: Option<ProcUsage>,
+    /// This process's CPU over the drain.
+    process_cpu: Duration,
+    /// The log stream's size on the server after the drain.
+    log_bytes: Option<u64>,
+}
+
+/// Per-task costs over the rounds of one node count.
+#[derive(Default)]
+struct Costs {
+    server_cpu_us: Vec<f64>,
+    server_read_bytes: Vec<f64>,
+    server_written_bytes: Vec<f64>,
+    server_storage_bytes: Vec<f64>,
+    process_cpu_us: Vec<f64>,
+    log_bytes: Vec<f64>,
+}
+
+impl Costs {
+    fn add(&mut self, f: &Figures, tasks: usize) {
+        let per = |x: f64| x / tasks as f64;
+        if let Some(s) = &f.server {
+            self.server_cpu_us.push(per(s.cpu.as_secs_f64() * 1e6));
+            self.server_read_bytes.push(per(s.rchar as f64));
+            self.server_written_bytes.push(per(s.wchar as f64));
+            self.server_storage_bytes.push(per(s.write_bytes as f64));
+        }
+        self.process_cpu_us
+            .push(per(f.process_cpu.as_secs_f64() * 1e6));
+        if let Some(bytes) = f.log_bytes {
+            self.log_bytes.push(per(bytes as f64));
+        }
+    }
+
+    fn summary(&mut self) -> serde_json::Value {
+        let m = |v: &mut Vec<f64>| (!v.is_empty()).then(|| r3(median(v)));
+        json!({
+            "server_cpu_us_per_task": m(&mut self.server_cpu_us),
+            "server_read_bytes_per_task": m(&mut self.server_read_bytes),
+            "server_written_bytes_per_task": m(&mut self.server_written_bytes),
+            "server_storage_write_bytes_per_task": m(&mut self.server_storage_bytes),
+            "process_cpu_us_per_task": m(&mut self.process_cpu_us),
+            "log_bytes_per_task": m(&mut self.log_bytes),
+        })
+    }
+}
+
 /// One measurement on fresh streams, which are deleted afterwards whatever
-/// happened: (tasks per second, events in the log).
-async fn round(url: &str, nodes: usize, tasks: usize) -> Result<(f64, u64)> {
+/// happened.
+async fn round(url: &str, server_pid: Option<u32>, nodes: usize, tasks: usize) -> Result<Figures> {
     let swarm_name = unique_swarm();
     let mut config = TaskQueueConfig::new(&swarm_name);
     config.prefetch = PREFETCH;
@@ -167,7 +248,16 @@ async fn round(url: &str, nodes: usize, tasks: usize) -> Result<(f64, u64)> {
             return Err(format!("opening the task queue: {e}"));
         }
     };
-    let result = measure(&queue, &log, &config, &store_options, nodes, tasks).await;
+    let result = measure(
+        &queue,
+        &log,
+        &config,
+        &store_options,
+        server_pid,
+        nodes,
+        tasks,
+    )
+    .await;
     let queue_gone = queue.destroy().await;
     let log_gone = log.destroy().await;
     let measured = result?;
@@ -181,9 +271,10 @@ async fn measure(
     log: &NatsStore,
     config: &TaskQueueConfig,
     store_options: &NatsStoreOptions,
+    server_pid: Option<u32>,
     nodes: usize,
     tasks: usize,
-) -> Result<(f64, u64)> {
+) -> Result<Figures> {
     let mut acks = Vec::with_capacity(tasks);
     for i in 0..tasks {
         let task = Task::builder("noop")
@@ -201,6 +292,8 @@ async fn measure(
         ack.await.map_err(|e| format!("queueing a task: {e}"))?;
     }
     let mut live = log.subscribe(1);
+    let server_before = server_pid.and_then(ProcUsage::of);
+    let cpu_before = cpu_time();
     let started = Instant::now();
     let mut handles = Vec::with_capacity(nodes);
     for _ in 0..nodes {
@@ -239,8 +332,17 @@ async fn measure(
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    let process_cpu = cpu_time().saturating_sub(cpu_before);
+    let server = server_before
+        .zip(server_pid.and_then(ProcUsage::of))
+        .map(|(before, after)| after.since(&before));
     stop(handles).await;
     outcome?;
+    let js = swarm::distributed::async_nats::jetstream::new(log.client().clone());
+    let log_bytes = match js.get_stream(store_options.stream_name()).await {
+        Ok(mut stream) => stream.info().await.ok().map(|i| i.state.bytes),
+        Err(_) => None,
+    };
     let events = log
         .last_seq()
         .await
@@ -249,7 +351,13 @@ async fn measure(
         "swarm-bench: distributed: {nodes} node(s), {tasks} tasks in {secs:.2} s: {:.0} tasks/s",
         tasks as f64 / secs
     );
-    Ok((tasks as f64 / secs, events))
+    Ok(Figures {
+        rate: tasks as f64 / secs,
+        events,
+        server,
+        process_cpu,
+        log_bytes,
+    })
 }
 
 async fn start_node(config: &TaskQueueConfig, _store_options: &NatsStoreOptions) -> Result<Swarm> {
@@ -272,5 +380,18 @@ async fn stop(handles: Vec<Swarm>) {
         if let Err(e) = handle.shutdown(Duration::from_secs(30)).await {
             eprintln!("swarm-bench: distributed: stopping a node: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_port;
+
+    #[test]
+    fn the_port_comes_from_the_first_url_of_a_list() {
+        assert_eq!(server_port("nats://127.0.0.1:4222"), Some(4222));
+        assert_eq!(server_port("nats://u:p@host:5000,nats://b:6000"), Some(5000));
+        assert_eq!(server_port("localhost"), Some(4222));
+        assert_eq!(server_port("nats://[::1]:4333"), Some(4333));
     }
 }
