@@ -36,6 +36,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod durability;
+
+pub use durability::Durability;
+
 /// Servers in a cluster.
 pub const SERVERS: usize = 3;
 /// Slots (distinct names and subnets) available machine-wide.
@@ -332,6 +336,7 @@ pub struct Cluster {
     bridge: String,
     dir: PathBuf,
     servers: Vec<Server>,
+    durability: Durability,
 }
 
 impl Cluster {
@@ -375,6 +380,7 @@ impl Cluster {
             bridge: format!("{PREFIX}{slot}br"),
             dir,
             servers: Vec::new(),
+            durability: Durability::for_binary(&binary),
         };
         // From here on, drop undoes whatever was built.
         cluster.build()?;
@@ -454,9 +460,10 @@ impl Cluster {
                 "server_name: \"{server_name}\"\n\
                  listen: \"{addr}:{CLIENT_PORT}\"\n\
                  http: \"{addr}:{HTTP_PORT}\"\n\
-                 jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 2GB\n}}\n\
+                 jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 2GB\n{}}}\n\
                  cluster {{\n  name: \"{}\"\n  listen: \"{addr}:{ROUTE_PORT}\"\n  routes: [{}]\n}}\n",
                 store.display(),
+                self.durability.config_lines(),
                 self.name,
                 routes.join(", ")
             );
@@ -499,6 +506,11 @@ impl Cluster {
         poll(&what, || {
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
         })
+    }
+
+    /// The servers' version and `sync_interval` (see [`Durability`]).
+    pub fn durability(&self) -> &Durability {
+        &self.durability
     }
 
     /// The cluster's name (its servers are `<name>-n0` ...).
