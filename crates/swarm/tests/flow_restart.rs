@@ -554,7 +554,7 @@ fn check_backlog(
 ) {
     let most = agent.llm_max.load(Ordering::SeqCst);
     assert!(
-        most >= 1 && most <= LLM_SLOTS,
+        (1..=LLM_SLOTS).contains(&most),
         "{ctx}: {most} llm tasks ran at once"
     );
     let held_after_restart = events.iter().any(|e| {
@@ -604,7 +604,7 @@ fn check_backlog(
             1
         };
         assert!(
-            runs >= 1 && runs <= expected_max,
+            (1..=expected_max).contains(&runs),
             "{ctx}: llm task {id} ran {runs} times"
         );
     }
