@@ -75,6 +75,13 @@ pub struct TaskRecord {
     /// finished task, when it finished.
     #[serde(default)]
     pub updated_at: Option<Timestamp>,
+    /// When the retry of the latest failed attempt is due: the stored time
+    /// of its `task:failed` plus the back-off that event announced. `None`
+    /// when no back-off is pending (the record is not `Failed` with a
+    /// retry, or the event had no stored time). A restart holds the task
+    /// until then, so a back-off is not cut short by the restart.
+    #[serde(default)]
+    pub retry_at: Option<Timestamp>,
     /// Which entry of the retention queues stands for this record (0: none).
     #[serde(default)]
     pub(crate) retire_no: u64,

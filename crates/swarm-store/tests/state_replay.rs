@@ -431,3 +431,57 @@ fn a_task_dead_lettered_twice_is_counted_once() {
         swarm_store::TaskStatus::DeadLettered
     );
 }
+
+/// A failure with a back-off records when its retry is due (the stored time
+/// of the `task:failed` plus `retry_in`), kept by a snapshot, so a restart
+/// can wait for it; the retry's start ends it.
+#[test]
+fn a_pending_back_off_is_recorded_until_the_retry_starts() {
+    let t = task(1, Priority::Normal);
+    let id = t.id();
+    let at = swarm_core::Timestamp::from_micros(1_000_000);
+    let stored = |seq: u64, event: Event| StoredEvent {
+        seq,
+        timestamp: at,
+        event,
+    };
+    let failed = |will_retry: bool, retry_in: Option<Duration>| TaskFailed {
+        task_id: id,
+        agent_id: None,
+        attempt: 1,
+        reason: FailureReason::Error,
+        error: "flaky".into(),
+        will_retry,
+        retry_in,
+    };
+    let assigned = |t: &Task, attempt| TaskAssigned {
+        task_id: t.id(),
+        agent_id: AgentId::new(1),
+        attempt,
+        priority: t.priority(),
+        queue_wait: Duration::ZERO,
+    };
+    let mut state = SystemState::new();
+    state.apply(&stored(1, TaskCreated { task: t.clone() }.into()));
+    state.apply(&stored(2, assigned(&t, 1).into()));
+    state.apply(&stored(
+        3,
+        failed(true, Some(Duration::from_millis(2500))).into(),
+    ));
+    let due = swarm_core::Timestamp::from_micros(3_500_000);
+    assert_eq!(state.task(id).unwrap().retry_at, Some(due));
+    let snapshot = state.to_snapshot().unwrap();
+    let restored = SystemState::from_snapshot(&snapshot).unwrap();
+    assert_eq!(restored.task(id).unwrap().retry_at, Some(due));
+
+    state.apply(&stored(4, assigned(&t, 2).into()));
+    assert_eq!(state.task(id).unwrap().retry_at, None, "the retry started");
+    // No back-off announced (a lost attempt), or no retry: nothing to wait for.
+    state.apply(&stored(5, failed(true, None).into()));
+    assert_eq!(state.task(id).unwrap().retry_at, None);
+    state.apply(&stored(
+        6,
+        failed(false, Some(Duration::from_secs(1))).into(),
+    ));
+    assert_eq!(state.task(id).unwrap().retry_at, None);
+}

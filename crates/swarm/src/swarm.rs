@@ -278,8 +278,8 @@ impl Swarm {
         );
 
         // Recovery: re-queue every task that was pending, queued, running or
-        // waiting for a retry, most urgent first and in the order they were
-        // accepted. A running one lost its attempt (the process died while it
+        // waiting for a retry (until its back-off ends), most urgent first
+        // and in the order they were accepted. A running one lost its attempt (the process died while it
         // ran; a graceful stop records `task:interrupted` instead): record that.
         // Each keeps the errors of its earlier attempts for its dead letter.
         let lost = "the process stopped while this attempt ran";
@@ -287,6 +287,11 @@ impl Swarm {
         for record in recovered.records_to_requeue() {
             let mut task = record.task.clone();
             task.set_attempt(record.attempts);
+            // A back-off under way at the stop keeps its due time.
+            let retry_at = match record.status {
+                TaskStatus::Failed => record.retry_at,
+                _ => None,
+            };
             let mut errors = record.errors.clone();
             if record.status == TaskStatus::Running {
                 let max = task.max_attempts().unwrap_or(b.retry.max_attempts);
@@ -313,7 +318,7 @@ impl Swarm {
             if !errors.is_empty() {
                 pool.restore_history(task.id(), errors);
             }
-            requeue.push(task);
+            requeue.push((task, retry_at));
         }
         if !requeue.is_empty() {
             tracing::info!(

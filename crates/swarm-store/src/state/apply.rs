@@ -158,9 +158,13 @@ impl SystemState {
         self.counters.events = self.counters.events.saturating_add(1);
         if let Some(id) = task_of(event)
             && let Some(t) = self.tasks.get_mut(&id)
-            && at.is_some()
         {
-            t.updated_at = at;
+            if at.is_some() {
+                t.updated_at = at;
+            }
+            // Whatever happens to the task next ends a pending back-off
+            // (a `task:failed` sets the next one below).
+            t.retry_at = None;
         }
         match event {
             Event::TaskCreated(e) => {
@@ -179,6 +183,7 @@ impl SystemState {
                         errors: Vec::new(),
                         created_seq: seq,
                         updated_at: at,
+                        retry_at: None,
                         retire_no: 0,
                     },
                 );
@@ -244,6 +249,14 @@ impl SystemState {
                     t.last_error = Some(e.error.clone());
                     t.errors.push(e.error.clone());
                     t.will_retry = e.will_retry;
+                    t.retry_at = match (e.will_retry, e.retry_in, at) {
+                        (true, Some(after), Some(at)) => {
+                            Some(Timestamp::from_micros(at.as_micros().saturating_add(
+                                u64::try_from(after.as_micros()).unwrap_or(u64::MAX),
+                            )))
+                        }
+                        _ => None,
+                    };
                     if e.agent_id.is_some() {
                         t.agent = e.agent_id;
                     }

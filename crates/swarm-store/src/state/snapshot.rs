@@ -27,8 +27,9 @@
 //!           [updated_at], retire_no,
 //!           priority (1 byte, level), kind (index), payload (bytes),
 //!           attempt, created_at, [affinity], [timeout µs], [max_attempts],
-//!           [key], [cost], [not_before]
+//!           [key], [cost], [not_before], [retry_at]
 //!           — a [field] is there when its bit of `flags` is set
+//!           (`retry_at` came later: a snapshot without it reads as before)
 //! entry  := task id (8 bytes LE), number, has_time (1 byte), [time]
 //! ```
 //!
@@ -84,7 +85,8 @@ const MAX_ATTEMPTS: u64 = 1 << 7;
 const KEY: u64 = 1 << 8;
 const COST: u64 = 1 << 9;
 const NOT_BEFORE: u64 = 1 << 10;
-const KNOWN_FLAGS: u64 = (1 << 11) - 1;
+const RETRY_AT: u64 = 1 << 11;
+const KNOWN_FLAGS: u64 = (1 << 12) - 1;
 
 // Flag bits of an agent record.
 const BUSY: u8 = 1 << 0;

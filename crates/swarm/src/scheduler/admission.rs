@@ -2,6 +2,8 @@
 //! where accepted and recovered tasks enter (a task no agent can run is
 //! dead-lettered here).
 
+use swarm_core::Timestamp;
+
 use super::*;
 
 impl Core {
@@ -72,11 +74,12 @@ impl Core {
     }
 
     /// Re-queues recovered tasks (they keep their attempt counts), in the
-    /// order given (most urgent first, then oldest).
-    pub(crate) fn recover(self: &Arc<Self>, tasks: Vec<Task>) {
+    /// order given (most urgent first, then oldest). A task given a retry
+    /// due time (its back-off was under way at the stop) waits for it.
+    pub(crate) fn recover(self: &Arc<Self>, tasks: Vec<(Task, Option<Timestamp>)>) {
         let now = Instant::now();
         let mut s = self.sched.lock();
-        for task in tasks {
+        for (task, retry_at) in tasks {
             s.live.insert(task.id(), None);
             Counters::bump(&self.counters.recovered);
             if !self.pool.any_can_run(task.kind()) {
@@ -94,8 +97,13 @@ impl Core {
                 continue;
             }
             let queued = s.queued(task, now);
-            // A delayed task keeps its due time across the restart.
-            if let Some(queued) = self.hold_if_delayed(&mut s, queued) {
+            // A retry keeps its back-off, a delayed task its due time,
+            // across the restart.
+            let queued = match retry_at {
+                Some(due) => self.hold_for_recovered_retry(&mut s, queued, due),
+                None => Some(queued),
+            };
+            if let Some(queued) = queued.and_then(|q| self.hold_if_delayed(&mut s, q)) {
                 self.requeue(&mut s, queued);
             }
         }

@@ -301,6 +301,13 @@ impl Core {
         self.paused.load(Ordering::Acquire)
     }
 
+    /// Whether a placement may start a task now: not paused, and no shutdown
+    /// under way (it lets running attempts finish and leaves the rest pending,
+    /// so a slot freed or a delay due while it drains starts nothing).
+    fn may_start(&self) -> bool {
+        !self.is_paused() && !self.draining.load(Ordering::Acquire)
+    }
+
     /// Pauses or resumes starting tasks. Set under the scheduler lock, so no
     /// placement is half-way when it changes; resuming hands queued work to
     /// idle agents at once (nothing polls while paused).

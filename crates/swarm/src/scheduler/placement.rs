@@ -14,7 +14,7 @@ impl Core {
                 && self.pool.is_active(agent)
                 && (!restricted || self.pool.can_run(agent, queued.task.kind()));
             if usable {
-                if !self.is_paused()
+                if self.may_start()
                     && self.local.local_len(agent) == 0
                     && self.pool.claim(agent).is_ok()
                 {
@@ -28,8 +28,9 @@ impl Core {
                 return;
             }
         }
-        // Paused: nothing starts, the task waits in the global queue.
-        if s.global.is_empty() && !self.is_paused() {
+        // Paused or shutting down: nothing starts, the task waits in the
+        // global queue.
+        if s.global.is_empty() && self.may_start() {
             let claimed = if restricted {
                 self.pool.claim_idle_for(queued.task.kind())
             } else {
@@ -47,7 +48,7 @@ impl Core {
             .global
             .peek()
             .is_some_and(|(_, p)| p >= queued.task.priority());
-        if self.config.prefetch > 0 && !global_first && !self.is_paused() {
+        if self.config.prefetch > 0 && !global_first && self.may_start() {
             if let Some(agent) = self.prefetch_target(queued.task.kind()) {
                 self.push_local(s, agent, queued);
                 return;

@@ -222,6 +222,10 @@ fn decode_record<'a>(
         true => Some(Timestamp::from_micros(r.u64_le("a task's not_before")?)),
         false => None,
     };
+    let retry_at = match has(RETRY_AT) {
+        true => Some(Timestamp::from_micros(r.u64_le("a task's retry_at")?)),
+        false => None,
+    };
     let task = Task::from_parts(TaskParts {
         id: TaskId::from_u64(id),
         priority,
@@ -247,6 +251,7 @@ fn decode_record<'a>(
         errors,
         created_seq,
         updated_at,
+        retry_at,
         retire_no,
     })
 }

@@ -120,6 +120,7 @@ fn encode_record(w: &mut Writer, r: &TaskRecord, kind: u64) {
         (t.key().is_some(), KEY),
         (t.cost() != DEFAULT_COST, COST),
         (t.not_before().is_some(), NOT_BEFORE),
+        (r.retry_at.is_some(), RETRY_AT),
     ] {
         if on {
             flags |= bit;
@@ -166,6 +167,9 @@ fn encode_record(w: &mut Writer, r: &TaskRecord, kind: u64) {
         w.varint(u64::from(t.cost()));
     }
     if let Some(at) = t.not_before() {
+        w.u64_le(at.as_micros());
+    }
+    if let Some(at) = r.retry_at {
         w.u64_le(at.as_micros());
     }
 }

@@ -117,6 +117,28 @@ impl Core {
         let at = Instant::now()
             .checked_add(after)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 30));
+        self.hold_for_retry_until(s, queued, at);
+    }
+
+    /// Holds a recovered task until the retry due time the log kept
+    /// (`TaskRecord::retry_at`: the failure's stored time plus its back-off)
+    /// if that lies ahead, so a restart does not cut the back-off short;
+    /// otherwise hands it back to be queued now. The wall-clock time becomes
+    /// a deadline as a delay's does: rounded up, never early.
+    pub(in crate::scheduler) fn hold_for_recovered_retry(
+        &self,
+        s: &mut Sched,
+        queued: Queued,
+        due: Timestamp,
+    ) -> Option<Queued> {
+        let Some(at) = deadline(due) else {
+            return Some(queued);
+        };
+        self.hold_for_retry_until(s, queued, at);
+        None
+    }
+
+    fn hold_for_retry_until(&self, s: &mut Sched, queued: Queued, at: Instant) {
         let key = (at, queued.order);
         s.delays.retries.insert(queued.task.id());
         s.delays.due_of.insert(queued.task.id(), key);
