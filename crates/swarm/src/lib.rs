@@ -117,6 +117,8 @@ pub use manage::{
     AgentState, AgentView, ManageError, Overview, QueueWait, TaskCounts, TaskFilter, TaskInfo,
     TaskPage,
 };
+#[doc(hidden)]
+pub use scheduler::GlobalQueueProbe;
 #[doc(inline)]
 pub use scheduler::flow::{LimitError, Rate, Selector};
 pub use stats::SwarmStats;

@@ -1,10 +1,13 @@
-//! Bytes per queued task, measured directly in the scheduler's queue type.
+//! Bytes per queued task, measured directly in the scheduler's queue.
 //!
-//! The swarm's global queue is a `PriorityQueue<Queued>` where `Queued` is a
-//! task and the instant its wait began; this scenario fills the same type
-//! (`swarm_queue::PriorityQueue<(Task, Instant)>`, the same layout) with tasks
-//! carrying a unique 16-byte payload and measures the growth of the resident
-//! set (`/proc/self/statm`), minus the payload bytes.
+//! The swarm's global queue holds the scheduler's own entry type (a task, the
+//! moment its wait began, its place in the order of arrival); this scenario
+//! fills that queue, with those entries (`swarm::GlobalQueueProbe`), with
+//! tasks carrying a unique 16-byte payload and measures the growth of the
+//! resident set (`/proc/self/statm`), minus the payload bytes. What remains
+//! is the entry itself (`details.size_of_queued_entry`) and the payload's
+//! allocation header (its `Arc` counts and the allocator's rounding,
+//! `details.payload_allocation_overhead_bytes`).
 //!
 //! Why the queue and not a whole swarm with blocked agents: a submitted task
 //! also costs its `TaskHandle` channel, its entry in the live-task map, and its
@@ -17,9 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use swarm::{Payload, Priority, SimConfig, Swarm, Task};
+use swarm::{GlobalQueueProbe, Payload, Priority, SimConfig, Swarm, Task};
 use swarm_core::rng::SplitMix64;
-use swarm_queue::PriorityQueue;
 
 use super::Result;
 use crate::sys::{r3, rss_bytes};
@@ -31,10 +33,10 @@ pub(crate) fn run(options: &Options) -> Result<Outcome> {
     let tasks: usize = if options.quick { 1_000_000 } else { 10_000_000 };
     let kind: Arc<str> = Arc::from("queued");
     let mut rng = SplitMix64::new(5);
-    let mut queue: PriorityQueue<(Task, tokio::time::Instant)> = PriorityQueue::new();
-    // Creating the runtime clock and the allocator's first arenas before the
-    // baseline reading keeps them out of the delta.
-    let now = tokio::time::Instant::now();
+    let mut queue = GlobalQueueProbe::new();
+    // Reading the clock once before the baseline reading keeps its setup out
+    // of the delta.
+    let _ = tokio::time::Instant::now();
     let before = rss_bytes();
     for i in 0..tasks {
         let priority = Priority::from_level((rng.next_u64() % 4) as usize).unwrap_or(Priority::Low);
@@ -45,14 +47,18 @@ pub(crate) fn run(options: &Options) -> Result<Outcome> {
             .payload(Payload::from(payload.to_vec()))
             .build()
             .map_err(|e| e.to_string())?;
-        if queue.push((task, now), priority).is_err() {
-            return Err("the unbounded queue refused a task".into());
-        }
+        queue.push(task);
     }
     let after = rss_bytes();
     let queued = queue.len();
+    if queued != tasks {
+        return Err(format!(
+            "the unbounded queue holds {queued} of {tasks} tasks"
+        ));
+    }
     let per_task = after.saturating_sub(before) as f64 / tasks as f64;
     drop(queue);
+    let entry = GlobalQueueProbe::entry_size();
 
     let swarm_tasks = if options.quick { 50_000 } else { 200_000 };
     let swarm_per_task = swarm_pending_bytes(swarm_tasks)?;
@@ -68,9 +74,10 @@ pub(crate) fn run(options: &Options) -> Result<Outcome> {
         "payload_bytes": PAYLOAD,
         "rss_delta_bytes": after.saturating_sub(before),
         "rss_bytes_per_task_with_payload": r3(per_task),
-        "size_of_queued_entry": std::mem::size_of::<(Task, tokio::time::Instant)>(),
+        "size_of_queued_entry": entry,
         "size_of_task": std::mem::size_of::<Task>(),
-        "where": "swarm_queue::PriorityQueue<(Task, Instant)>, the layout of the scheduler's global queue entries",
+        "payload_allocation_overhead_bytes": r3(per_task - PAYLOAD as f64 - entry as f64),
+        "where": "swarm::GlobalQueueProbe: the scheduler's global queue (strict) holding its own entry type",
         "swarm_pending_tasks": swarm_tasks,
         "swarm_bytes_per_pending_task": r3(swarm_per_task),
         "swarm_measure": "whole swarm, 1 agent blocked on a 1 h task, MemoryStore, metrics on: RSS delta per submitted pending task (queue entry + handle + live map + stored events), payload included",

@@ -33,9 +33,9 @@ impl Core {
                 })
             });
         match removed {
-            Some((mut queued, priority, location)) => {
+            Some((queued, priority, location)) => {
                 self.note_dequeue(&mut s, task_id, priority, location);
-                self.drop_promise(&mut s, &mut queued);
+                self.drop_promise(&mut s, &queued);
                 self.cancelled_queued(&mut s, task_id);
                 Ok(())
             }

@@ -34,6 +34,7 @@
 //! - this module: the shared state, and the one place the mode is decided.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -62,14 +63,21 @@ use crate::{SchedulerMode, SwarmStats};
 
 /// A task waiting in a queue, with the moment its wait began and its place
 /// in the order of arrival (ties between queues go to the older task).
+///
+/// The queues hold one of these per waiting task, so it is kept small: 80
+/// bytes on 64-bit targets (the task's 64, `since` and `order`). Rare state
+/// lives elsewhere: a limit's promise of capacity in `flow::Limits`, the
+/// task's rarely set options in its own box.
 pub(crate) struct Queued {
     task: Task,
-    since: Instant,
+    since: Stamp,
     order: u64,
-    /// The limit that released this task from its parked list and holds
-    /// capacity for it until it starts (`flow::limit`).
-    promise: Option<usize>,
 }
+
+/// A moment as nanoseconds after the scheduler's epoch (`Sched::epoch`): 8
+/// bytes where tokio's `Instant` takes 16, and good for 584 years.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp(u64);
 
 pub(crate) struct Assignment {
     task: Task,
@@ -107,6 +115,9 @@ struct Sched {
     limits: flow::Limits,
     backlog_high: bool,
     next_order: u64,
+    /// What `Stamp`s count from: the scheduler's creation, read from the
+    /// runtime's clock (so paused time in tests stamps consistently).
+    epoch: Instant,
 }
 
 impl Sched {
@@ -115,10 +126,22 @@ impl Sched {
         self.next_order += 1;
         Queued {
             task,
-            since,
+            since: self.stamp(since),
             order,
-            promise: None,
         }
+    }
+
+    /// `at` as a `Stamp` (the epoch if `at` is earlier).
+    fn stamp(&self, at: Instant) -> Stamp {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        Stamp(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The time from `since` to now.
+    fn elapsed_since(&self, since: Stamp) -> Duration {
+        self.epoch
+            .elapsed()
+            .saturating_sub(Duration::from_nanos(since.0))
     }
 }
 
@@ -192,6 +215,7 @@ mod global;
 mod membership;
 mod placement;
 mod polling;
+mod probe;
 mod shutdown;
 #[cfg(test)]
 mod tests;
@@ -199,6 +223,7 @@ mod tests;
 pub(crate) use global::GlobalQueue;
 pub(crate) use membership::Membership;
 pub(crate) use polling::polling_loop;
+pub use probe::GlobalQueueProbe;
 
 impl Core {
     pub(crate) fn new(
@@ -212,6 +237,10 @@ impl Core {
         let latency = std::mem::replace(&mut config.latency, LatencyWatch::new(None));
         let steal_threshold = config.steal_threshold;
         let limits = flow::Limits::new(&config.limits);
+        let epoch = {
+            let _clock = runtime.enter();
+            Instant::now()
+        };
         Arc::new_cyclic(|me| Core {
             me: me.clone(),
             bus,
@@ -227,6 +256,7 @@ impl Core {
                 limits,
                 backlog_high: false,
                 next_order: 0,
+                epoch,
             }),
             local: StealPool::new(steal_threshold),
             inboxes: Mutex::new(IdMap::default()),

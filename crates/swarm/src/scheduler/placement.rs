@@ -302,7 +302,7 @@ impl Core {
         if let Some((priority, location)) = from {
             self.note_dequeue(s, task_id, priority, location);
         }
-        let queue_wait = queued.since.elapsed();
+        let queue_wait = s.elapsed_since(queued.since);
         let attempt = queued.task.attempt() + 1;
         self.bus.emit(TaskAssigned {
             task_id,

@@ -4,6 +4,7 @@ use std::time::Duration;
 use swarm_agents::{Agent, ExecuteError, RetryPolicy, TaskOutput};
 use swarm_core::{AgentId, Task};
 
+use super::{GlobalQueueProbe, Queued};
 use crate::{Swarm, TaskOutcome};
 
 /// Fails kind "fail" (retryable), completes the rest.
@@ -105,4 +106,14 @@ async fn a_closed_inbox_removes_the_agent_instead_of_re_offering_it() {
     );
     assert_eq!(core.pool.counts().active(), 1, "it was not replaced");
     swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_queue_entry_is_the_task_and_two_words() {
+    // The queues hold one per waiting task (the memory scenario's budget is
+    // per queued task): the task's 64 bytes, `since` and `order`.
+    assert_eq!(std::mem::size_of::<Task>(), 64);
+    assert_eq!(std::mem::size_of::<Queued>(), 80);
+    assert_eq!(GlobalQueueProbe::entry_size(), 80);
 }

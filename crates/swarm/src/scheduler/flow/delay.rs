@@ -208,7 +208,7 @@ impl Core {
             s.delays.due_of.remove(&queued.task.id());
             s.delays.retries.remove(&queued.task.id());
             // Its queue wait starts now: the delay (or back-off) was asked for.
-            queued.since = now;
+            queued.since = s.stamp(now);
             // As if submitted now: affinity and prefetch still apply.
             self.enqueue_new(&mut s, queued);
         }

@@ -259,6 +259,10 @@ struct Timer {
 pub(crate) struct Limits {
     rules: Vec<Rule>,
     parked_at: IdMap<TaskId, ParkedAt>,
+    /// The rule that released each of these tasks from its parked list and
+    /// holds capacity for it until it starts. Kept here rather than in every
+    /// `Queued` (8 bytes each) because at most the released few are in it.
+    promised_to: IdMap<TaskId, usize>,
     timer: Option<Timer>,
     generation: u64,
 }
@@ -291,6 +295,7 @@ impl Limits {
     fn refusing(&self, queued: &Queued, queue_order: bool) -> Option<usize> {
         let place = place_of(queued);
         let mut now = None;
+        let mut promise = None;
         self.applying(&queued.task).find_map(|(i, rule)| {
             let now = *now.get_or_insert_with(Instant::now);
             let key = rule.key_of(&queued.task);
@@ -301,7 +306,9 @@ impl Limits {
                 return Some(i);
             }
             let need = rule.need(&queued.task);
-            let own = if queued.promise == Some(i) { need } else { 0 };
+            let promise =
+                *promise.get_or_insert_with(|| self.promised_to.get(&queued.task.id()).copied());
+            let own = if promise == Some(i) { need } else { 0 };
             (!rule.fits(budget, need, own, now)).then_some(i)
         })
     }
@@ -318,6 +325,7 @@ impl Limits {
             rule.keys.clear();
         }
         self.parked_at.clear();
+        self.promised_to.clear();
     }
 }
 
@@ -373,9 +381,9 @@ impl Core {
 
     /// Holds `queued` in `rule`'s list, outside every queue, until the rule
     /// can admit it.
-    pub(in crate::scheduler) fn park(&self, s: &mut Sched, rule: usize, mut queued: Queued) {
+    pub(in crate::scheduler) fn park(&self, s: &mut Sched, rule: usize, queued: Queued) {
         let now = Instant::now();
-        self.drop_promise(s, &mut queued);
+        self.drop_promise(s, &queued);
         let limits = &mut s.limits;
         let task_id = queued.task.id();
         let place = place_of(&queued);
@@ -395,8 +403,11 @@ impl Core {
 
     /// Forgets what a task leaving the queues without starting was promised
     /// (parked again, cancelled): the next parked task may have it.
-    pub(in crate::scheduler) fn drop_promise(&self, s: &mut Sched, queued: &mut Queued) {
-        let Some(i) = queued.promise.take() else {
+    pub(in crate::scheduler) fn drop_promise(&self, s: &mut Sched, queued: &Queued) {
+        if s.limits.promised_to.is_empty() {
+            return;
+        }
+        let Some(i) = s.limits.promised_to.remove(&queued.task.id()) else {
             return;
         };
         let now = Instant::now();
@@ -431,6 +442,11 @@ impl Core {
             return held;
         }
         let task = &queued.task;
+        // Starting spends the promise, if it had one.
+        let promise = match s.limits.promised_to.is_empty() {
+            true => None,
+            false => s.limits.promised_to.remove(&task.id()),
+        };
         if s.limits.applying(task).next().is_none() {
             return held;
         }
@@ -445,7 +461,7 @@ impl Core {
             rule.refill(key, now);
             let concurrency = matches!(rule.bound, Bound::Concurrency(_));
             let budget = rule.budget_mut(key, now);
-            if queued.promise == Some(i) {
+            if promise == Some(i) {
                 budget.promised = budget.promised.saturating_sub(need);
                 kept_promise = true;
             }
@@ -524,11 +540,11 @@ impl Core {
                 waited: now.saturating_duration_since(parked.since),
             });
             // Every other limit still has its say.
-            let Some(mut queued) = self.hold_if_limited(s, queued) else {
+            let Some(queued) = self.hold_if_limited(s, queued) else {
                 continue;
             };
             s.limits.rules[i].budget_mut(key, now).promised += need;
-            queued.promise = Some(i);
+            s.limits.promised_to.insert(queued.task.id(), i);
             core.place_admitted(s, queued);
         }
         s.limits.rules[i].forget_idle_keys(now);

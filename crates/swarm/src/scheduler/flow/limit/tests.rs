@@ -57,20 +57,18 @@ fn the_head_is_due_when_its_cost_has_refilled_never_earlier() {
     );
     let mut budget = r.fresh_budget(t0);
     budget.level = 0;
-    let mut queued_task = Queued {
+    let queued_task = Queued {
         task: task(2, "a"),
-        since: t0,
+        since: Stamp(0),
         order: 0,
-        promise: None,
     };
     budget.parked.insert(
         place_of(&queued_task),
         Parked {
             queued: Queued {
                 task: queued_task.task.clone(),
-                since: t0,
+                since: Stamp(0),
                 order: 0,
-                promise: None,
             },
             since: t0,
         },
@@ -95,7 +93,6 @@ fn the_head_is_due_when_its_cost_has_refilled_never_earlier() {
     budget.promised = r.need(&task(2, "a"));
     assert_eq!(r.head_due(&budget, t0), None);
     // What is promised to the task itself is its own.
-    queued_task.promise = Some(0);
     assert!(r.fits(
         &budget,
         r.need(&queued_task.task),
@@ -119,9 +116,8 @@ fn a_concurrency_budget_starts_empty_and_has_no_due_time() {
         Parked {
             queued: Queued {
                 task: t,
-                since: t0,
+                since: Stamp(0),
                 order: 0,
-                promise: None,
             },
             since: t0,
         },
