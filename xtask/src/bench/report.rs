@@ -120,8 +120,8 @@ const AIMS: &[Aim] = &[
     Aim {
         scenario: "memory",
         key: "bytes_per_queued_task",
-        text: "<= 128",
-        met: |v, _| v <= 128.0,
+        text: "<= 96",
+        met: |v, _| v <= 96.0,
     },
     Aim {
         scenario: "distributed",
