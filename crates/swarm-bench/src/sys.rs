@@ -160,7 +160,11 @@ pub(crate) fn listener_pid(port: u16) -> Option<u32> {
     }
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -201,10 +205,7 @@ mod proc_tests {
     #[test]
     fn cpu_is_read_after_a_command_name_with_spaces_and_parentheses() {
         let stat = "4242 (nats (srv) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 9 0 1000 1 1";
-        assert_eq!(
-            parse_stat_cpu(stat, 100),
-            Some(Duration::from_millis(4000))
-        );
+        assert_eq!(parse_stat_cpu(stat, 100), Some(Duration::from_millis(4000)));
     }
 
     #[test]

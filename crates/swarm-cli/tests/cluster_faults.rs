@@ -552,7 +552,10 @@ impl Run {
         if let Some(stall) = stall {
             report.violations.insert(0, format!("STUCK: {stall}"));
         }
-        eprintln!("checker [{nemesis}] ({}): {report}", self.cluster.durability());
+        eprintln!(
+            "checker [{nemesis}] ({}): {report}",
+            self.cluster.durability()
+        );
         let _ = self.rt.block_on(self.log.close());
         report
     }

@@ -390,7 +390,10 @@ mod tests {
     #[test]
     fn the_port_comes_from_the_first_url_of_a_list() {
         assert_eq!(server_port("nats://127.0.0.1:4222"), Some(4222));
-        assert_eq!(server_port("nats://u:p@host:5000,nats://b:6000"), Some(5000));
+        assert_eq!(
+            server_port("nats://u:p@host:5000,nats://b:6000"),
+            Some(5000)
+        );
         assert_eq!(server_port("localhost"), Some(4222));
         assert_eq!(server_port("nats://[::1]:4333"), Some(4333));
     }

@@ -95,7 +95,10 @@ mod tests {
 
     #[test]
     fn versions_are_read_and_compared() {
-        assert_eq!(parse_version("nats-server: v2.15.1\n").as_deref(), Some("v2.15.1"));
+        assert_eq!(
+            parse_version("nats-server: v2.15.1\n").as_deref(),
+            Some("v2.15.1")
+        );
         assert_eq!(parse_version("nothing here"), None);
         assert!(version_at_least("v2.10.0", (2, 10)));
         assert!(version_at_least("v2.15.1", (2, 10)));
