@@ -86,9 +86,27 @@ fn cluster_harness_kills_restarts_isolates_and_heals() {
     append(&connect(leader_now));
     cluster.heal(follower).unwrap();
     cluster.wait_healthy().unwrap();
-    // The healed follower serves the whole log.
+    // The healed follower serves the whole log, once the cluster settled:
+    // right after a heal the isolated server's higher term forces an
+    // election, and until a leader is back a stream info may be answered
+    // from the healed server's own, older state (seen once on 2.15.1: 2 of
+    // 3). What is promised is that it catches up, so wait for it (bounded).
     let healed = connect(follower);
-    assert_eq!(rt.block_on(healed.last_seq()).unwrap(), 3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let last = rt.block_on(healed.last_seq());
+        let caught_up = matches!(last, Ok(3));
+        seen.push(format!("{last:?}"));
+        if caught_up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the healed follower never served the whole log: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for store in [first, other, healed] {
         let _ = rt.block_on(store.close());
     }
