@@ -132,7 +132,16 @@ fn the_json_form_is_the_flat_record_in_its_historical_order() {
         serde_json::from_str::<Task>(EVERY_FIELD_JSON).unwrap(),
         task
     );
-    let plain = Task::from_parts(TaskParts {
+    let plain = Task::from_parts(no_option_parts());
+    assert_eq!(
+        serde_json::to_string(&plain).unwrap(),
+        r#"{"id":7,"priority":"high","kind":"k","payload":"p","attempt":2,"created_at":5}"#
+    );
+}
+
+/// [`every_field_set_parts`] with every option at its default.
+fn no_option_parts() -> TaskParts {
+    TaskParts {
         affinity: None,
         pinned: false,
         timeout: None,
@@ -141,11 +150,7 @@ fn the_json_form_is_the_flat_record_in_its_historical_order() {
         cost: DEFAULT_COST,
         not_before: None,
         ..every_field_set_parts()
-    });
-    assert_eq!(
-        serde_json::to_string(&plain).unwrap(),
-        r#"{"id":7,"priority":"high","kind":"k","payload":"p","attempt":2,"created_at":5}"#
-    );
+    }
 }
 
 fn every_field_set_parts() -> TaskParts {
@@ -168,16 +173,7 @@ fn every_field_set_parts() -> TaskParts {
 
 #[test]
 fn each_option_alone_reads_back_and_defaults_compare_equal_however_written() {
-    let base = TaskParts {
-        affinity: None,
-        pinned: false,
-        timeout: None,
-        max_attempts: None,
-        key: None,
-        cost: DEFAULT_COST,
-        not_before: None,
-        ..every_field_set_parts()
-    };
+    let base = no_option_parts();
     let full = every_field_set_parts();
     let singles = [
         TaskParts {
