@@ -3,7 +3,7 @@
 //! The parts: folding events in and retiring finished tasks (`apply`),
 //! the snapshot codec (`snapshot`), and replay from a store (`replay`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,9 +14,9 @@ mod apply;
 mod id_hash;
 mod replay;
 mod snapshot;
+mod task_map;
 
-/// The live tasks and the retention window, by id.
-type TaskMap = HashMap<TaskId, TaskRecord, id_hash::IdHashBuilder>;
+use task_map::TaskMap;
 
 /// Where a task stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -83,7 +83,7 @@ pub(crate) fn save(dir: &Path, snapshot: &Snapshot, keep: usize) -> Result<()> {
 }
 
 fn read_valid(path: &Path, seq: u64) -> Result<Option<Snapshot>, String> {
-    let data = fs::read(path).map_err(|e| e.to_string())?;
+    let mut data = fs::read(path).map_err(|e| e.to_string())?;
     if data.len() < HEADER_LEN || data[0..8] != MAGIC {
         return Err("not a snapshot file".into());
     }
@@ -104,10 +104,9 @@ fn read_valid(path: &Path, seq: u64) -> Result<Option<Snapshot>, String> {
     if crc32c::crc32c(body) != u32_at(&data, 28) {
         return Err("snapshot checksum mismatch".into());
     }
-    Ok(Some(Snapshot {
-        seq,
-        data: body.to_vec(),
-    }))
+    // The header goes in place: no second buffer of the snapshot's size.
+    data.drain(..HEADER_LEN);
+    Ok(Some(Snapshot { seq, data }))
 }
 
 /// The newest valid snapshot at or before `at_or_before`; damaged ones are
