@@ -114,6 +114,7 @@ pub struct SwarmBuilder {
     pub(crate) aging: Option<AgingPolicy>,
     pub(crate) fair_share: bool,
     pub(crate) key_weights: Vec<(Arc<str>, u32)>,
+    pub(crate) fair_share_quantum: u32,
     pub(crate) max_payload: usize,
     pub(crate) queue_bound: Option<usize>,
     pub(crate) backlog_threshold: usize,
@@ -160,6 +161,7 @@ impl Default for SwarmBuilder {
             aging: None,
             fair_share: false,
             key_weights: Vec::new(),
+            fair_share_quantum: 1,
             max_payload: DEFAULT_MAX_PAYLOAD,
             queue_bound: None,
             backlog_threshold: 50,
@@ -342,6 +344,21 @@ impl SwarmBuilder {
     /// 0 is refused by [`build`](Self::build).
     pub fn key_weight(mut self, key: impl Into<Arc<str>>, weight: u32) -> Self {
         self.key_weights.push((key.into(), weight));
+        self
+    }
+
+    /// The cost units a key of weight 1 may start per turn under
+    /// [`fair_share`](Self::fair_share) (default 1; a key of weight `w` earns
+    /// `units × w`). A larger quantum lets a backlogged key start longer runs
+    /// of its tasks before the next key's turn: fewer switches between keys,
+    /// at the price of a looser bound: within a level, between two starts of a
+    /// backlogged key at most (active keys − 1) × quantum × max weight cost
+    /// units of other keys start (plus one task's cost when costs exceed the
+    /// quantum). Set it near the typical task [`cost`](swarm_core::TaskBuilder::cost)
+    /// when costs are large (tokens), so one turn starts about one task. A
+    /// quantum of 0 is refused by [`build`](Self::build).
+    pub fn fair_share_quantum(mut self, units: u32) -> Self {
+        self.fair_share_quantum = units;
         self
     }
 
@@ -580,6 +597,11 @@ impl SwarmBuilder {
                 "key_weight({key:?}, 0): a weight must be at least 1"
             )));
         }
+        if self.fair_share_quantum == 0 {
+            return Err(BuildError::Config(
+                "fair_share_quantum(0): a key must earn at least 1 cost unit a turn".into(),
+            ));
+        }
         if !self.fair_share {
             return Ok(());
         }
@@ -599,16 +621,17 @@ impl SwarmBuilder {
         Ok(())
     }
 
-    /// The fair-share discipline: quantum 1, the weights set.
+    /// The fair-share discipline: the quantum and the weights set.
     pub(crate) fn fair_share_discipline(&self) -> swarm_queue::FairShare {
-        self.key_weights
-            .iter()
-            .fold(swarm_queue::FairShare::default(), |share, (key, weight)| {
-                match std::num::NonZeroU32::new(*weight) {
-                    Some(weight) => share.weight(&**key, weight),
-                    None => share,
-                }
-            })
+        let quantum =
+            std::num::NonZeroU32::new(self.fair_share_quantum).unwrap_or(std::num::NonZeroU32::MIN);
+        self.key_weights.iter().fold(
+            swarm_queue::FairShare::new(quantum),
+            |share, (key, weight)| match std::num::NonZeroU32::new(*weight) {
+                Some(weight) => share.weight(&**key, weight),
+                None => share,
+            },
+        )
     }
 }
 

@@ -162,6 +162,61 @@ async fn weights_give_a_key_a_proportional_share_of_the_starts() {
     swarm.shutdown(Duration::from_secs(1)).await.unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_quantum_sets_how_many_units_a_key_starts_per_turn() {
+    for quantum in [1usize, 3] {
+        let log = KeyLog::default();
+        let agent = log.clone();
+        // One agent: the start order is the fair queue's pop order.
+        let swarm = Swarm::builder()
+            .agents(1)
+            .max_agents(1)
+            .autoscale(false)
+            .fair_share(true)
+            .fair_share_quantum(quantum as u32)
+            .agent_factory(move |_| agent.clone())
+            .build()
+            .await
+            .unwrap();
+        swarm.pause().await.unwrap();
+        let mut handles = Vec::new();
+        for key in ["a", "b"] {
+            for _ in 0..12 {
+                handles.push(swarm.submit(keyed(key)).await.unwrap());
+            }
+        }
+        swarm.resume().await.unwrap();
+        for handle in handles {
+            handle.await;
+        }
+        let keys: Vec<String> = log.starts.lock().iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys.len(), 24);
+        // Runs of one key, each `quantum` long while both are backlogged.
+        let mut runs = Vec::new();
+        for key in &keys {
+            match runs.last_mut() {
+                Some((k, n)) if k == key => *n += 1,
+                _ => runs.push((key.clone(), 1usize)),
+            }
+        }
+        assert!(
+            runs.iter().all(|(_, n)| *n == quantum),
+            "quantum {quantum}: runs {runs:?}"
+        );
+        swarm.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+    let err = Swarm::builder()
+        .fair_share(true)
+        .fair_share_quantum(0)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BuildError::Config(m) if m.contains("fair_share_quantum(0)")),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn a_zero_weight_and_fair_share_in_polling_mode_are_refused() {
     let err = Swarm::builder()
