@@ -37,8 +37,11 @@ impl From<BuildError> for CliError {
     fn from(e: BuildError) -> Self {
         match e {
             BuildError::Store(e) => CliError::Store(e),
-            // A bad configuration or a --metrics address that cannot be served.
-            BuildError::Config(_) | BuildError::Metrics(_) => CliError::BadInput(e.to_string()),
+            // A bad configuration, a limit that cannot hold, or a --metrics
+            // address that cannot be served.
+            BuildError::Config(_) | BuildError::Limit(_) | BuildError::Metrics(_) => {
+                CliError::BadInput(e.to_string())
+            }
             other => CliError::Runtime(other.to_string()),
         }
     }
@@ -46,7 +49,12 @@ impl From<BuildError> for CliError {
 
 impl From<SubmitError> for CliError {
     fn from(e: SubmitError) -> Self {
-        CliError::Runtime(e.to_string())
+        match e.reason() {
+            // A job whose cost no --rate-limit bucket can hold: bad input,
+            // and (a batch is all or nothing) nothing was submitted.
+            SubmitError::ExceedsLimit { .. } => CliError::BadInput(e.to_string()),
+            _ => CliError::Runtime(e.to_string()),
+        }
     }
 }
 

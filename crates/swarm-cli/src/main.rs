@@ -23,6 +23,7 @@ mod demo;
 mod demo_nats;
 mod dist;
 mod error;
+mod flow;
 mod inspect;
 mod jobs;
 mod output;
@@ -330,6 +331,8 @@ pub(crate) struct RunArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) dashboard: dashboard::DashboardArgs,
+    #[command(flatten)]
+    pub(crate) flow: flow::FlowArgs,
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +352,8 @@ pub(crate) struct ServeArgs {
     /// Also serve Prometheus metrics on this address, apart from the dashboard's /metrics.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) flow: flow::FlowArgs,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use swarm::event::{TaskCancelled, TaskCompleted, TaskDeadLettered};
-use swarm::{EventBus, Retention, Swarm, SystemState, TaskId, TaskStatus};
+use swarm::{EventBus, Retention, SubmitError, Swarm, SystemState, TaskId, TaskStatus};
 use tokio::sync::Notify;
 
 use crate::RunArgs;
@@ -93,7 +93,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     if let Some(addr) = args.metrics {
         builder = builder.metrics(addr);
     }
-    let swarm = builder.build().await?;
+    let swarm = args.flow.apply(builder).build().await?;
     if let Some(addr) = swarm.metrics_addr() {
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
     }
@@ -167,7 +167,24 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     let submitted = to_submit.len();
     if !to_submit.is_empty() {
         // One durable write for the whole file.
-        let handles = swarm.submit_batch(to_submit).await?;
+        let handles = swarm
+            .submit_batch(to_submit)
+            .await
+            .map_err(|e| match e.reason() {
+                // Name the job, not its task id.
+                SubmitError::ExceedsLimit {
+                    task,
+                    limit,
+                    capacity,
+                } => CliError::BadInput(format!(
+                    "job {:?} costs {} units, over the {capacity} that {limit} holds: it could never start; raise that rate's burst or lower the job's cost (nothing was run)",
+                    task.payload()
+                        .to_json::<JobPayload>()
+                        .map_or_else(|_| task.id().to_string(), |p| p.id),
+                    task.cost(),
+                )),
+                _ => CliError::from(e),
+            })?;
         // Outcomes are collected from the bus.
         drop(handles);
     }

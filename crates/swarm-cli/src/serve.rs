@@ -44,7 +44,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     if let Some(addr) = args.metrics {
         builder = builder.metrics(addr);
     }
-    let swarm = builder.build().await?;
+    let swarm = args.flow.apply(builder).build().await?;
     let recovered = swarm.stats().recovered;
     if recovered > 0 {
         tracing::info!(recovered, "resuming jobs left unfinished in the store");
