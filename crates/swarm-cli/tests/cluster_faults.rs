@@ -603,10 +603,18 @@ impl Run {
                     .unwrap()
                     .map(|s| s.seq);
                 let replayed = SystemState::replay(&store).await.unwrap();
+                // Read once more: a replay that differs from the fold may
+                // have read a log that changed under it.
+                let mut reread = Vec::new();
+                let mut read = store.read(1);
+                while let Some(item) = read.next().await {
+                    reread.push(item.unwrap_or_else(|e| panic!("reading the log again: {e}")));
+                }
                 let _ = store.close().await;
                 reads.push(ServerRead {
                     last_seq,
                     events: all,
+                    reread,
                     folded,
                     replayed,
                     snapshot_seq,
@@ -770,6 +778,8 @@ impl Drop for Run {
 struct ServerRead {
     last_seq: u64,
     events: Vec<swarm::StoredEvent>,
+    /// The log read again through the same server, after the replay.
+    reread: Vec<swarm::StoredEvent>,
     /// The state folded from `events`, from nothing.
     folded: SystemState,
     /// What `SystemState::replay` gives: newest snapshot, then the tail.
@@ -786,10 +796,7 @@ fn compare_reads(reads: &[ServerRead]) -> Vec<String> {
     let mut violations = Vec::new();
     let base = &reads[0];
     for (i, r) in reads.iter().enumerate().skip(1) {
-        if let Some(k) = (0..base.events.len().max(r.events.len())).find(|&k| {
-            base.events.get(k).map(|e| (e.seq, &e.event))
-                != r.events.get(k).map(|e| (e.seq, &e.event))
-        }) {
+        if let Some(k) = first_difference(&base.events, &r.events) {
             violations.push(format!(
                 "the log through server {i} differs from server 0's at event {k}: {:?} against {:?}",
                 r.events.get(k).map(|e| (e.seq, e.event.name())),
@@ -798,7 +805,15 @@ fn compare_reads(reads: &[ServerRead]) -> Vec<String> {
         }
     }
     for (i, r) in reads.iter().enumerate() {
-        if r.replayed != r.folded {
+        if let Some(k) = first_difference(&r.events, &r.reread) {
+            // Acknowledged history rewritten under a reader: a durability
+            // violation of the stream, not of the snapshot path.
+            violations.push(format!(
+                "the log through server {i} changed between two reads at event {k}: {:?}, then {:?}",
+                r.events.get(k).map(|e| (e.seq, e.event.name(), task_of(&e.event))),
+                r.reread.get(k).map(|e| (e.seq, e.event.name(), task_of(&e.event))),
+            ));
+        } else if r.replayed != r.folded {
             violations.push(format!(
                 "through server {i} the replay from the snapshot at {:?} differs from the log folded from the start: {}",
                 r.snapshot_seq,
@@ -826,6 +841,12 @@ fn compare_reads(reads: &[ServerRead]) -> Vec<String> {
         ));
     }
     violations
+}
+
+/// The index of the first event two reads of a log disagree on.
+fn first_difference(a: &[swarm::StoredEvent], b: &[swarm::StoredEvent]) -> Option<usize> {
+    (0..a.len().max(b.len()))
+        .find(|&k| a.get(k).map(|e| (e.seq, &e.event)) != b.get(k).map(|e| (e.seq, &e.event)))
 }
 
 /// Where two states differ, briefly: the position, the counters, or the
