@@ -107,6 +107,12 @@ const AIMS: &[Aim] = &[
     },
     Aim {
         scenario: "store",
+        key: "fsync_ratio",
+        text: ">= 0.8 (of the disk's own bound, same run)",
+        met: |v, _| v >= 0.8,
+    },
+    Aim {
+        scenario: "store",
         key: "replay_events_per_sec",
         text: ">= 2 M/s",
         met: |v, _| v >= 2e6,

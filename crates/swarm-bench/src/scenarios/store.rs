@@ -47,6 +47,13 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     let memory = memory_appends(memory_events, &template).await?;
     let (fsync_rate, fsync_total, hist) =
         fsync_appends(&dir.path().join("fsync"), fsync_for, &template).await?;
+    let sync = fdatasync_times(
+        &dir.path().join("fdatasync"),
+        if quick { 200 } else { 1000 },
+    )?;
+    // 64 appenders, each waiting for its own append to be on disk: at most
+    // 64 appends per flush, whatever the batching.
+    let fsync_limit = APPENDERS as f64 / sync.median_s;
     let (write_s, replay_s, snapshot_ms, snapshot_bytes, tasks) =
         replay(&dir.path().join("replay"), replay_events).await?;
     let live = replay_live(&dir.path().join("live"), if quick { 3 } else { 7 }).await?;
@@ -54,6 +61,8 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
     let values = json!({
         "memory_appends_per_sec": r3(memory),
         "file_fsync_appends_per_sec": r3(fsync_rate),
+        "fsync_limit_appends_per_sec": r3(fsync_limit),
+        "fsync_ratio": r3(fsync_rate / fsync_limit),
         "file_append_p99_us": r3(hist.value_at_quantile(0.99) as f64 / 1e3),
         "replay_events_per_sec": r3((tasks * 3) as f64 / replay_s),
         "replay_from_snapshot_ms": r3(live.median_ms),
@@ -69,6 +78,10 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         "fsync_appends": fsync_total,
         "file_append_p50_us": r3(hist.value_at_quantile(0.5) as f64 / 1e3),
         "file_append_max_us": r3(hist.max() as f64 / 1e3),
+        "fdatasync_p50_us": r3(sync.median_s * 1e6),
+        "fdatasync_p99_us": r3(sync.p99_s * 1e6),
+        "fdatasync_samples": sync.samples,
+        "fsync_limit": "the disk's own bound for the 64 single-event appenders: 64 / the median time of one fdatasync after a 4 KiB append to a file in the same directory, measured in this run; fsync_ratio is file_fsync_appends_per_sec over it",
         "file_dir": dir.path().display().to_string(),
         "replay_events": tasks * 3,
         "replay_tasks": tasks,
@@ -90,6 +103,44 @@ pub(crate) async fn run(options: &Options) -> Result<Outcome> {
         values,
         details,
         series: serde_json::Map::new(),
+    })
+}
+
+/// How long one `fdatasync` takes here.
+struct SyncTimes {
+    median_s: f64,
+    p99_s: f64,
+    samples: usize,
+}
+
+/// Appends 4 KiB (about one group commit of 64 events) to a file in `dir` and
+/// `fdatasync`s it, `n` times: the disk's own time per flush, which bounds
+/// appenders that each wait for their append to be on disk.
+fn fdatasync_times(dir: &std::path::Path, n: usize) -> Result<SyncTimes> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("probe");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let block = [0x5au8; 4096];
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        file.write_all(&block)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let started = Instant::now();
+        file.sync_data()
+            .map_err(|e| format!("fdatasync {}: {e}", path.display()))?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Ok(SyncTimes {
+        median_s: at(0.5).max(1e-9),
+        p99_s: at(0.99),
+        samples: times.len(),
     })
 }
 
