@@ -588,11 +588,7 @@ impl Run {
                     .await
                     .unwrap_or_else(|e| panic!("the log through {url}: {e}"));
                 let last_seq = store.last_seq().await.unwrap();
-                let mut all = Vec::new();
-                let mut read = store.read(1);
-                while let Some(item) = read.next().await {
-                    all.push(item.unwrap_or_else(|e| panic!("reading the log: {e}")));
-                }
+                let all = read_whole_log(&store).await;
                 let mut folded = SystemState::new();
                 for e in &all {
                     folded.apply(e);
@@ -605,11 +601,7 @@ impl Run {
                 let replayed = SystemState::replay(&store).await.unwrap();
                 // Read once more: a replay that differs from the fold may
                 // have read a log that changed under it.
-                let mut reread = Vec::new();
-                let mut read = store.read(1);
-                while let Some(item) = read.next().await {
-                    reread.push(item.unwrap_or_else(|e| panic!("reading the log again: {e}")));
-                }
+                let reread = read_whole_log(&store).await;
                 let _ = store.close().await;
                 reads.push(ServerRead {
                     last_seq,
@@ -772,6 +764,16 @@ impl Drop for Run {
             task.abort();
         }
     }
+}
+
+/// Every event of the log, from sequence 1.
+async fn read_whole_log(store: &NatsStore) -> Vec<swarm::StoredEvent> {
+    let mut all = Vec::new();
+    let mut read = store.read(1);
+    while let Some(item) = read.next().await {
+        all.push(item.unwrap_or_else(|e| panic!("reading the log: {e}")));
+    }
+    all
 }
 
 /// What the checker read through one server.

@@ -52,14 +52,20 @@ fn times(log: &Path) -> (Vec<u64>, Vec<u64>) {
 }
 
 fn run_jobs(dir: &Path, jobs: &Path, flags: &[&str]) -> std::process::Output {
+    run_jobs_on(dir, jobs, 4, flags)
+}
+
+/// `swarm run` of `jobs` with `agents` agents, its store in `dir`.
+fn run_jobs_on(dir: &Path, jobs: &Path, agents: u32, flags: &[&str]) -> std::process::Output {
     let store = dir.join("store");
+    let agents = agents.to_string();
     let mut args = vec![
         "run",
         jobs.to_str().unwrap(),
         "--store",
         store.to_str().unwrap(),
         "--agents",
-        "4",
+        &agents,
         "--json",
     ];
     args.extend_from_slice(flags);
@@ -186,20 +192,12 @@ fn fair_share_interleaves_two_keys_of_one_file() {
             .collect();
         let jobs = tmp.path().join("jobs.jsonl");
         write_jobs(&jobs, &lines);
-        let store = tmp.path().join("store");
-        let mut args = vec![
-            "run",
-            jobs.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--agents",
-            "1",
-            "--json",
-        ];
-        if fair {
-            args.extend(["--fair-share", "--key-weight", "b=2"]);
-        }
-        let out = run(&args);
+        let flags: &[&str] = if fair {
+            &["--fair-share", "--key-weight", "b=2"]
+        } else {
+            &[]
+        };
+        let out = run_jobs_on(tmp.path(), &jobs, 1, flags);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let order: String = std::fs::read_to_string(&log)
             .unwrap()

@@ -200,8 +200,7 @@ fn decode_tasks_in_two<'a>(
         let mut head_ids = Vec::with_capacity(head_n);
         let walked = (|| -> Option<(usize, Vec<TaskRecord>)> {
             for slot in 0..head_n {
-                let id = TaskId::from_u64(r.clone().u64_le("a task id").ok()?);
-                skip_record(&mut r).ok()?;
+                let id = skip_record(&mut r).ok()?;
                 index
                     .insert(id, u32::try_from(slot).ok()?)
                     .is_none()
@@ -236,9 +235,9 @@ fn decode_tasks_in_two<'a>(
 }
 
 /// Moves past one task record without building it (the lengths and flags
-/// of [`decode_record`], nothing checked beyond them).
-fn skip_record(r: &mut Reader<'_>) -> Read<()> {
-    r.skip(8, "a task id")?;
+/// of [`decode_record`], nothing checked beyond them); returns its id.
+fn skip_record(r: &mut Reader<'_>) -> Read<TaskId> {
+    let id = TaskId::from_u64(r.u64_le("a task id")?);
     let flags = r.varint("a task's flags")?;
     let has = |bit| flags & bit != 0;
     r.skip(1, "a task's status")?;
@@ -285,7 +284,7 @@ fn skip_record(r: &mut Reader<'_>) -> Read<()> {
             r.skip(8, what)?;
         }
     }
-    Ok(())
+    Ok(id)
 }
 
 fn decode_record<'a>(
